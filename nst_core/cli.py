@@ -1,0 +1,322 @@
+"""The `nst` command: stylize files (locally or through the daemon), demo, status, plug-ins.
+
+Every user error (missing file, unreadable image, bad value, no daemon) is one line on stderr
+naming what was wrong, with exit status 2; Ctrl-C writes the image as far as it got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .imageio import ImageFileError
+from .params import PARAM_NAMES, ParamError, StyleParams, make_params
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """An error to print as one line, exit status 2."""
+
+
+def _size(text: str) -> int | str:
+    if text == "full":
+        return "full"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of pixels or 'full', got {text!r}") from None
+
+
+def _add_param_options(parser: argparse.ArgumentParser) -> None:
+    d = StyleParams()
+    parser.add_argument("--size", type=_size, default=d.size,
+                        help="long side of the last scale, or 'full' (default %(default)s)")
+    parser.add_argument("--iterations", type=int, default=d.iterations,
+                        help="iterations per scale (default %(default)s)")
+    parser.add_argument("--content-weight", type=float, default=d.content_weight,
+                        help="alpha (default %(default)s)")
+    parser.add_argument("--style-weight", type=float, default=d.style_weight,
+                        help="beta (default %(default)s)")
+    parser.add_argument("--tv-weight", type=float, default=d.tv_weight,
+                        help="total-variation weight (default %(default)s)")
+    parser.add_argument("--optimizer", default=d.optimizer, help="lbfgs or adam")
+    parser.add_argument("--learning-rate", type=float, default=d.learning_rate,
+                        help="Adam step size (default %(default)s)")
+    parser.add_argument("--init", default=d.init, help="content or noise")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--style-scale", type=float, default=d.style_scale)
+    parser.add_argument("--preserve-colors", action="store_true",
+                        help="luminance-only transfer: keep the content's colours")
+    parser.add_argument("--pooling", default=d.pooling, help="max or avg")
+    parser.add_argument("--tile-size", type=int, default=d.tile_size,
+                        help="scales larger than this are optimised in tiles (bounded memory)")
+    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
+    parser.add_argument("--weights", default="caffe",
+                        help="caffe (default, offline), torchvision, or a state-dict path")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="let --weights torchvision download once if not cached")
+    parser.add_argument("--save-every", type=int, default=0, metavar="N",
+                        help="also write the image every N iterations (OUT_iterNNNN.ext)")
+
+
+def _params(args: argparse.Namespace) -> Any:
+    values = {name: getattr(args, name) for name in PARAM_NAMES if hasattr(args, name)}
+    return make_params(values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nst", description="Neural style transfer for artists.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stylize", help="stylize CONTENT with one or more STYLE images")
+    s.add_argument("content")
+    s.add_argument("styles", nargs="+", metavar="style")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--style-weights", type=float, nargs="+", metavar="W",
+                   help="blend weight of each style image (default equal)")
+    s.add_argument("--daemon", nargs="?", const="tcp://127.0.0.1:5757", metavar="ENDPOINT",
+                   help="run the job on the warm daemon (default endpoint %(const)s)")
+    _add_param_options(s)
+
+    demo = sub.add_parser("demo", help="stylize the bundled photo with the bundled style")
+    demo.add_argument("-o", "--output", default="nst-demo.png")
+    _add_param_options(demo)
+    demo.set_defaults(size=256, iterations=100)
+
+    st = sub.add_parser("status", help="show the daemon's state")
+    st.add_argument("--endpoint", default="tcp://127.0.0.1:5757")
+    st.add_argument("--timeout", type=float, default=5.0)
+
+    for verb in ("install-plugin", "uninstall-plugin"):
+        p = sub.add_parser(verb, help=f"{verb.split('-')[0]} the GIMP or Krita plug-in")
+        p.add_argument("host", choices=("gimp", "krita"))
+        p.add_argument("--dest", help="the editor's plug-in folder (default: found)")
+        if verb == "install-plugin":
+            p.add_argument("--endpoint", default="tcp://127.0.0.1:5757")
+            p.add_argument("--transport", default="auto", choices=("auto", "zmq", "bridge"))
+
+    fw = sub.add_parser("fetch-weights", help="download torchvision's VGG-19 once (internet)")
+    fw.add_argument("which", choices=("torchvision",))
+    return parser
+
+
+class _Bar:
+    """tqdm progress bar fed by engine or daemon progress."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar: Any = None
+
+    def update(self, iteration: int, total: int, scale: int, scales: int, loss: dict[str, float],
+               eta_s: float) -> None:
+        if self.bar is None:
+            self.bar = self._tqdm(total=total, unit="it", dynamic_ncols=True,
+                                  bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, "
+                                             "{postfix}]")
+        self.bar.set_description(f"scale {scale}/{scales}", refresh=False)
+        self.bar.set_postfix_str(
+            f"left ~{eta_s:.0f}s, J={loss['total']:.3g} Jc={loss['content']:.3g} "
+            f"Js={loss['style']:.3g}", refresh=False)
+        self.bar.update(iteration - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _save_every_path(output: Path, iteration: int) -> Path:
+    return output.with_name(f"{output.stem}_iter{iteration:04d}{output.suffix}")
+
+
+def _stylize_local(content: Any, styles: list[tuple[Any, float]], params: Any,
+                   args: argparse.Namespace, output: Path) -> int:
+    from .engine import StylizeCancelled, load_model, stylize
+    from .imageio import write_image
+    from .vgg import WeightsError
+
+    try:
+        model = load_model(args.weights, params.device, params.pooling, args.allow_download)
+    except (WeightsError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    stop = threading.Event()
+    bar = _Bar()
+
+    def on_progress(p: Any) -> None:
+        bar.update(p.iteration, p.iterations, p.scale, p.scales,
+                   {"total": p.loss_total, "content": p.loss_content, "style": p.loss_style},
+                   p.eta_s)
+        if p.preview is not None:
+            write_image(_save_every_path(output, p.iteration), p.preview)
+
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        result = stylize(content, styles, params, on_progress, stop.is_set,
+                         preview_every=args.save_every, model=model)
+    except StylizeCancelled as cancelled:
+        bar.close()
+        if cancelled.partial is not None:
+            write_image(output, cancelled.partial)
+            print(f"interrupted: wrote the image as far as it got to {output}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    bar.close()
+    write_image(output, result)
+    print(f"wrote {output}")
+    return 0
+
+
+def _stylize_daemon(content: Any, styles: list[tuple[Any, float]], params: Any,
+                    args: argparse.Namespace, output: Path) -> int:
+    from nst_daemon.client import Client, DaemonError, DaemonUnavailable, JobCancelled
+
+    from . import layouts
+    from .imageio import write_image
+
+    stop = threading.Event()
+    bar = _Bar()
+    sent = {k: v for k, v in params.to_dict().items()
+            if k != "device" and v != StyleParams().to_dict()[k]}
+
+    def on_progress(h: dict[str, Any]) -> None:
+        bar.update(h["iteration"], h["iterations"], h["scale"], h["scales"], h["loss"],
+                   h["eta_s"])
+        if "preview_image" in h:
+            write_image(_save_every_path(output, h["iteration"]),
+                        layouts.to_array(*h["preview_image"]))
+
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        with Client(args.daemon, timeout_s=5.0, client_name="nst-cli") as client:
+            client.hello()
+            raw = [(layouts.from_array(a, 0), w) for a, w in styles]
+            desc, data = client.stylize_raw(layouts.from_array(content, 0), raw, sent,
+                                            on_progress=on_progress, should_cancel=stop.is_set,
+                                            preview_every=args.save_every)
+    except JobCancelled:
+        bar.close()
+        print("interrupted: the daemon cancelled the job; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (DaemonUnavailable, DaemonError) as exc:
+        bar.close()
+        raise UserError(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    bar.close()
+    write_image(output, layouts.to_array(desc, data))
+    print(f"wrote {output}")
+    return 0
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from .imageio import read_image
+
+    output = Path(args.output)
+    if not output.parent.exists():
+        raise UserError(f"{output.parent}: output folder does not exist")
+    if args.style_weights is not None and len(args.style_weights) != len(args.styles):
+        raise UserError(f"--style-weights: {len(args.style_weights)} weights for "
+                        f"{len(args.styles)} style images")
+    weights = args.style_weights or [1.0] * len(args.styles)
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise UserError("--style-weights: weights must be >= 0 and not all 0")
+    params = _params(args)
+    try:
+        content = read_image(args.content)
+        styles = [(read_image(path), w) for path, w in zip(args.styles, weights, strict=True)]
+    except ImageFileError as exc:
+        raise UserError(str(exc)) from None
+    if args.daemon:
+        return _stylize_daemon(content, styles, params, args, output)
+    return _stylize_local(content, styles, params, args, output)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import default_content, swirls
+    from .imageio import write_image
+
+    output = Path(args.output)
+    if not output.parent.exists():
+        raise UserError(f"{output.parent}: output folder does not exist")
+    style_path = output.with_name(f"{output.stem}_style.png")
+    content_path = output.with_name(f"{output.stem}_content.png")
+    write_image(style_path, swirls())
+    write_image(content_path, default_content())
+    print(f"content {content_path}, style {style_path}")
+    args.content, args.styles, args.style_weights, args.daemon = (
+        str(content_path), [str(style_path)], None, None)
+    start = time.monotonic()
+    code = cmd_stylize(args)
+    print(f"demo took {time.monotonic() - start:.0f} s")
+    return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nst_daemon.client import Client, DaemonError, DaemonUnavailable
+
+    try:
+        with Client(args.endpoint, timeout_s=args.timeout, client_name="nst-cli") as client:
+            status = client.status()
+    except (DaemonUnavailable, DaemonError) as exc:
+        raise UserError(str(exc)) from None
+    for key, value in status.items():
+        if key not in ("type", "id"):
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_plugin(args: argparse.Namespace) -> int:
+    from nst_plugins import install
+
+    try:
+        if args.command == "install-plugin":
+            where = install.install(args.host, args.dest, args.endpoint, args.transport)
+            print(f"installed the {args.host} plug-in in {where}")
+        else:
+            removed = install.uninstall(args.host, args.dest)
+            print("removed " + (", ".join(map(str, removed)) if removed else "nothing"))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UserError(str(exc)) from None
+    return 0
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from .vgg import WeightsError, torchvision_weights_path
+
+    try:
+        print(torchvision_weights_path(download=True))
+    except (WeightsError, OSError) as exc:
+        raise UserError(f"fetch-weights: {exc}") from None
+    return 0
+
+
+COMMANDS = {"stylize": cmd_stylize, "demo": cmd_demo, "status": cmd_status,
+            "install-plugin": cmd_plugin, "uninstall-plugin": cmd_plugin,
+            "fetch-weights": cmd_fetch_weights}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UserError, ImageFileError) as exc:
+        print(f"nst: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ParamError as exc:
+        print(f"nst: error: --{exc.name.replace('_', '-')}: {str(exc).split(': ', 1)[1]}",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

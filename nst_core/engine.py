@@ -1,0 +1,457 @@
+"""The stylize loop: coarse to fine, L-BFGS or Adam on the pixels, tiles past a size bound.
+
+`stylize` takes and returns editor layers (H x W x C arrays, u8/u16/f32, grey or RGB, with or
+without alpha); alpha is set aside and handed back bit for bit. The costs are those of
+`nst_core.costs`; style Gram targets are computed once per (style, scale, settings) and may be
+shared across calls through a `StyleTargetCache` (the daemon keeps one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import costs, layouts
+from .params import StyleParams, make_params
+from .vgg import VGGFeatures, build
+
+ProgressFn = Callable[["Progress"], None]
+CancelFn = Callable[[], bool]
+#: Overlap between neighbouring tiles (pixels at the tiled scale), blended linearly.
+TILE_OVERLAP = 64
+
+
+class StylizeCancelled(Exception):
+    """The run was cancelled; `partial` holds the image as far as it got (content's layout)."""
+
+    def __init__(self, partial: np.ndarray | None = None) -> None:
+        super().__init__("stylize cancelled")
+        self.partial = partial
+
+
+@dataclass
+class StyleImage:
+    """A style image with its blend weight."""
+
+    pixels: np.ndarray
+    weight: float = 1.0
+
+
+@dataclass
+class Progress:
+    """One report per iteration (iteration counts run over all scales and tiles)."""
+
+    iteration: int
+    iterations: int
+    scale: int
+    scales: int
+    loss_total: float
+    loss_content: float
+    loss_style: float
+    elapsed_s: float
+    eta_s: float
+    preview: np.ndarray | None = None
+
+
+# --- devices and models --------------------------------------------------------------------
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an unavailable choice is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda was asked for but no CUDA GPU is available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device: mps was asked for but is not available")
+    return device
+
+
+_MODELS: dict[tuple[str, str, str], VGGFeatures] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(weights: str = "caffe", device: str = "auto", pooling: str = "max",
+               allow_download: bool = False) -> VGGFeatures:
+    """A warm VGG-19 for (weights, device, pooling), loaded once per process."""
+    dev = resolve_device(device)
+    key = (weights, str(dev), pooling)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            if dev.type == "cuda":
+                torch.backends.cudnn.benchmark = False
+                torch.backends.cudnn.deterministic = True  # same seed, same output
+            model = build(weights, pooling, dev, allow_download)
+            _MODELS[key] = model
+        return model
+
+
+class StyleTargetCache:
+    """Bounded LRU of style Gram targets, keyed by style pixels and what changes them."""
+
+    def __init__(self, max_bytes: int = 512 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _size(targets: dict[str, torch.Tensor]) -> int:
+        return sum(t.numel() * t.element_size() for t in targets.values())
+
+    def get(self, key: str) -> dict[str, torch.Tensor] | None:
+        with self._lock:
+            targets = self._items.get(key)
+            if targets is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return targets
+
+    def put(self, key: str, targets: dict[str, torch.Tensor]) -> None:
+        size = self._size(targets)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = targets
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= self._size(old)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# --- colour helpers ------------------------------------------------------------------------
+
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
+                            [0.595716, -0.274453, -0.321263],
+                            [0.211456, -0.522591, 0.311135]])
+
+
+def rgb_to_yiq(x: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", _RGB_TO_YIQ.to(x), x)
+
+
+def yiq_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB_TO_YIQ).to(x), x)
+
+
+def luminance_only(x: torch.Tensor, match: torch.Tensor | None = None) -> torch.Tensor:
+    """Grey (Y replicated to RGB); with `match`, Y is shifted/scaled to match's mean and std."""
+    y = rgb_to_yiq(x)[:, :1]
+    if match is not None:
+        ref = rgb_to_yiq(match)[:, :1]
+        y = (y - y.mean()) / (y.std() + 1e-8) * ref.std() + ref.mean()
+    return y.expand(-1, 3, -1, -1)
+
+
+# --- geometry ------------------------------------------------------------------------------
+
+def _fit(height: int, width: int, long_side: int) -> tuple[int, int]:
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def scale_sizes(height: int, width: int, size: int | str, min_scale: int) -> list[tuple[int, int]]:
+    """(h, w) of each scale, coarse to fine: halving from the final size down to min_scale."""
+    long_side = max(height, width)
+    final = long_side if size == "full" else min(int(size), long_side)
+    sides = [final]
+    while sides[-1] / 2 >= min_scale:
+        sides.append(round(sides[-1] / 2))
+    return [_fit(height, width, s) for s in reversed(sides)]
+
+
+def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == hw:
+        return x
+    down = hw[0] < x.shape[-2] or hw[1] < x.shape[-1]
+    return F.interpolate(x, size=hw, mode="bilinear" if down else "bicubic",
+                         align_corners=False, antialias=down)
+
+
+def tile_spans(length: int, tile: int, overlap: int = TILE_OVERLAP) -> list[tuple[int, int]]:
+    """Start/stop of overlapping tiles covering 0..length."""
+    if length <= tile:
+        return [(0, length)]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    step = (length - tile) / (count - 1)
+    return [(round(i * step), round(i * step) + tile) for i in range(count)]
+
+
+def _ramp(n: int, start: int, stop: int, length: int, overlap: int) -> torch.Tensor:
+    """1-D blend weights of a tile: linear ramps into the overlaps, 1 inside."""
+    w = torch.ones(n)
+    ramp = torch.linspace(0.0, 1.0, overlap + 2)[1:-1]
+    if start > 0:
+        w[:overlap] = ramp[: min(overlap, n)]
+    if stop < length:
+        w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0)[: min(overlap, n)])
+    return w
+
+
+# --- the run -------------------------------------------------------------------------------
+
+def _as_styles(styles: Sequence[Any]) -> list[StyleImage]:
+    out = []
+    for s in styles:
+        if isinstance(s, StyleImage):
+            out.append(s)
+        elif isinstance(s, tuple):
+            out.append(StyleImage(s[0], float(s[1])))
+        else:
+            out.append(StyleImage(s, 1.0))
+    if not out:
+        raise ValueError("styles: at least one style image is needed")
+    total = sum(s.weight for s in out)
+    if total <= 0 or any(s.weight < 0 for s in out):
+        raise ValueError("styles: blend weights must be >= 0 and not all 0")
+    return [StyleImage(s.pixels, s.weight / total) for s in out]
+
+
+def _check_image(arr: Any, what: str) -> np.ndarray:
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{what}: expected a numpy array, got {type(arr).__name__}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"{what}: expected H x W x C with C in 1..4, got shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{what}: empty image {arr.shape}")
+    layouts.wire_dtype(arr)  # raises for other dtypes
+    return arr
+
+
+def _to_tensor(rgb01: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb01.transpose(2, 0, 1)))[None].to(device)
+
+
+class _Run:
+    """State of one stylize call (targets, timing, progress bookkeeping)."""
+
+    def __init__(self, model: VGGFeatures, params: StyleParams, progress: ProgressFn | None,
+                 cancel: CancelFn | None, preview_every: int, cache: StyleTargetCache | None,
+                 total_iterations: int, scales: int, finish: Callable[[torch.Tensor], Any]):
+        self.model, self.p = model, params
+        self.progress, self.cancel = progress, cancel
+        self.preview_every, self.cache = preview_every, cache
+        self.total, self.scales = total_iterations, scales
+        self.finish = finish
+        self.done = 0
+        self.start = time.monotonic()
+        self.work_done = 0.0  # pixel-iterations done, for the time estimate
+        self.work_total = 0.0
+        self.style_layers = [name for name, _ in params.style_layers]
+        self.layer_weights = list(params.style_layers)
+
+    def style_targets(self, styles: list[StyleImage], hw: tuple[int, int],
+                      content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Blended Gram targets: sum_s w_s * G_s / (nH*nW) for each style layer."""
+        side = max(1, round(max(hw) * self.p.style_scale))
+        blended: dict[str, torch.Tensor] = {}
+        for style in styles:
+            rgb = layouts.split_alpha(style.pixels)[0]
+            key_src = hashlib.sha1(np.ascontiguousarray(rgb).tobytes())
+            key_src.update(repr((rgb.shape, str(rgb.dtype), side, self.style_layers,
+                                 self.model.weights_name, self.model.pooling,
+                                 str(self.model.device), self.p.preserve_colors)).encode())
+            if self.p.preserve_colors:
+                # Luminance-only transfer matches the style's luminance to the content's.
+                key_src.update(hashlib.sha1(content.cpu().numpy().tobytes()).digest())
+            key = key_src.hexdigest()
+            targets = self.cache.get(key) if self.cache is not None else None
+            if targets is None:
+                x = _to_tensor(layouts.to_unit_float(rgb), self.model.device)
+                x = resize(x, _fit(x.shape[-2], x.shape[-1], side))
+                if self.p.preserve_colors:
+                    x = luminance_only(x, match=content)
+                with torch.no_grad():
+                    feats = self.model(x, self.style_layers)
+                targets = {n: costs.style_target(a) for n, a in feats.items()}
+                if self.cache is not None:
+                    self.cache.put(key, targets)
+            for name, target in targets.items():
+                blended[name] = blended.get(name, 0) + style.weight * target
+        return blended
+
+    def costs(self, x: torch.Tensor, content_target: torch.Tensor,
+              style_targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        feats = self.model(x, [self.p.content_layer, *self.style_layers])
+        j_content = costs.content_cost(content_target, feats[self.p.content_layer])
+        j_style = sum(w * costs.layer_style_cost_from_target(style_targets[n], feats[n])
+                      for n, w in self.layer_weights)
+        j = costs.total_cost(j_content, j_style, self.p.content_weight, self.p.style_weight)
+        if self.p.tv_weight:
+            j = j + self.p.tv_weight * costs.tv_cost(x * 255.0)
+        return j, j_content, j_style
+
+    def optimise(self, x: torch.Tensor, content: torch.Tensor,
+                 style_targets: dict[str, torch.Tensor], scale: int,
+                 snapshot: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Run the optimiser on x (1, 3, h, w) for p.iterations, reporting each iteration."""
+        with torch.no_grad():
+            content_target = self.model(content, [self.p.content_layer])[self.p.content_layer]
+        x = x.detach().clone().requires_grad_(True)
+        if self.p.optimizer == "lbfgs":
+            opt: torch.optim.Optimizer = torch.optim.LBFGS(
+                [x], lr=1.0, max_iter=1, history_size=50, tolerance_grad=-1.0,
+                tolerance_change=-1.0)
+        else:
+            opt = torch.optim.Adam([x], lr=self.p.learning_rate)
+        pixels = x.shape[-1] * x.shape[-2]
+        last: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            j, jc, js = self.costs(x, content_target, style_targets)
+            j.backward()
+            last[:] = [j.detach(), jc.detach(), js.detach()]
+            return j
+
+        for _ in range(self.p.iterations):
+            if self.cancel is not None and self.cancel():
+                raise StylizeCancelled(self.finish(snapshot(x.detach())))
+            opt.step(closure)
+            if self.p.optimizer == "adam":
+                with torch.no_grad():
+                    x.clamp_(0.0, 1.0)
+            self.done += 1
+            self.work_done += pixels
+            self.report(scale, last, lambda: snapshot(x.detach()))
+        return x.detach()
+
+    def report(self, scale: int, last: list[torch.Tensor],
+               snapshot: Callable[[], torch.Tensor]) -> None:
+        if self.progress is None:
+            return
+        elapsed = time.monotonic() - self.start
+        rate = elapsed / self.work_done if self.work_done else 0.0
+        eta = max(0.0, (self.work_total - self.work_done) * rate)
+        preview = None
+        if self.preview_every and (self.done % self.preview_every == 0 or self.done == self.total):
+            preview = self.finish(snapshot())
+        j, jc, js = (float(v) for v in last)
+        self.progress(Progress(self.done, self.total, scale, self.scales, j, jc, js, elapsed,
+                               eta, preview))
+
+
+def stylize(content: np.ndarray, styles: Sequence[Any],
+            params: StyleParams | dict[str, Any] | None = None,
+            progress: ProgressFn | None = None, cancel: CancelFn | None = None, *,
+            preview_every: int = 0, model: VGGFeatures | None = None,
+            style_cache: StyleTargetCache | None = None) -> np.ndarray:
+    """Stylize `content` (H x W x C, u8/u16/f32) with `styles`; same shape and dtype back.
+
+    styles: arrays, (array, weight) pairs or StyleImage; blend weights are normalised to sum 1.
+    Raises StylizeCancelled (with the partial image) when cancel() turns true.
+    """
+    p = make_params(params)
+    content = _check_image(content, "content")
+    style_list = [StyleImage(_check_image(s.pixels, f"styles[{i}]"), s.weight)
+                  for i, s in enumerate(_as_styles(styles))]
+    model = model or load_model("caffe", p.device, p.pooling)
+    if model.pooling != p.pooling:
+        raise ValueError(f"pooling: the model uses {model.pooling} pooling, params ask "
+                         f"{p.pooling}")
+    device = model.device
+    height, width, channels = content.shape
+    dtype = layouts.wire_dtype(content)
+    colour, alpha = layouts.split_alpha(content)
+    rgb = _to_tensor(layouts.to_unit_float(colour), device)
+
+    def finish(x: torch.Tensor) -> np.ndarray:
+        """Working image -> the caller's layout at full size (colours restored if asked)."""
+        with torch.no_grad():
+            x = resize(x, (height, width)).clamp(0.0, 1.0)
+            if p.preserve_colors:
+                yiq = rgb_to_yiq(rgb)
+                yiq[:, :1] = rgb_to_yiq(x)[:, :1]
+                x = yiq_to_rgb(yiq).clamp(0.0, 1.0)
+            out = x[0].permute(1, 2, 0).cpu().numpy()
+        out = layouts.from_unit_float(out, dtype)
+        return layouts.join_alpha(out, alpha, channels)
+
+    if p.iterations == 0:
+        return finish(rgb)
+    sizes = scale_sizes(height, width, p.size, p.min_scale)
+    tiles_per_scale = [len(tile_spans(h, p.tile_size)) * len(tile_spans(w, p.tile_size))
+                       for h, w in sizes]
+    run = _Run(model, p, progress, cancel, preview_every, style_cache,
+               p.iterations * sum(tiles_per_scale), len(sizes), finish)
+    run.work_total = float(p.iterations * sum(
+        min(h, p.tile_size) * min(w, p.tile_size) * t
+        for (h, w), t in zip(sizes, tiles_per_scale, strict=True)))
+
+    gen = torch.Generator().manual_seed(p.seed)
+    x: torch.Tensor | None = None
+    for index, hw in enumerate(sizes, start=1):
+        content_s = resize(rgb, hw)
+        if p.preserve_colors:
+            content_s = luminance_only(content_s)
+        targets = run.style_targets(style_list, hw, content_s)
+        if x is None:
+            if p.init == "noise":
+                x = torch.rand((1, 3, *hw), generator=gen).to(device)
+            else:
+                x = content_s.clone()
+        else:
+            x = resize(x, hw).clamp(0.0, 1.0)
+        x = _optimise_scale(run, x, content_s, targets, index)
+    assert x is not None
+    return finish(x)
+
+
+def _optimise_scale(run: _Run, x: torch.Tensor, content: torch.Tensor,
+                    targets: dict[str, torch.Tensor], scale: int) -> torch.Tensor:
+    """One scale: whole image, or overlapping tiles blended together when it is too large."""
+    h, w = x.shape[-2:]
+    tile = run.p.tile_size
+    rows, cols = tile_spans(h, tile), tile_spans(w, tile)
+    if len(rows) == 1 and len(cols) == 1:
+        return run.optimise(x, content, targets, scale, lambda cur: cur)
+    canvas = x.clone()
+    # Tiles are optimised one after another; each sees the tiles already finished, so the
+    # overlaps agree, and the blend weights hide the seams.
+    for r0, r1 in rows:
+        for c0, c1 in cols:
+            def snapshot(cur: torch.Tensor, r0: int = r0, r1: int = r1, c0: int = c0,
+                         c1: int = c1) -> torch.Tensor:
+                view = canvas.clone()
+                view[..., r0:r1, c0:c1] = cur
+                return view
+
+            piece = run.optimise(canvas[..., r0:r1, c0:c1], content[..., r0:r1, c0:c1],
+                                 targets, scale, snapshot)
+            wy = _ramp(r1 - r0, r0, r1, h, TILE_OVERLAP).to(x)
+            wx = _ramp(c1 - c0, c0, c1, w, TILE_OVERLAP).to(x)
+            weight = (wy[:, None] * wx[None, :])[None, None]
+            region = canvas[..., r0:r1, c0:c1]
+            canvas[..., r0:r1, c0:c1] = region * (1 - weight) + piece * weight
+    return canvas

@@ -1,0 +1,194 @@
+"""The one place that knows each pixel layout the product meets, and converts between them.
+
+Wire layout (protocol v1): H*W*C values, row-major, channels interleaved in the order
+grey | grey+alpha | R,G,B | R,G,B,A, little-endian, as ``u8``, ``u16`` or ``f32`` (0..1).
+Krita hands out B,G,R,A instead; GIMP's ``R'G'B'A u8/u16/float`` Babl formats are already
+the wire layout. This module is pure Python (numpy optional) so that the editors' bundled
+Python can use it: the plug-ins get a copy of it at install time.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from typing import Any
+
+#: dtype name -> (bytes per value, array typecode, maximum value)
+DTYPES: dict[str, tuple[int, str, float]] = {
+    "u8": (1, "B", 255.0),
+    "u16": (2, "H", 65535.0),
+    "f32": (4, "f", 1.0),
+}
+#: numpy dtype names for each wire dtype (little-endian).
+NUMPY_DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}
+CHANNELS = (1, 2, 3, 4)
+
+
+class LayoutError(ValueError):
+    """An image buffer or descriptor that does not describe a valid image."""
+
+
+def nbytes(width: int, height: int, channels: int, dtype: str) -> int:
+    """Size in bytes of a wire image."""
+    return width * height * channels * DTYPES[dtype][0]
+
+
+def describe(width: int, height: int, channels: int, dtype: str, frame: int) -> dict[str, Any]:
+    """A protocol image descriptor."""
+    return {"width": width, "height": height, "channels": channels, "dtype": dtype,
+            "frame": frame}
+
+
+def check_descriptor(desc: Any, field: str = "image") -> dict[str, Any]:
+    """Validate a descriptor's fields and types; raises LayoutError naming the bad field."""
+    if not isinstance(desc, dict):
+        raise LayoutError(f"{field}: expected a map, got {type(desc).__name__}")
+    for key in ("width", "height", "channels", "frame"):
+        value = desc.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise LayoutError(f"{field}.{key}: expected an integer, got {value!r}")
+    if desc["width"] <= 0 or desc["height"] <= 0:
+        raise LayoutError(f"{field}: width and height must be positive, got "
+                          f"{desc['width']}x{desc['height']}")
+    if desc["channels"] not in CHANNELS:
+        raise LayoutError(f"{field}.channels: must be 1, 2, 3 or 4, got {desc['channels']}")
+    if desc.get("dtype") not in DTYPES:
+        raise LayoutError(f"{field}.dtype: must be one of u8, u16, f32, got "
+                          f"{desc.get('dtype')!r}")
+    return desc
+
+
+def check_buffer(desc: dict[str, Any], buf: bytes | memoryview, field: str = "image") -> None:
+    """Raise LayoutError when a frame's length does not match its descriptor."""
+    want = nbytes(desc["width"], desc["height"], desc["channels"], desc["dtype"])
+    got = len(memoryview(buf).cast("B"))
+    if got != want:
+        raise LayoutError(
+            f"{field}: frame {desc['frame']} holds {got} bytes but "
+            f"{desc['width']}x{desc['height']}x{desc['channels']} {desc['dtype']} needs {want}")
+
+
+def _values(buf: bytes | bytearray | memoryview, dtype: str) -> array:
+    values = array(DTYPES[dtype][1])
+    values.frombytes(bytes(buf))
+    if sys.byteorder == "big" and dtype != "u8":
+        values.byteswap()
+    return values
+
+
+def _to_bytes(values: array) -> bytes:
+    if sys.byteorder == "big" and values.itemsize > 1:
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def swap_red_blue(buf: bytes | bytearray | memoryview, dtype: str, channels: int = 4) -> bytes:
+    """B,G,R(,A) <-> R,G,B(,A): Krita's pixelData order to the wire order, and back."""
+    if channels not in (3, 4):
+        raise LayoutError(f"red/blue swap needs 3 or 4 channels, got {channels}")
+    src = _values(buf, dtype)
+    out = array(src.typecode, src)
+    out[0::channels] = src[2::channels]
+    out[2::channels] = src[0::channels]
+    return _to_bytes(out)
+
+
+def krita_to_wire(buf: bytes | bytearray | memoryview, depth: str) -> tuple[bytes, str]:
+    """Krita RGBA pixelData (B,G,R,A; 'U8' or 'U16' or 'F32') -> (wire RGBA bytes, dtype)."""
+    dtype = {"U8": "u8", "U16": "u16", "F32": "f32"}.get(depth)
+    if dtype is None:
+        raise LayoutError(f"Krita colour depth {depth!r} is not supported (U8, U16, F32)")
+    return swap_red_blue(buf, dtype), dtype
+
+
+def wire_to_krita(buf: bytes | bytearray | memoryview, dtype: str) -> bytes:
+    """Wire RGBA bytes -> Krita's B,G,R,A pixelData."""
+    return swap_red_blue(buf, dtype)
+
+
+def gimp_format(dtype: str, channels: int) -> str:
+    """The Babl format name GIMP reads and writes for a wire layout (perceptual, as GIMP shows)."""
+    model = {1: "Y'", 2: "Y'A", 3: "R'G'B'", 4: "R'G'B'A"}[channels]
+    kind = {"u8": "u8", "u16": "u16", "f32": "float"}[dtype]
+    return f"{model} {kind}"
+
+
+# --- numpy side (the engine, the daemon and clients that have numpy) -------------------------
+
+def to_array(desc: dict[str, Any], buf: bytes | memoryview) -> Any:
+    """Wire frame -> numpy array (H, W, C) of its dtype (a copy, so the frame may be freed)."""
+    import numpy as np
+
+    check_buffer(desc, buf)
+    arr = np.frombuffer(buf, dtype=NUMPY_DTYPES[desc["dtype"]])
+    return arr.reshape(desc["height"], desc["width"], desc["channels"]).astype(
+        arr.dtype.newbyteorder("="), copy=True)
+
+
+def wire_dtype(arr: Any) -> str:
+    """The wire dtype name of a numpy array; LayoutError for any other dtype."""
+    name = {"uint8": "u8", "uint16": "u16", "float32": "f32"}.get(str(arr.dtype))
+    if name is None:
+        raise LayoutError(f"image dtype {arr.dtype} is not supported (uint8, uint16, float32)")
+    return name
+
+
+def from_array(arr: Any, frame: int) -> tuple[dict[str, Any], bytes]:
+    """numpy array (H, W) or (H, W, C) -> (descriptor, little-endian bytes)."""
+    import numpy as np
+
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in CHANNELS:
+        raise LayoutError(f"image shape {arr.shape} is not H x W x C with C in 1..4")
+    dtype = wire_dtype(arr)
+    data = np.ascontiguousarray(arr, dtype=NUMPY_DTYPES[dtype]).tobytes()
+    return describe(arr.shape[1], arr.shape[0], arr.shape[2], dtype, frame), data
+
+
+def to_unit_float(arr: Any) -> Any:
+    """uint8/uint16/float32 array -> float32 array in [0, 1]."""
+    import numpy as np
+
+    scale = DTYPES[wire_dtype(arr)][2]
+    out = arr.astype(np.float32)
+    if scale != 1.0:
+        out /= scale
+    return np.clip(out, 0.0, 1.0)
+
+
+def from_unit_float(values: Any, dtype: str) -> Any:
+    """float array in [0, 1] -> array of the wire dtype (rounded, clipped)."""
+    import numpy as np
+
+    scale = DTYPES[dtype][2]
+    values = np.clip(values, 0.0, 1.0)
+    if dtype == "f32":
+        return values.astype(np.float32)
+    return np.rint(values * scale).astype(NUMPY_DTYPES[dtype]).astype(
+        np.dtype(NUMPY_DTYPES[dtype]).newbyteorder("="))
+
+
+def split_alpha(arr: Any) -> tuple[Any, Any | None]:
+    """(H, W, C) -> (colour as RGB (grey expanded), alpha or None). Alpha is a view, untouched."""
+    import numpy as np
+
+    channels = arr.shape[2]
+    colour = arr[:, :, :3] if channels >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
+    alpha = arr[:, :, channels - 1:channels] if channels in (2, 4) else None
+    return colour, alpha
+
+
+def join_alpha(colour: Any, alpha: Any | None, channels: int) -> Any:
+    """Inverse of split_alpha: RGB colour (+ alpha) -> (H, W, channels)."""
+    import numpy as np
+
+    if channels in (1, 2):
+        # ITU-R BT.601 luma, as GIMP and Krita use for RGB -> grey.
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+        grey = (colour.astype(np.float64) @ weights)[:, :, None]
+        colour = grey.round().astype(colour.dtype) if colour.dtype.kind in "ui" else \
+            grey.astype(colour.dtype)
+    parts = [colour] if alpha is None else [colour, alpha]
+    return np.concatenate(parts, axis=2)

@@ -1,0 +1,142 @@
+"""Stylize parameters: names, defaults and validation, shared by the engine, CLI and daemon.
+
+Pure Python (no torch), so the daemon's protocol layer and the clients can validate a request
+without importing the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+# The seed's equal layer weights (0.2 each over the five style layers).
+DEFAULT_STYLE_LAYER_WEIGHTS: tuple[tuple[str, float], ...] = tuple(
+    (name, 1.0 / len(STYLE_LAYERS)) for name in STYLE_LAYERS)
+
+
+class ParamError(ValueError):
+    """A parameter with a bad name, type or value; the message names it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+@dataclass
+class StyleParams:
+    """Everything that shapes a run. Defaults aim at jcjohnson/neural-style's look at 512 px."""
+
+    iterations: int = 300
+    """Optimizer iterations at each scale (coarse scales are cheap: 1/4 the pixels each)."""
+    size: int | str = 512
+    """Long side of the last optimised scale; 'full' = the content's own size."""
+    content_weight: float = 10.0
+    """alpha in J = alpha*Jc + beta*Js."""
+    style_weight: float = 0.01
+    """beta in J = alpha*Jc + beta*Js."""
+    tv_weight: float = 1e-3
+    """Total-variation smoothing weight (on the 0..255 image), as in neural-style."""
+    optimizer: str = "lbfgs"
+    learning_rate: float = 0.02
+    """Adam step size on the 0..1 image."""
+    init: str = "content"
+    seed: int = 0
+    style_scale: float = 1.0
+    """Style image size relative to the working size."""
+    preserve_colors: bool = False
+    """Luminance-only transfer: keep the content's colours."""
+    pooling: str = "max"
+    content_layer: str = "relu4_2"
+    style_layers: list[tuple[str, float]] = field(
+        default_factory=lambda: [list(p) for p in DEFAULT_STYLE_LAYER_WEIGHTS])  # type: ignore
+    min_scale: int = 128
+    """Long side of the first (coarsest) scale."""
+    tile_size: int = 1024
+    """Scales whose long side exceeds this are optimised in overlapping tiles (bounded memory)."""
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["style_layers"] = [[n, float(w)] for n, w in self.style_layers]
+        return data
+
+
+PARAM_NAMES = tuple(f.name for f in fields(StyleParams))
+_CHOICES = {
+    "optimizer": ("lbfgs", "adam"),
+    "init": ("content", "noise"),
+    "pooling": ("max", "avg"),
+    "device": ("auto", "cpu", "cuda", "mps"),
+}
+
+
+def _number(name: str, value: Any, kind: type, minimum: float, maximum: float | None = None,
+            strict_min: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamError(name, f"expected a number, got {value!r}")
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ParamError(name, f"expected an integer, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+    if value != value or (strict_min and value <= minimum) or value < minimum:
+        raise ParamError(name, f"must be {'>' if strict_min else '>='} {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ParamError(name, f"must be <= {maximum}, got {value!r}")
+    return value
+
+
+def make_params(values: dict[str, Any] | StyleParams | None = None) -> StyleParams:
+    """Validated StyleParams from a dict (unknown names are errors) or an existing instance."""
+    if isinstance(values, StyleParams):
+        values = values.to_dict()
+    values = dict(values or {})
+    unknown = sorted(set(values) - set(PARAM_NAMES))
+    if unknown:
+        raise ParamError(unknown[0], f"unknown parameter (known: {', '.join(PARAM_NAMES)})")
+    p = StyleParams()
+    for name, value in values.items():
+        if name in ("iterations",):
+            value = _number(name, value, int, 0, 100000)
+        elif name in ("seed",):
+            value = _number(name, value, int, 0, 2**63 - 1)
+        elif name in ("min_scale", "tile_size"):
+            value = _number(name, value, int, 32, 1 << 16)
+        elif name == "size":
+            if value != "full":
+                value = _number(name, value, int, 16, 1 << 16)
+        elif name in ("content_weight", "style_weight", "tv_weight"):
+            value = _number(name, value, float, 0.0)
+        elif name in ("learning_rate", "style_scale"):
+            value = _number(name, value, float, 0.0, 100.0, strict_min=True)
+        elif name == "preserve_colors":
+            if not isinstance(value, bool):
+                raise ParamError(name, f"expected true or false, got {value!r}")
+        elif name in _CHOICES:
+            if value not in _CHOICES[name]:
+                raise ParamError(name, f"must be one of {', '.join(_CHOICES[name])}, got "
+                                       f"{value!r}")
+        elif name == "content_layer":
+            if not isinstance(value, str):
+                raise ParamError(name, f"expected a layer name, got {value!r}")
+        elif name == "style_layers":
+            value = _style_layers(value)
+        setattr(p, name, value)
+    return p
+
+
+def _style_layers(value: Any) -> list[tuple[str, float]]:
+    items = list(value.items()) if isinstance(value, dict) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ParamError("style_layers", "expected a non-empty list of [layer, weight] pairs")
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            out.append((item, 1.0 / len(items)))
+            continue
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
+            raise ParamError("style_layers", f"expected [layer, weight], got {item!r}")
+        out.append((item[0], _number("style_layers", item[1], float, 0.0)))
+    return out

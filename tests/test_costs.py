@@ -1,0 +1,87 @@
+"""The seed's cost formulas, checked against an independent numpy computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nst_core import costs
+
+SHAPES = [(1, 3, 4, 5), (1, 8, 7, 3), (1, 16, 1, 9), (1, 64, 6, 6)]
+
+
+def _np_gram(a: np.ndarray) -> np.ndarray:
+    n_c = a.shape[1]
+    unrolled = a.reshape(n_c, -1)
+    return unrolled @ unrolled.T
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_content_cost_matches_formula(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(1)
+    a_c, a_g = rng.normal(size=shape), rng.normal(size=shape)
+    _, n_c, n_h, n_w = shape
+    expected = ((a_c - a_g) ** 2).sum() / (4 * n_h * n_w * n_c)
+    got = costs.content_cost(torch.from_numpy(a_c), torch.from_numpy(a_g)).item()
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(3, 20), (8, 5), (64, 36)])
+def test_gram_matrix_is_a_at(shape: tuple[int, int]) -> None:
+    a = np.random.default_rng(2).normal(size=shape)
+    got = costs.gram_matrix(torch.from_numpy(a)).numpy()
+    np.testing.assert_allclose(got, a @ a.T, rtol=1e-12)
+    assert got.shape == (shape[0], shape[0])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_layer_style_cost_matches_formula(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(3)
+    a_s, a_g = rng.normal(size=shape), rng.normal(size=shape)
+    _, n_c, n_h, n_w = shape
+    expected = ((_np_gram(a_s) - _np_gram(a_g)) ** 2).sum() / (4 * n_c**2 * (n_h * n_w) ** 2)
+    got = costs.layer_style_cost(torch.from_numpy(a_s), torch.from_numpy(a_g)).item()
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_style_cost_weights_layers_by_name() -> None:
+    rng = np.random.default_rng(4)
+    shapes = {"relu1_1": (1, 4, 6, 6), "relu2_1": (1, 8, 3, 3), "relu3_1": (1, 16, 2, 2)}
+    fs = {k: rng.normal(size=s) for k, s in shapes.items()}
+    fg = {k: rng.normal(size=s) for k, s in shapes.items()}
+    weights = [("relu3_1", 0.5), ("relu1_1", 0.2), ("relu2_1", 0.3)]
+    expected = 0.0
+    for name, lam in weights:
+        _, n_c, n_h, n_w = shapes[name]
+        expected += lam * ((_np_gram(fs[name]) - _np_gram(fg[name])) ** 2).sum() / (
+            4 * n_c**2 * (n_h * n_w) ** 2)
+    t = {k: torch.from_numpy(v) for k, v in fs.items()}
+    g = {k: torch.from_numpy(v) for k, v in fg.items()}
+    assert costs.style_cost(t, g, weights).item() == pytest.approx(expected, rel=1e-10)
+    assert costs.style_cost(t, g, dict(weights)).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_total_cost() -> None:
+    j = costs.total_cost(torch.tensor(2.0), torch.tensor(3.0), alpha=10, beta=40)
+    assert j.item() == pytest.approx(10 * 2 + 40 * 3)
+
+
+def test_style_target_generalises_to_other_sizes() -> None:
+    """With equal shapes the target-based cost is the seed's formula exactly."""
+    rng = np.random.default_rng(5)
+    a_s, a_g = (torch.from_numpy(rng.normal(size=(1, 8, 5, 4))) for _ in range(2))
+    direct = costs.layer_style_cost(a_s, a_g)
+    via_target = costs.layer_style_cost_from_target(costs.style_target(a_s), a_g)
+    assert via_target.item() == pytest.approx(direct.item(), rel=1e-12)
+
+
+def test_gradcheck_costs() -> None:
+    torch.manual_seed(0)
+    a = torch.randn(1, 3, 4, 5, dtype=torch.float64)
+    g = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: costs.content_cost(a, x), (g,))
+    assert torch.autograd.gradcheck(lambda x: costs.layer_style_cost(a, x), (g,))
+    assert torch.autograd.gradcheck(costs.tv_cost, (g,))
+    m = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(costs.gram_matrix, (m,))
