@@ -121,7 +121,7 @@ class _Bar:
                eta_s: float) -> None:
         if self.bar is None:
             self.bar = self._tqdm(total=total, unit="it", dynamic_ncols=True,
-                                  bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, "
+                                  bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}"
                                              "{postfix}]")
         self.bar.set_description(f"scale {scale}/{scales}", refresh=False)
         self.bar.set_postfix_str(

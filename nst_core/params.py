@@ -33,7 +33,7 @@ class StyleParams:
     """Long side of the last optimised scale; 'full' = the content's own size."""
     content_weight: float = 10.0
     """alpha in J = alpha*Jc + beta*Js."""
-    style_weight: float = 0.01
+    style_weight: float = 0.003
     """beta in J = alpha*Jc + beta*Js."""
     tv_weight: float = 1e-3
     """Total-variation smoothing weight (on the 0..255 image), as in neural-style."""

@@ -32,7 +32,7 @@ from nst_client import layouts  # noqa: E402
 PROC_NAME = "plug-in-nst-stylize"
 CONFIG_FILE = PLUGIN_DIR / "nst_config.json"
 #: Used only if a daemon's welcome lacks its defaults; strength 1.0 means the daemon's default.
-FALLBACK_STYLE_WEIGHT = 0.01
+FALLBACK_STYLE_WEIGHT = 0.003
 #: Style images are scaled down in GIMP to at most this many times the working size first:
 #: the daemon resizes them anyway, and a 24-megapixel photo need not cross the socket.
 STYLE_MAX_FACTOR = 2
