@@ -35,7 +35,8 @@ def _peak_mib(stderr: str) -> float:
     return int(re.findall(PEAK_PREFIX + r"(\d+)", stderr)[-1]) / 1024.0
 
 
-def run_ours(content: Path, style: Path, size: int, iterations: int, device: str) -> dict:
+def run_ours(content: Path, style: Path, size: int, iterations: int, device: str,
+             tile_size: int = 8192) -> dict:
     code = f"""
 import json, time, torch
 import numpy as np
@@ -47,7 +48,7 @@ t_load = time.monotonic() - t0
 stamps = []
 stylize(read_image({str(content)!r}), [read_image({str(style)!r})],
         {{'size': {size}, 'iterations': {iterations}, 'min_scale': {size}, 'device': {device!r},
-          'tile_size': 8192}},
+          'tile_size': {tile_size}}},
         progress=lambda p: stamps.append(time.monotonic()), model=model)
 cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 print(json.dumps({{'load_s': t_load, 'stamps': stamps, 'cuda_mib': cuda}}))
@@ -84,14 +85,18 @@ def run_pastiche(content: Path, style: Path, size: int, iterations: int, device:
 
 def main() -> None:
     import torch
+    from PIL import Image
 
     from nst_core.demo import default_content, swirls
+    from nst_core.engine import tile_spans
     from nst_core.imageio import write_image
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+")
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--big", type=int, default=1024, help="large-layer side for the memory run")
+    parser.add_argument("--tile", type=int, default=512, help="tile size for the memory run")
     args = parser.parse_args()
     sizes = args.sizes or ([256, 512, 1024] if args.device == "cuda" else [256, 512])
     tmp = Path(tempfile.mkdtemp(prefix="nst-bench-"))
@@ -113,6 +118,18 @@ def main() -> None:
               + (f"  (ours CUDA peak {ours['cuda_mib']:.0f} MiB)" if ours["cuda_mib"] else ""),
               flush=True)
     print("peak MiB: each process's own max RSS (weights, torch and activations).")
+
+    # Memory bound on a large layer: one full-size L-BFGS iteration, whole vs tiled.
+    big = args.big
+    write_image(content, np.asarray(Image.fromarray(photo).resize((big, big), Image.BICUBIC)))
+    print(f"\nlarge layer {big}x{big}, full size, 1 iteration: whole image vs tiles")
+    print(f"{'tile_size':>9} {'tiles':>5} {'wall s':>7} {'peak MiB':>9}")
+    for tile in (8192, args.tile):
+        r = run_ours(content, style, big, 2, args.device, tile_size=tile)
+        tiles = len(tile_spans(big, tile)) ** 2
+        print(f"{tile if tile < big else 'none':>9} {tiles:>5} {r['wall_s']:>7.1f} "
+              f"{r['peak_mib']:>9.0f}" + (f"  (CUDA peak {r['cuda_mib']:.0f} MiB)"
+                                          if r["cuda_mib"] else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -237,6 +237,9 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     except ImageFileError as exc:
         raise UserError(str(exc)) from None
     if args.daemon:
+        if args.weights != "caffe" or params.device != "auto":
+            raise UserError("--weights and --device choose a local run's model; the daemon's "
+                            "are fixed when it starts (nst-daemon --weights/--device)")
         return _stylize_daemon(content, styles, params, args, output)
     return _stylize_local(content, styles, params, args, output)
 

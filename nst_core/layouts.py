@@ -94,6 +94,18 @@ def swap_red_blue(buf: bytes | bytearray | memoryview, dtype: str, channels: int
     return _to_bytes(out)
 
 
+def convert_dtype(buf: bytes | bytearray | memoryview, src: str, dst: str) -> bytes:
+    """Wire values from one dtype to another, rounded and clipped (u8 <-> u16 <-> f32)."""
+    if src == dst:
+        return bytes(buf)
+    values = _values(buf, src)
+    top_src, top_dst = DTYPES[src][2], DTYPES[dst][2]
+    if dst == "f32":
+        return _to_bytes(array("f", (v / top_src for v in values)))
+    return _to_bytes(array(DTYPES[dst][1], (
+        int(min(max(v / top_src, 0.0), 1.0) * top_dst + 0.5) for v in values)))
+
+
 def krita_to_wire(buf: bytes | bytearray | memoryview, depth: str) -> tuple[bytes, str]:
     """Krita RGBA pixelData (B,G,R,A; 'U8' or 'U16' or 'F32') -> (wire RGBA bytes, dtype)."""
     dtype = {"U8": "u8", "U16": "u16", "F32": "f32"}.get(depth)

@@ -3,12 +3,9 @@ real VGG-19 weights. Images are tiny and runs short so the suite stays fast on 2
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +16,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from daemon_process import DaemonProc, free_port
 
 from nst_daemon import protocol as P
 from nst_daemon.client import Client, DaemonError, DaemonUnavailable, JobCancelled, connect
@@ -32,55 +30,6 @@ CLIENT_TIMEOUT_S = 3.0
 QUICK = {"iterations": 3, "size": 64, "min_scale": 32}
 #: A job that runs until cancelled (minutes on a CPU).
 LONG = {"iterations": 5000, "size": 64, "min_scale": 64}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class DaemonProc:
-    """A daemon subprocess started with the console script's module, ready to serve."""
-
-    def __init__(self, endpoint: str, *args: str, wait: bool = True) -> None:
-        self.endpoint = endpoint
-        self.log = tempfile.NamedTemporaryFile(prefix="nst-daemon-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(
-            [PYTHON, "-m", "nst_daemon.server", "--endpoint", endpoint, *args],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=ROOT)
-        self.ready_line = self._wait_ready() if wait else ""
-
-    def _wait_ready(self, timeout_s: float = 120.0) -> str:
-        box: list[str] = []
-        reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()),
-                                  daemon=True)
-        reader.start()
-        reader.join(timeout_s)
-        if not box or not box[0].startswith("ready"):
-            self.stop()
-            raise RuntimeError(f"daemon did not get ready: {box!r}\n{self.log_text()}")
-        return box[0]
-
-    def log_text(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def rss_kib(self, field: str = "VmRSS") -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise KeyError(field)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        os.unlink(self.log.name)
-        return self.proc.returncode
 
 
 class Raw:
@@ -574,3 +523,30 @@ def test_out_of_memory_job_fails_and_daemon_serves_next() -> None:
             assert c.status()["jobs_failed"] == 1
     finally:
         assert d.stop() == 0
+
+
+def test_nst_cli_through_the_daemon_and_status(daemon: DaemonProc, tmp_path: Path) -> None:
+    """`nst stylize --daemon` and `nst status`, as a user runs them against the warm daemon."""
+    from nst_core.imageio import read_image, write_image
+
+    rng = np.random.default_rng(7)
+    content = rng.integers(0, 256, (40, 56, 4), dtype=np.uint8)
+    write_image(tmp_path / "c.png", content)
+    write_image(tmp_path / "s.png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    nst = [PYTHON, "-m", "nst_core.cli"]
+    r = subprocess.run([*nst, "stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"),
+                        "-o", str(tmp_path / "out.png"), "--daemon", daemon.endpoint,
+                        "--size", "48", "--iterations", "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = read_image(tmp_path / "out.png")
+    assert out.shape == content.shape and np.array_equal(out[:, :, 3], content[:, :, 3])
+    assert "J=" in r.stderr  # the same progress bar as a local run
+    r = subprocess.run([*nst, "stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"),
+                        "-o", str(tmp_path / "x.png"), "--daemon", daemon.endpoint,
+                        "--weights", "torchvision"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "fixed when it starts" in r.stderr
+    r = subprocess.run([*nst, "status", "--endpoint", daemon.endpoint], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "device: cpu" in r.stdout and "jobs_done:" in r.stdout

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from nst_core import layouts
 from nst_core.params import StyleParams, make_params
 from nst_plugins.krita import installer
 
@@ -68,8 +69,8 @@ def test_pixel_helpers(plugin: types.SimpleNamespace) -> None:
     assert px.alpha_is_empty(bytes(8), "u8")
     assert not px.alpha_is_empty(struct.pack("<4H", 5, 5, 5, 256), "u16")
     values = bytes([0, 1, 128, 255])
-    assert px.convert_dtype(px.convert_dtype(values, "u8", "u16"), "u16", "u8") == values
-    assert struct.unpack("<2H", px.convert_dtype(bytes([1, 255]), "u8", "u16")) == (257, 65535)
+    assert layouts.convert_dtype(layouts.convert_dtype(values, "u8", "u16"), "u16", "u8") == values
+    assert struct.unpack("<2H", layouts.convert_dtype(bytes([1, 255]), "u8", "u16")) == (257, 65535)
     rgba = px.add_alpha(bytes([1, 2, 3, 4, 5, 6]), 3, "u8")
     assert list(rgba) == [1, 2, 3, 255, 4, 5, 6, 255]
     assert list(px.copy_alpha(rgba, bytes([0, 0, 0, 9, 0, 0, 0, 8]), "u8")) == \

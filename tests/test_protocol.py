@@ -260,3 +260,16 @@ def test_client_stashes_other_replies() -> None:
     assert c.receive("mine", 0.05)[0]["id"] == "mine"
     assert c.receive("other", 0.0)[0]["id"] == "other"  # kept for later
     assert c.receive("other", 0.0) is None
+
+
+def test_convert_dtype_between_wire_dtypes() -> None:
+    import struct
+
+    from nst_core import layouts
+
+    assert layouts.convert_dtype(bytes([0, 128, 255]), "u8", "u16") == struct.pack(
+        "<3H", 0, 128 * 257, 65535)
+    assert layouts.convert_dtype(struct.pack("<2H", 257, 65535), "u16", "u8") == bytes([1, 255])
+    assert layouts.convert_dtype(struct.pack("<3f", -0.5, 0.5, 2.0), "f32", "u8") == bytes(
+        [0, 128, 255])
+    assert struct.unpack("<2f", layouts.convert_dtype(bytes([0, 255]), "u8", "f32")) == (0.0, 1.0)

@@ -13,16 +13,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from daemon_process import DaemonProc, free_port
 
 from nst_core import layouts
 from nst_plugins import install as installer
@@ -55,41 +54,10 @@ def gimp_root() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def daemon_endpoint() -> Iterator[str]:
-    """A real nst-daemon on the host; the chroot shares the network namespace."""
-    _needs_root()
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    exe = Path(sys.executable).with_name("nst-daemon")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nst_daemon.server"]
-    proc = subprocess.Popen([*cmd, "--endpoint", endpoint, "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        lines = []
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                pytest.fail("nst-daemon exited before ready:\n" + "".join(lines[-40:]))
-            lines.append(line)
-            if line.startswith("ready"):
-                break
-        else:
-            pytest.fail("nst-daemon not ready within 300 s")
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def daemon_endpoint(host_daemon: DaemonProc) -> str:
+    """The host daemon's endpoint; the chroot shares the host's network namespace."""
+    return host_daemon.endpoint
 
 
 # --- test images ---------------------------------------------------------------------------
@@ -283,7 +251,7 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str,
     io = _new_io(tmp_path)
     style = _style(io)
     _bridge_files(io)
-    cases = _cases(io, transport, f"tcp://127.0.0.1:{_free_port()}")
+    cases = _cases(io, transport, f"tcp://127.0.0.1:{free_port()}")
     (io / "cases.json").write_text(json.dumps(cases, indent=1))
     shutil.copyfile(HOSTS / "gimp_driver.py", io / "driver.py")
     _open_io(io)

@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from daemon_process import DaemonProc
 
 from nst_core import layouts
 from nst_plugins import install as plugin_install
@@ -61,44 +60,14 @@ def krita_host() -> None:
     assert proc.returncode == 0, f"krita_host.sh install failed:\n{proc.stderr[-4000:]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def daemon_endpoint() -> Iterator[str]:
-    """A real nst-daemon process on a free loopback port, warm before the first Krita run."""
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    exe = Path(sys.executable).with_name("nst-daemon")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nst_daemon.server"]
-    proc = subprocess.Popen([*cmd, "--endpoint", endpoint, "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("ready"):
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+def daemon_endpoint(host_daemon: DaemonProc) -> Iterator[str]:
+    """The host daemon's endpoint; its log is kept with the screenshots."""
     try:
-        if not ready.wait(300) or proc.poll() is not None:
-            pytest.fail("nst-daemon did not become ready:\n" + "".join(lines[-40:]))
-        yield endpoint
+        yield host_daemon.endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        (ARTIFACTS / "daemon.log").parent.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "daemon.log").write_text("".join(lines))
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "daemon.log").write_text(host_daemon.log_text())
 
 
 def _krita_version() -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import pixels
+from .link import layouts
 from .qt import (
     FORMAT_GRAYSCALE8,
     FORMAT_RGB888,
@@ -55,11 +56,11 @@ def to_qimage(desc: dict[str, Any], data: bytes) -> Any:
     width, height, channels, dtype = (desc["width"], desc["height"], desc["channels"],
                                       desc["dtype"])
     if dtype == "f32":
-        data, dtype = pixels.convert_dtype(data, "f32", "u8"), "u8"
+        data, dtype = layouts.convert_dtype(data, "f32", "u8"), "u8"
     if dtype == "u16" and channels == 4:
         return qimage_from_bytes(data, width, height, width * 8, FORMAT_RGBA64)
     if dtype == "u16":
-        data, dtype = pixels.convert_dtype(data, "u16", "u8"), "u8"
+        data, dtype = layouts.convert_dtype(data, "u16", "u8"), "u8"
     if channels == 4:
         return qimage_from_bytes(data, width, height, width * 4, FORMAT_RGBA8888)
     if channels == 3:

@@ -116,7 +116,7 @@ def fit_result(cap: Capture, desc: dict[str, Any], data: bytes) -> bytes:
     dtype, channels = desc["dtype"], desc["channels"]
     width, height = desc["width"], desc["height"]
     if dtype != cap.dtype:
-        data = pixels.convert_dtype(data, dtype, cap.dtype)
+        data = layouts.convert_dtype(data, dtype, cap.dtype)
     if channels != 4:
         data = pixels.add_alpha(data, channels, cap.dtype)
     if (width, height) != (cap.width, cap.height):

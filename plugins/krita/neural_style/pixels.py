@@ -9,11 +9,8 @@ fast in Krita's Python, which has no numpy.
 from __future__ import annotations
 
 import re
-import sys
-from array import array
 
 BYTES_PER_VALUE = {"u8": 1, "u16": 2}
-MAX_VALUE = {"u8": 255, "u16": 65535}
 _ZERO_RUN = re.compile(rb"\x00+")
 _PARTIAL = re.compile(rb"[\x01-\xfe]")
 
@@ -29,21 +26,6 @@ def alpha_is_empty(rgba: bytes, dtype: str) -> bool:
     size = BYTES_PER_VALUE[dtype]
     step = 4 * size
     return all(not any(rgba[3 * size + k::step]) for k in range(size))
-
-
-def _values(data: bytes, dtype: str) -> array:
-    values = array("B" if dtype == "u8" else "H")
-    values.frombytes(data)
-    if sys.byteorder == "big" and dtype == "u16":
-        values.byteswap()
-    return values
-
-
-def _bytes(values: array) -> bytes:
-    if sys.byteorder == "big" and values.itemsize > 1:
-        values = array(values.typecode, values)
-        values.byteswap()
-    return values.tobytes()
 
 
 def mask_alpha(rgba: bytes, dtype: str, mask: bytes) -> bytes:
@@ -68,26 +50,6 @@ def mask_alpha(rgba: bytes, dtype: str, mask: bytes) -> bytes:
         alpha = int.from_bytes(out[at:at + size], "little")
         out[at:at + size] = ((alpha * weight + 127) // 255).to_bytes(size, "little")
     return bytes(out)
-
-
-def convert_dtype(data: bytes, src: str, dst: str) -> bytes:
-    """u8 <-> u16 values (rounded), for a daemon that answers in another depth."""
-    if src == dst:
-        return data
-    if (src, dst) == ("u8", "u16"):
-        return _bytes(array("H", (v * 257 for v in data)))
-    if (src, dst) == ("u16", "u8"):
-        return bytes((v + 128) // 257 for v in _values(data, "u16"))
-    if src == "f32":
-        floats = array("f")
-        floats.frombytes(data)
-        if sys.byteorder == "big":
-            floats.byteswap()
-        top = MAX_VALUE[dst]
-        ints = array("B" if dst == "u8" else "H",
-                     (int(min(max(v, 0.0), 1.0) * top + 0.5) for v in floats))
-        return _bytes(ints)
-    raise ValueError(f"cannot convert {src} pixels to {dst}")
 
 
 def add_alpha(data: bytes, channels: int, dtype: str) -> bytes:
