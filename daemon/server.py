@@ -572,9 +572,11 @@ class Daemon:
         if torch is not None and isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
             return True
         text = str(exc).lower()
-        # CUDA: "CUDA out of memory"; CPU: "DefaultCPUAllocator: can't allocate memory".
-        return isinstance(exc, RuntimeError) and ("out of memory" in text
-                                                  or "can't allocate memory" in text)
+        # CUDA: "CUDA out of memory"; CPU: "DefaultCPUAllocator: can't allocate memory", or
+        # oneDNN's "could not create a primitive" when its scratch buffers cannot be had.
+        return isinstance(exc, RuntimeError) and (
+            "out of memory" in text or "can't allocate memory" in text
+            or "could not create a primitive" in text)
 
     def run_job(self, job: Job, out: zmq.Socket) -> tuple[str, dict[str, Any], list[Any]]:
         """Run one job on the worker thread; posts its progress, returns its final reply."""
