@@ -36,7 +36,7 @@ def _peak_mib(stderr: str) -> float:
 
 
 def run_ours(content: Path, style: Path, size: int, iterations: int, device: str,
-             tile_size: int = 8192) -> dict:
+             tile_size: int = 8192, precision: str = "auto") -> dict:
     code = f"""
 import json, time, torch
 import numpy as np
@@ -48,7 +48,7 @@ t_load = time.monotonic() - t0
 stamps = []
 stylize(read_image({str(content)!r}), [read_image({str(style)!r})],
         {{'size': {size}, 'iterations': {iterations}, 'min_scale': {size}, 'device': {device!r},
-          'tile_size': {tile_size}}},
+          'tile_size': {tile_size}, 'precision': {precision!r}}},
         progress=lambda p: stamps.append(time.monotonic()), model=model)
 cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 print(json.dumps({{'load_s': t_load, 'stamps': stamps, 'cuda_mib': cuda}}))
@@ -88,7 +88,7 @@ def main() -> None:
     from PIL import Image
 
     from nst_core.demo import default_content, swirls
-    from nst_core.engine import tile_spans
+    from nst_core.engine import resolve_precision, tile_spans
     from nst_core.imageio import write_image
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -106,17 +106,22 @@ def main() -> None:
     write_image(style, swirls(512))
     print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"iterations={args.iterations} (L-BFGS, single scale, same files)")
-    print(f"{'size':>5} {'ours s/it':>10} {'pastiche s/it':>14} {'speed-up':>9} "
+    auto = resolve_precision("auto", torch.device(args.device))
+    print(f"precision 'auto' here = {auto or 'fp32'}; pastiche always runs fp32")
+    print(f"{'size':>5} {'precision':>9} {'ours s/it':>10} {'pastiche s/it':>14} {'speed-up':>9} "
           f"{'ours peak MiB':>14} {'pastiche peak MiB':>18} {'mem ratio':>9}")
     for size in sizes:
-        ours = run_ours(content, style, size, args.iterations, args.device)
         theirs = run_pastiche(content, style, size, args.iterations, args.device,
                               tmp / f"p{size}.png")
-        print(f"{size:>5} {ours['s_per_it']:>10.3f} {theirs['s_per_it']:>14.3f} "
-              f"{theirs['s_per_it'] / ours['s_per_it']:>8.2f}x {ours['peak_mib']:>14.0f} "
-              f"{theirs['peak_mib']:>18.0f} {ours['peak_mib'] / theirs['peak_mib']:>8.2f}x"
-              + (f"  (ours CUDA peak {ours['cuda_mib']:.0f} MiB)" if ours["cuda_mib"] else ""),
-              flush=True)
+        for precision in ("fp32", "auto") if auto is not None else ("fp32",):
+            ours = run_ours(content, style, size, args.iterations, args.device,
+                            precision=precision)
+            print(f"{size:>5} {precision:>9} {ours['s_per_it']:>10.3f} "
+                  f"{theirs['s_per_it']:>14.3f} {theirs['s_per_it'] / ours['s_per_it']:>8.2f}x "
+                  f"{ours['peak_mib']:>14.0f} {theirs['peak_mib']:>18.0f} "
+                  f"{ours['peak_mib'] / theirs['peak_mib']:>8.2f}x"
+                  + (f"  (ours CUDA peak {ours['cuda_mib']:.0f} MiB)" if ours["cuda_mib"]
+                     else ""), flush=True)
     print("peak MiB: each process's own max RSS (weights, torch and activations).")
 
     # Memory bound on a large layer: one full-size L-BFGS iteration, whole vs tiled.

@@ -59,6 +59,8 @@ def _add_param_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=int, default=d.tile_size,
                         help="scales larger than this are optimised in tiles (bounded memory)")
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
+    parser.add_argument("--precision", default=d.precision,
+                        help="auto (bf16 where the hardware is fast at it), fp32 or bf16")
     parser.add_argument("--weights", default="caffe",
                         help="caffe (default, offline), torchvision, or a state-dict path")
     parser.add_argument("--allow-download", action="store_true",

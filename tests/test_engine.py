@@ -207,3 +207,23 @@ def test_bad_inputs_are_named(model, photo, style_image) -> None:  # type: ignor
 def test_zero_iterations_returns_the_content(model, photo) -> None:  # type: ignore[no-untyped-def]
     out = stylize(photo, [photo], {"iterations": 0}, model=model)
     assert np.array_equal(out, photo)
+
+
+def test_bf16_autocast_matches_fp32(model, photo, style_image) -> None:  # type: ignore[no-untyped-def]
+    """bf16 VGG passes (costs in fp32) land where fp32 does: same costs, nearly same pixels."""
+    from nst_core.engine import resolve_precision
+
+    assert resolve_precision("fp32", torch.device("cpu")) is None
+    assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        seen: list = []
+        out = stylize(photo, [style_image], {**FAST, "iterations": 20, "precision": precision},
+                      progress=seen.append, model=model)
+        runs[precision] = (out, seen[-1].loss_total, seen[0].loss_total)
+    (a, ja, j0), (b, jb, _) = runs["fp32"], runs["bf16"]
+    assert jb < j0 / 3  # bf16 optimises as well ...
+    assert abs(ja - jb) / ja < 0.1, (ja, jb)  # ... to the same cost
+    # The same picture: the two differ far less than either differs from the photo.
+    apart = np.mean(np.abs(a.astype(float) - b))
+    assert apart < 0.5 * np.mean(np.abs(a.astype(float) - photo)), apart
