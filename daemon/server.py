@@ -207,8 +207,7 @@ def _check_image(desc: Any, buffers: list[Any], field_name: str, max_pixels: int
     return desc
 
 
-def parse_params(raw: Any, device_type: str,
-                 layer_names: frozenset[str] = frozenset()) -> StyleParams:
+def parse_params(raw: Any, device_type: str) -> StyleParams:
     """Client params -> StyleParams; the daemon's device is fixed, so `device` may only agree."""
     if raw is None:
         raw = {}
@@ -224,20 +223,11 @@ def parse_params(raw: Any, device_type: str,
         params = make_params({k: v for k, v in raw.items() if k != "device"})
     except ParamError as exc:
         raise P.ProtocolError(P.BAD_REQUEST, f"params.{exc}") from None
-    if layer_names:
-        if params.content_layer not in layer_names:
-            raise P.ProtocolError(P.BAD_REQUEST, f"params.content_layer: unknown VGG-19 layer "
-                                                 f"{params.content_layer!r}")
-        for name, _ in params.style_layers:
-            if name not in layer_names:
-                raise P.ProtocolError(P.BAD_REQUEST, f"params.style_layers: unknown VGG-19 "
-                                                     f"layer {name!r}")
     return params
 
 
 def parse_stylize(header: dict[str, Any], buffers: list[Any], client: bytes,
-                  max_pixels: int, device_type: str,
-                  layer_names: frozenset[str] = frozenset()) -> Job:
+                  max_pixels: int, device_type: str) -> Job:
     """A stylize request -> a Job (frames kept as-is; the worker converts them)."""
     request_id = P.require(header, "id", str)
     content = _check_image(P.require(header, "content", dict), buffers, "content", max_pixels)
@@ -257,7 +247,7 @@ def parse_stylize(header: dict[str, Any], buffers: list[Any], client: bytes,
             raise P.ProtocolError(P.BAD_REQUEST,
                                   f"{name}.weight: expected a number >= 0, got {weight!r}")
         styles.append({**desc, "weight": float(weight)})
-    params = parse_params(header.get("params"), device_type, layer_names)
+    params = parse_params(header.get("params"), device_type)
     preview_every = header.get("preview_every", 0)
     if preview_every is None:
         preview_every = 0
@@ -305,7 +295,6 @@ class Daemon:
         self.device_name = "?"
         self.device_type = "cpu"
         self.style_cache: Any = None
-        self.layer_names: frozenset[str] = frozenset()
         self._inbox_addr = f"inproc://nst-worker-{id(self)}"
         self._inbox: zmq.Socket | None = None
         self._worker: threading.Thread | None = None
@@ -371,10 +360,9 @@ class Daemon:
         """Import the engine, load the model and run one tiny job so the first real one is fast."""
         import numpy as np
 
-        from nst_core import engine, vgg
+        from nst_core import engine
 
         self.engine = engine
-        self.layer_names = frozenset(vgg.LAYER_NAMES)
         self.model = engine.load_model(weights=self.args.weights, device=self.args.device)
         device = self.model.device
         self.device_type = getattr(device, "type", str(device))
@@ -513,8 +501,7 @@ class Daemon:
         # A running job's worker sends `cancelled` once the engine stops (within an iteration).
 
     def on_stylize(self, client: bytes, header: dict[str, Any], buffers: list[Any]) -> None:
-        job = parse_stylize(header, buffers, client, self.max_pixels, self.device_type,
-                            self.layer_names)
+        job = parse_stylize(header, buffers, client, self.max_pixels, self.device_type)
         position = self.sched.submit(job)
         log.info("job %r from %s accepted at position %d (%dx%d, %d style(s))", job.id,
                  client.hex(), position, job.content["width"], job.content["height"],

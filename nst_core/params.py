@@ -9,6 +9,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+#: Convolutions per block in VGG-19.
+VGG19_BLOCKS = (2, 2, 4, 4, 4)
+
+
+def _vgg19_layer_names() -> tuple[str, ...]:
+    names: list[str] = []
+    for b, n in enumerate(VGG19_BLOCKS, start=1):
+        for i in range(1, n + 1):
+            names += [f"conv{b}_{i}", f"relu{b}_{i}"]
+        names.append(f"pool{b}")
+    return tuple(names)
+
+
+#: Every layer a run may name, in forward order (conv1_1, relu1_1, ..., pool5).
+VGG19_LAYERS = _vgg19_layer_names()
+
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 # The seed's equal layer weights (0.2 each over the five style layers).
 DEFAULT_STYLE_LAYER_WEIGHTS: tuple[tuple[str, float], ...] = tuple(
@@ -125,10 +141,17 @@ def make_params(values: dict[str, Any] | StyleParams | None = None) -> StylePara
         elif name == "content_layer":
             if not isinstance(value, str):
                 raise ParamError(name, f"expected a layer name, got {value!r}")
+            _known_layer(name, value)
         elif name == "style_layers":
             value = _style_layers(value)
         setattr(p, name, value)
     return p
+
+
+def _known_layer(param: str, layer: str) -> None:
+    if layer not in VGG19_LAYERS:
+        raise ParamError(param, f"unknown VGG-19 layer {layer!r} (conv1_1, relu1_1, ..., "
+                                "relu5_4, pool1..pool5)")
 
 
 def _style_layers(value: Any) -> list[tuple[str, float]]:
@@ -138,9 +161,11 @@ def _style_layers(value: Any) -> list[tuple[str, float]]:
     out = []
     for item in items:
         if isinstance(item, str):
+            _known_layer("style_layers", item)
             out.append((item, 1.0 / len(items)))
             continue
         if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
             raise ParamError("style_layers", f"expected [layer, weight], got {item!r}")
+        _known_layer("style_layers", item[0])
         out.append((item[0], _number("style_layers", item[1], float, 0.0)))
     return out

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Convolutions per block in VGG-19.
-BLOCKS = (2, 2, 4, 4, 4)
+from .params import VGG19_BLOCKS as BLOCKS
+from .params import VGG19_LAYERS
+
 CONV_NAMES = tuple(f"conv{b + 1}_{i + 1}" for b, n in enumerate(BLOCKS) for i in range(n))
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,17 +37,7 @@ class WeightsError(RuntimeError):
     """Weights that cannot be found or read; the message says how to get them."""
 
 
-def layer_names() -> list[str]:
-    """All layer names in forward order."""
-    names = []
-    for b, n in enumerate(BLOCKS, start=1):
-        for i in range(1, n + 1):
-            names += [f"conv{b}_{i}", f"relu{b}_{i}"]
-        names.append(f"pool{b}")
-    return names
-
-
-LAYER_NAMES = tuple(layer_names())
+LAYER_NAMES = VGG19_LAYERS
 LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
 
 

@@ -196,6 +196,10 @@ def test_bad_inputs_are_named(model, photo, style_image) -> None:  # type: ignor
         make_params({"colour": 1})
     with pytest.raises(ParamError, match="optimizer"):
         make_params({"optimizer": "sgd"})
+    with pytest.raises(ParamError, match="content_layer: unknown VGG-19 layer 'relu9_9'"):
+        make_params({"content_layer": "relu9_9"})
+    with pytest.raises(ParamError, match="style_layers: unknown VGG-19 layer 'conv6_1'"):
+        make_params({"style_layers": [["relu1_1", 0.5], ["conv6_1", 0.5]]})
     with pytest.raises(ValueError, match="content"):
         stylize(np.zeros((4, 4, 5), np.uint8), [style_image], FAST, model=model)
     with pytest.raises(ValueError, match="int64"):

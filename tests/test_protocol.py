@@ -132,9 +132,7 @@ def _request(**over: Any) -> tuple[dict[str, Any], list[bytes]]:
 
 
 def _parse(header: dict[str, Any], buffers: list[bytes], max_pixels: int = 100) -> server.Job:
-    return server.parse_stylize(header, buffers, b"client", max_pixels, "cpu",
-                                frozenset({"relu4_2", "relu1_1", "relu2_1", "relu3_1",
-                                           "relu4_1", "relu5_1"}))
+    return server.parse_stylize(header, buffers, b"client", max_pixels, "cpu")
 
 
 def test_parse_stylize_ok() -> None:
