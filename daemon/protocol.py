@@ -36,9 +36,10 @@ BAD_IMAGE = "bad_image"
 UNKNOWN_JOB = "unknown_job"
 QUEUE_FULL = "queue_full"
 OUT_OF_MEMORY = "out_of_memory"
+OPTIMISATION_FAILED = "optimisation_failed"
 INTERNAL = "internal"
 ERROR_CODES = (BAD_REQUEST, UNSUPPORTED_PROTOCOL, TOO_LARGE, BAD_IMAGE, UNKNOWN_JOB,
-               QUEUE_FULL, OUT_OF_MEMORY, INTERNAL)
+               QUEUE_FULL, OUT_OF_MEMORY, INTERNAL, OPTIMISATION_FAILED)
 
 
 class ProtocolError(Exception):

@@ -375,8 +375,8 @@ class Daemon:
             torch.cuda.set_per_process_memory_fraction(self.args.memory_fraction, device)
         if not self.args.no_warmup:
             rng = np.random.default_rng(0)
-            img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            engine.stylize(img, [img], {"iterations": 1, "size": 32, "min_scale": 32},
+            img, style = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+            engine.stylize(img, [style], {"iterations": 1, "size": 32, "min_scale": 32},
                            model=self.model)
 
     def describe_device(self) -> str:
@@ -623,6 +623,10 @@ class Daemon:
             except ParamError as exc:
                 return P.ERROR, {"type": P.ERROR, "id": job.id, "code": P.BAD_REQUEST,
                                  "message": f"params.{exc}"}, []
+            except engine.OptimisationFailed as exc:
+                log.warning("job %r: optimisation failed: %s", job.id, exc)
+                return P.ERROR, {"type": P.ERROR, "id": job.id,
+                                 "code": P.OPTIMISATION_FAILED, "message": str(exc)}, []
             except ValueError as exc:  # the engine's checks name the field at fault
                 return P.ERROR, {"type": P.ERROR, "id": job.id, "code": P.BAD_REQUEST,
                                  "message": str(exc)}, []

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["stylize", "StyleParams", "make_params", "ParamError", "StylizeCancelled",
-           "StyleImage"]
+           "StyleImage", "OptimisationFailed"]
 
 _LAZY = {
     "stylize": "nst_core.engine",
     "StylizeCancelled": "nst_core.engine",
     "StyleImage": "nst_core.engine",
+    "OptimisationFailed": "nst_core.optim",
     "StyleParams": "nst_core.params",
     "make_params": "nst_core.params",
     "ParamError": "nst_core.params",

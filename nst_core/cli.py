@@ -1,7 +1,8 @@
 """The `nst` command: stylize files (locally or through the daemon), demo, status, plug-ins.
 
 Every user error (missing file, unreadable image, bad value, no daemon) is one line on stderr
-naming what was wrong, with exit status 2; Ctrl-C writes the image as far as it got.
+naming what was wrong, with exit status 2; an optimisation that failed is one line and exit
+status 1, with nothing written; Ctrl-C writes the image as far as it got.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from .imageio import ImageFileError
 from .params import PARAM_NAMES, ParamError, StyleParams, make_params
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -41,12 +43,17 @@ def _add_param_options(parser: argparse.ArgumentParser) -> None:
                         help="long side of the last scale, or 'full' (default %(default)s)")
     parser.add_argument("--iterations", type=int, default=d.iterations,
                         help="iterations per scale (default %(default)s)")
+    parser.add_argument("--strength", type=float, default=d.strength,
+                        help="how much style: 0 = a hint, 50 = the classic look, 100 = only the "
+                             "painting's texture (default %(default)s)")
     parser.add_argument("--content-weight", type=float, default=d.content_weight,
                         help="alpha (default %(default)s)")
     parser.add_argument("--style-weight", type=float, default=d.style_weight,
-                        help="beta (default %(default)s)")
+                        help="beta, for experts: overrides --strength")
     parser.add_argument("--tv-weight", type=float, default=d.tv_weight,
                         help="total-variation weight (default %(default)s)")
+    parser.add_argument("--raw-costs", dest="normalize_costs", action="store_false",
+                        help="the seed's raw costs: no division by the targets' energies")
     parser.add_argument("--optimizer", default=d.optimizer, help="lbfgs or adam")
     parser.add_argument("--learning-rate", type=float, default=d.learning_rate,
                         help="Adam step size (default %(default)s)")
@@ -140,9 +147,14 @@ def _save_every_path(output: Path, iteration: int) -> Path:
     return output.with_name(f"{output.stem}_iter{iteration:04d}{output.suffix}")
 
 
+def _failed(message: str) -> int:
+    print(f"nst: error: optimisation failed: {message}; nothing written", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _stylize_local(content: Any, styles: list[tuple[Any, float]], params: Any,
                    args: argparse.Namespace, output: Path) -> int:
-    from .engine import StylizeCancelled, load_model, stylize
+    from .engine import OptimisationFailed, StylizeCancelled, load_model, stylize
     from .imageio import write_image
     from .vgg import WeightsError
 
@@ -170,6 +182,9 @@ def _stylize_local(content: Any, styles: list[tuple[Any, float]], params: Any,
             write_image(output, cancelled.partial)
             print(f"interrupted: wrote the image as far as it got to {output}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OptimisationFailed as exc:
+        bar.close()
+        return _failed(str(exc))
     finally:
         signal.signal(signal.SIGINT, previous)
     bar.close()
@@ -181,6 +196,7 @@ def _stylize_local(content: Any, styles: list[tuple[Any, float]], params: Any,
 def _stylize_daemon(content: Any, styles: list[tuple[Any, float]], params: Any,
                     args: argparse.Namespace, output: Path) -> int:
     from nst_daemon.client import Client, DaemonError, DaemonUnavailable, JobCancelled
+    from nst_daemon.protocol import OPTIMISATION_FAILED
 
     from . import layouts
     from .imageio import write_image
@@ -211,6 +227,8 @@ def _stylize_daemon(content: Any, styles: list[tuple[Any, float]], params: Any,
         return EXIT_INTERRUPTED
     except (DaemonUnavailable, DaemonError) as exc:
         bar.close()
+        if isinstance(exc, DaemonError) and exc.code == OPTIMISATION_FAILED:
+            return _failed(exc.message)
         raise UserError(str(exc)) from None
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -21,14 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import costs, layouts
-from .params import StyleParams, make_params
+from . import costs, layouts, optim
+from .optim import OptimisationFailed as OptimisationFailed  # re-exported for callers
+from .params import TILE_OVERLAP, StyleParams, make_params
 from .vgg import VGGFeatures, build
 
 ProgressFn = Callable[["Progress"], None]
 CancelFn = Callable[[], bool]
-#: Overlap between neighbouring tiles (pixels at the tiled scale), blended linearly.
-TILE_OVERLAP = 64
 
 
 class StylizeCancelled(Exception):
@@ -267,6 +266,9 @@ def _check_image(arr: Any, what: str) -> np.ndarray:
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{what}: empty image {arr.shape}")
     layouts.wire_dtype(arr)  # raises for other dtypes
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int(arr.size - np.isfinite(arr).sum())
+        raise ValueError(f"{what}: {bad} pixel values are not finite (NaN or infinity)")
     return arr
 
 
@@ -323,56 +325,89 @@ class _Run:
                 blended[name] = blended.get(name, 0) + style.weight * target
         return blended
 
+    def cost_weights(self, content_target: torch.Tensor,
+                     style_targets: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+        """The factors on Jc and on each layer's style cost.
+
+        With p.normalize_costs, Jc is divided by the content target's own energy (so it is the
+        relative change of the content features) and each style layer's cost by its target's
+        energy (the seed's raw layer costs differ by 10^5 between relu1_1 and relu4_1, so one
+        layer would decide the style alone). The weights then mean shares, and one strength
+        gives the same balance on every image. Without it: the seed's costs as they are.
+        """
+        if not self.p.normalize_costs:
+            return 1.0, dict(self.layer_weights)
+        zero = torch.zeros_like(content_target)
+        energy = float(costs.content_cost(zero, content_target))
+        style = {}
+        for name, weight in self.layer_weights:
+            target = style_targets[name]
+            target_energy = float(target.pow(2).sum() / (4 * target.shape[0] ** 2))
+            style[name] = weight / target_energy if target_energy > 0 else weight
+        return (1.0 / energy if energy > 0 else 1.0), style
+
     def costs(self, x: torch.Tensor, content_target: torch.Tensor,
-              style_targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+              style_targets: dict[str, torch.Tensor],
+              weights: tuple[float, dict[str, float]]) -> tuple[torch.Tensor, ...]:
+        """J, Jc and Js of x (Jc and Js with the factors of `cost_weights`)."""
+        content_factor, layer_factors = weights
         with torch.autocast(self.model.device.type, dtype=self.autocast or torch.float32,
                             enabled=self.autocast is not None):
             feats = self.model(x, [self.p.content_layer, *self.style_layers])
         feats = {name: a.float() for name, a in feats.items()}  # the costs stay in fp32
-        j_content = costs.content_cost(content_target, feats[self.p.content_layer])
+        j_content = content_factor * costs.content_cost(content_target,
+                                                         feats[self.p.content_layer])
         j_style = sum(w * costs.layer_style_cost_from_target(style_targets[n], feats[n])
-                      for n, w in self.layer_weights)
-        j = costs.total_cost(j_content, j_style, self.p.content_weight, self.p.style_weight)
+                      for n, w in layer_factors.items())
+        j = costs.total_cost(j_content, j_style, self.p.content_weight, self.p.beta)
         if self.p.tv_weight:
-            j = j + self.p.tv_weight * costs.tv_cost(x * 255.0)
+            # Per pixel value of the 0..1 image, so its weight means the same at every size.
+            j = j + self.p.tv_weight * costs.tv_cost(x) / x[0].numel()
         return j, j_content, j_style
 
     def optimise(self, x: torch.Tensor, content: torch.Tensor,
                  style_targets: dict[str, torch.Tensor], scale: int,
                  snapshot: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Run the optimiser on x (1, 3, h, w) for p.iterations, reporting each iteration."""
+        """p.iterations guarded optimiser steps on x (1, 3, h, w), reporting each one."""
         with torch.no_grad():
             content_target = self.model(content, [self.p.content_layer])[self.p.content_layer]
-        x = x.detach().clone().requires_grad_(True)
-        if self.p.optimizer == "lbfgs":
-            opt: torch.optim.Optimizer = torch.optim.LBFGS(
-                [x], lr=1.0, max_iter=1, history_size=50, tolerance_grad=-1.0,
-                tolerance_change=-1.0)
-        else:
-            opt = torch.optim.Adam([x], lr=self.p.learning_rate)
         pixels = x.shape[-1] * x.shape[-2]
-        last: list[torch.Tensor] = []
+        weights = self.cost_weights(content_target, style_targets)
+        parts: list[float] = [0.0, 0.0]  # the content and style costs of the last evaluation
+        best = [x.detach()]
 
-        def closure() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            j, jc, js = self.costs(x, content_target, style_targets)
-            j.backward()
-            last[:] = [j.detach(), jc.detach(), js.detach()]
+        def objective(image: torch.Tensor) -> torch.Tensor:
+            j, jc, js = self.costs(image, content_target, style_targets, weights)
+            parts[:] = [float(jc.detach()), float(js.detach())]
             return j
 
-        for _ in range(self.p.iterations):
-            if self.cancel is not None and self.cancel():
-                raise StylizeCancelled(self.finish(snapshot(x.detach())))
-            opt.step(closure)
-            if self.p.optimizer == "adam":
-                with torch.no_grad():
-                    x.clamp_(0.0, 1.0)
+        def on_evaluation(ev: optim.Evaluation) -> None:
+            best[0] = ev.best
             self.done += 1
             self.work_done += pixels
-            self.report(scale, last, lambda: snapshot(x.detach()))
-        return x.detach()
+            self.report(scale, (ev.cost, *parts), lambda: snapshot(ev.best))
 
-    def report(self, scale: int, last: list[torch.Tensor],
+        def should_stop() -> None:
+            if self.cancel is not None and self.cancel():
+                raise StylizeCancelled(self.finish(snapshot(best[0])))
+
+        done_at_end = self.done + self.p.iterations
+        try:
+            if self.p.optimizer == "lbfgs":
+                result = optim.minimise_lbfgs(objective, x, self.p.iterations, on_evaluation,
+                                              should_stop)
+            else:
+                result = optim.minimise_adam(objective, x, self.p.iterations,
+                                             self.p.learning_rate, on_evaluation, should_stop)
+        except optim.OptimisationFailed as exc:
+            where = f"scale {scale} of {self.scales} ({x.shape[-1]}x{x.shape[-2]} px)"
+            raise optim.OptimisationFailed(f"{where}: {exc}") from None
+        # A converged run stops early: its unused steps count as done, so progress stays true.
+        self.work_done += (done_at_end - self.done) * pixels
+        self.done = done_at_end
+        return result
+
+    def report(self, scale: int, last: tuple[float, float, float],
                snapshot: Callable[[], torch.Tensor]) -> None:
         if self.progress is None:
             return
@@ -382,7 +417,7 @@ class _Run:
         preview = None
         if self.preview_every and (self.done % self.preview_every == 0 or self.done == self.total):
             preview = self.finish(snapshot())
-        j, jc, js = (float(v) for v in last)
+        j, jc, js = last
         self.progress(Progress(self.done, self.total, scale, self.scales, j, jc, js, elapsed,
                                eta, preview))
 

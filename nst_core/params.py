@@ -6,6 +6,7 @@ without importing the engine.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -31,6 +32,27 @@ DEFAULT_STYLE_LAYER_WEIGHTS: tuple[tuple[str, float], ...] = tuple(
     (name, 1.0 / len(STYLE_LAYERS)) for name in STYLE_LAYERS)
 
 
+#: Overlap between neighbouring tiles (pixels at the tiled scale), blended linearly.
+TILE_OVERLAP = 64
+#: The smallest tile: the overlaps may take at most half of it.
+MIN_TILE_SIZE = 4 * TILE_OVERLAP
+#: The largest weight (alpha, beta, TV, a style layer's) accepted: past it only rounding moves.
+MAX_WEIGHT = 1e6
+
+#: The strength scale: 0 = a hint of the style, STRENGTH_DEFAULT = the classic look, 100 =
+#: only the painting's texture left. Each STRENGTH_DECADE steps multiply beta by 10.
+STRENGTH_MIN, STRENGTH_DEFAULT, STRENGTH_MAX = 0.0, 50.0, 100.0
+STRENGTH_DECADE = 25.0
+#: beta at STRENGTH_DEFAULT (alpha = 10): see docs/quality.md for how it was chosen.
+STYLE_WEIGHT_AT_DEFAULT = 5.0
+
+
+def strength_to_style_weight(strength: float) -> float:
+    """beta for a strength on the 0..100 scale: the one mapping every client and the CLI use."""
+    strength = min(max(float(strength), STRENGTH_MIN), STRENGTH_MAX)
+    return STYLE_WEIGHT_AT_DEFAULT * 10.0 ** ((strength - STRENGTH_DEFAULT) / STRENGTH_DECADE)
+
+
 class ParamError(ValueError):
     """A parameter with a bad name, type or value; the message names it."""
 
@@ -47,12 +69,18 @@ class StyleParams:
     """Optimizer iterations at each scale (coarse scales are cheap: 1/4 the pixels each)."""
     size: int | str = 512
     """Long side of the last optimised scale; 'full' = the content's own size."""
-    content_weight: float = 10.0
+    strength: float = STRENGTH_DEFAULT
+    """How much style, 0 (a hint) .. 100 (only the painting's texture); sets beta."""
+    content_weight: float = 1.0
     """alpha in J = alpha*Jc + beta*Js."""
-    style_weight: float = 0.003
-    """beta in J = alpha*Jc + beta*Js."""
-    tv_weight: float = 1e-3
-    """Total-variation smoothing weight (on the 0..255 image), as in neural-style."""
+    style_weight: float | None = None
+    """beta in J = alpha*Jc + beta*Js, for experts; None = follow `strength`."""
+    tv_weight: float = 10.0
+    """Smoothing: weight of the total variation per pixel value of the 0..1 image (10 takes
+    the colour speckle off faces without costing style; see docs/quality.md)."""
+    normalize_costs: bool = True
+    """Divide Jc and each style layer's cost by their targets' energies (weights = shares, one
+    strength means the same on every image); False = the seed's raw costs."""
     optimizer: str = "lbfgs"
     learning_rate: float = 0.02
     """Adam step size on the 0..1 image."""
@@ -75,6 +103,13 @@ class StyleParams:
     """VGG arithmetic: fp32, bf16 (autocast; costs stay fp32), or auto = bf16 where the
     hardware has native bf16 matrix units (CPU AMX, CUDA sm80+), else fp32."""
 
+    @property
+    def beta(self) -> float:
+        """The style weight a run uses: `style_weight` if given, else the strength's."""
+        if self.style_weight is not None:
+            return self.style_weight
+        return strength_to_style_weight(self.strength)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["style_layers"] = [[n, float(w)] for n, w in self.style_layers]
@@ -95,6 +130,8 @@ def _number(name: str, value: Any, kind: type, minimum: float, maximum: float | 
             strict_min: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParamError(name, f"expected a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamError(name, f"must be a finite number, got {value!r}")
     if kind is int:
         if isinstance(value, float) and not value.is_integer():
             raise ParamError(name, f"expected an integer, got {value!r}")
@@ -122,16 +159,25 @@ def make_params(values: dict[str, Any] | StyleParams | None = None) -> StylePara
             value = _number(name, value, int, 0, 100000)
         elif name in ("seed",):
             value = _number(name, value, int, 0, 2**63 - 1)
-        elif name in ("min_scale", "tile_size"):
-            value = _number(name, value, int, 32, 1 << 16)
+        elif name == "min_scale":
+            value = _number(name, value, int, 16, 1 << 16)
+        elif name == "tile_size":
+            value = _number(name, value, int, MIN_TILE_SIZE, 1 << 16)
         elif name == "size":
             if value != "full":
                 value = _number(name, value, int, 16, 1 << 16)
-        elif name in ("content_weight", "style_weight", "tv_weight"):
-            value = _number(name, value, float, 0.0)
-        elif name in ("learning_rate", "style_scale"):
-            value = _number(name, value, float, 0.0, 100.0, strict_min=True)
-        elif name == "preserve_colors":
+        elif name == "strength":
+            value = _number(name, value, float, STRENGTH_MIN, STRENGTH_MAX)
+        elif name in ("content_weight", "tv_weight"):
+            value = _number(name, value, float, 0.0, MAX_WEIGHT)
+        elif name == "style_weight":
+            if value is not None:
+                value = _number(name, value, float, 0.0, MAX_WEIGHT)
+        elif name == "learning_rate":
+            value = _number(name, value, float, 0.0, 1.0, strict_min=True)
+        elif name == "style_scale":
+            value = _number(name, value, float, 0.1, 4.0)
+        elif name in ("preserve_colors", "normalize_costs"):
             if not isinstance(value, bool):
                 raise ParamError(name, f"expected true or false, got {value!r}")
         elif name in _CHOICES:
@@ -145,6 +191,9 @@ def make_params(values: dict[str, Any] | StyleParams | None = None) -> StylePara
         elif name == "style_layers":
             value = _style_layers(value)
         setattr(p, name, value)
+    if p.content_weight == 0 and p.beta == 0:
+        raise ParamError("content_weight", "content_weight and the style weight are both 0: "
+                                           "there is nothing to optimise")
     return p
 
 
@@ -167,5 +216,7 @@ def _style_layers(value: Any) -> list[tuple[str, float]]:
         if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
             raise ParamError("style_layers", f"expected [layer, weight], got {item!r}")
         _known_layer("style_layers", item[0])
-        out.append((item[0], _number("style_layers", item[1], float, 0.0)))
+        out.append((item[0], _number("style_layers", item[1], float, 0.0, MAX_WEIGHT)))
+    if not any(weight > 0 for _, weight in out):
+        raise ParamError("style_layers", "every layer weight is 0: give at least one a weight")
     return out

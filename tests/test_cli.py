@@ -68,6 +68,16 @@ def test_sixteen_bit_rgba_png_round_trip(files: dict[str, Path], photo: np.ndarr
     (["stylize", "{content}", "{style}", "-o", "{out}", "--weights", "{dir}/w.pth"],
      "w.pth' is neither"),
     (["stylize", "{content}", "{style}", "-o", "{out}", "--size", "huge"], "--size"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--content-weight", "inf"],
+     "--content-weight: must be a finite number"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--tv-weight", "1e308"],
+     "--tv-weight: must be <= 1000000.0"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--tile-size", "64"],
+     "--tile-size: must be >= 256"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--strength", "101"],
+     "--strength: must be <= 100.0"),
+    (["stylize", "{content}", "{style}", "-o", "{out}", "--style-scale", "20"],
+     "--style-scale: must be <= 4.0"),
     (["status", "--endpoint", "tcp://127.0.0.1:1", "--timeout", "0.5"],
      "no NST daemon answered at tcp://127.0.0.1:1"),
 ])
@@ -80,6 +90,19 @@ def test_errors_are_one_clear_line_with_exit_2(files: dict[str, Path], args: lis
     assert message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert not files["out"].exists()
+
+
+def test_a_failed_optimisation_exits_1_and_writes_nothing(files: dict[str, Path]) -> None:
+    """Adam with a step of 1e-9 cannot move the pixels: exit 1, and an existing output (from an
+    earlier run) is left as it was."""
+    files["out"].write_bytes(b"an earlier result")
+    r = run_nst("stylize", str(files["content"]), str(files["style"]), "-o", str(files["out"]),
+                "--size", "32", "--iterations", "3", "--optimizer", "adam",
+                "--learning-rate", "1e-9")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "optimisation failed: scale 1 of 1" in r.stderr and "nothing written" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert files["out"].read_bytes() == b"an earlier result"
 
 
 def test_ctrl_c_stops_cleanly_and_writes_the_current_image(files: dict[str, Path]) -> None:

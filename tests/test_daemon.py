@@ -331,7 +331,7 @@ def _malformed() -> list[tuple[str, Any, str, str]]:
         ("no_styles", ({**h, "styles": []}, b), P.BAD_REQUEST, "styles"),
         ("bad_weight", ({**h, "styles": [{**h["styles"][0], "weight": "x"}]}, b),
          P.BAD_REQUEST, "styles[0].weight"),
-        ("unknown_param", ({**h, "params": {"strength": 3}}, b), P.BAD_REQUEST, "strength"),
+        ("unknown_param", ({**h, "params": {"colour": 3}}, b), P.BAD_REQUEST, "colour"),
         ("bad_param_value", ({**h, "params": {"iterations": -1}}, b), P.BAD_REQUEST,
          "iterations"),
         ("params_device", ({**h, "params": {"device": "cuda"}}, b), P.BAD_REQUEST, "device"),
@@ -499,6 +499,18 @@ def test_client_error_type(client: Client) -> None:
     with pytest.raises(DaemonError) as info:
         client.stylize(content, [style], {"colour": 1})
     assert info.value.code == P.BAD_REQUEST and "colour" in info.value.message
+
+
+def test_optimisation_failed_is_an_error_and_the_next_job_runs(client: Client) -> None:
+    """A job whose cost cannot fall (Adam with a step of 1e-9) fails with its own code."""
+    content, style = images()
+    with pytest.raises(DaemonError) as info:
+        client.stylize(content, [style], {"iterations": 3, "size": 32, "optimizer": "adam",
+                                          "learning_rate": 1e-9})
+    assert info.value.code == P.OPTIMISATION_FAILED
+    assert "the cost did not fall" in info.value.message
+    out = client.stylize(content, [style], {"iterations": 2, "size": 32})
+    assert out.shape == content.shape and not np.array_equal(out, content)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs prlimit (Linux)")

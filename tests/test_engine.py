@@ -152,10 +152,10 @@ def test_tiles_cover_and_overlap() -> None:
 
 
 def test_tiled_scale_runs_and_keeps_memory_per_tile(model, photo, style_image) -> None:  # type: ignore[no-untyped-def]
-    wide = np.concatenate([photo, photo[:, ::-1]], axis=1)  # 64 x 128
+    wide = np.concatenate([photo, photo[:, ::-1]] * 3, axis=1)[:, :320]  # 64 x 320
     seen: list = []
-    out = stylize(wide, [style_image], {"size": 128, "iterations": 3, "min_scale": 128,
-                                        "tile_size": 96}, progress=seen.append, model=model)
+    out = stylize(wide, [style_image], {"size": 320, "iterations": 3, "min_scale": 320,
+                                        "tile_size": 256}, progress=seen.append, model=model)
     assert out.shape == wide.shape
     assert seen[-1].iterations == 6  # two tiles x 3 iterations
     assert not np.array_equal(out, wide)
@@ -206,6 +206,10 @@ def test_bad_inputs_are_named(model, photo, style_image) -> None:  # type: ignor
         stylize(photo.astype(np.int64), [style_image], FAST, model=model)
     with pytest.raises(ValueError, match="styles"):
         stylize(photo, [], FAST, model=model)
+    nan = photo.astype(np.float32) / 255
+    nan[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="content: 1 pixel values are not finite"):
+        stylize(nan, [style_image], FAST, model=model)
 
 
 def test_zero_iterations_returns_the_content(model, photo) -> None:  # type: ignore[no-untyped-def]

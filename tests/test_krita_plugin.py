@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nst_core import layouts
-from nst_core.params import StyleParams, make_params
+from nst_core.params import StyleParams, make_params, strength_to_style_weight
 from nst_plugins.krita import installer
 
 PLUGIN = Path(installer.__file__).resolve().parent / "neural_style"
@@ -77,15 +77,14 @@ def test_pixel_helpers(plugin: types.SimpleNamespace) -> None:
         [1, 2, 3, 9, 4, 5, 6, 8]
 
 
-def test_strength_maps_to_the_engines_style_weight(plugin: types.SimpleNamespace) -> None:
+def test_the_slider_sends_the_engines_strength_scale(plugin: types.SimpleNamespace) -> None:
     jp = plugin.job_params
-    default = StyleParams().style_weight
-    assert jp.DEFAULT_STYLE_WEIGHT == default  # the fallback when a config lacks it
-    assert jp.strength_to_style_weight(50, default) == pytest.approx(default)
-    assert jp.strength_to_style_weight(0, default) == pytest.approx(default / 16)
-    assert jp.strength_to_style_weight(100, default) == pytest.approx(default * 16)
-    weights = [jp.strength_to_style_weight(s, default) for s in range(0, 101, 10)]
-    assert weights == sorted(weights)
+    assert jp.STRENGTH_DEFAULT == StyleParams().strength
+    for slider in (0, 50, 100):
+        params = jp.build_params(iterations=20, size=512, strength=slider,
+                                 preserve_colors=False, area=(64, 48))
+        assert params["strength"] == slider and "style_weight" not in params
+        assert make_params(params).beta == strength_to_style_weight(slider)
 
 
 def test_params_are_engine_params(plugin: types.SimpleNamespace) -> None:
@@ -109,10 +108,10 @@ def test_settings_env_overrides_and_errors(plugin: types.SimpleNamespace,
     link = plugin.link
     config = tmp_path / "nst_config.json"
     config.write_text('{"endpoint": "tcp://127.0.0.1:9", "transport": "zmq", '
-                      '"python": "/opt/nst/python", "timeout_s": 2, "style_weight": 8}')
+                      '"python": "/opt/nst/python", "timeout_s": 2}')
     s = link.load_settings(config, env={})
-    assert (s.endpoint, s.transport, s.python, s.timeout_s, s.style_weight) == \
-        ("tcp://127.0.0.1:9", "zmq", "/opt/nst/python", 2.0, 8.0)
+    assert (s.endpoint, s.transport, s.python, s.timeout_s) == \
+        ("tcp://127.0.0.1:9", "zmq", "/opt/nst/python", 2.0)
     s = link.load_settings(config, env={"NST_TRANSPORT": "bridge"})
     assert s.resolved_transport() == "bridge"
     with pytest.raises(link.SettingsError, match="transport must be one of"):
@@ -159,7 +158,7 @@ def test_install_and_uninstall(tmp_path: Path) -> None:
     assert (dest / "neural_style.desktop").exists()
     config = json.loads((package / "nst_config.json").read_text())
     assert config["transport"] == "bridge"
-    assert config["style_weight"] == StyleParams().style_weight
+    assert "style_weight" not in config  # strength goes to the engine, which maps it
     assert "enable_neural_style=true" in rc.read_text()
     removed = installer.uninstall(dest, kritarc=rc)
     assert set(removed) == {package, dest / "neural_style.desktop", rc}

@@ -71,7 +71,8 @@ def test_pipe_framing_round_trip() -> None:
 
 def test_error_codes_stable() -> None:
     assert P.ERROR_CODES == ("bad_request", "unsupported_protocol", "too_large", "bad_image",
-                             "unknown_job", "queue_full", "out_of_memory", "internal")
+                             "unknown_job", "queue_full", "out_of_memory", "internal",
+                             "optimisation_failed")  # new codes go at the end
 
 
 # --- layouts ----------------------------------------------------------------------------------

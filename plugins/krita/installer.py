@@ -91,13 +91,6 @@ def set_enabled(kritarc: Path, enabled: bool, name: str = PLUGIN_NAME) -> bool:
     return True
 
 
-def _engine_style_weight() -> float:
-    """The engine's default style weight: the docker's strength 50 maps to it."""
-    from nst_core.params import StyleParams
-
-    return float(StyleParams().style_weight)
-
-
 def install(dest: Path | None = None, endpoint: str = shared.nst_daemon.protocol.DEFAULT_ENDPOINT,
             transport: str = "auto", kritarc: Path | None = None) -> Path:
     """Copy the plug-in into dest (default: Krita's pykrita folder), vendor the client, write
@@ -114,7 +107,6 @@ def install(dest: Path | None = None, endpoint: str = shared.nst_daemon.protocol
     shutil.copyfile(SOURCE_DIR / DESKTOP_FILE, dest / DESKTOP_FILE)
     shared.vendor_client(package)
     config = shared.default_config(endpoint, transport)
-    config["style_weight"] = _engine_style_weight()
     shared.write_config(package, config)
     set_enabled(kritarc or kritarc_path(), True)
     return package

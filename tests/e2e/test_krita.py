@@ -116,7 +116,7 @@ def _run_krita(run: Path, job: dict[str, Any]) -> dict[str, Any]:
     env = {**_env(run), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
            "NST_KRITA_JOB": str(run / "job.json")}
     cmd = ["timeout", "-k", "10", str(KRITA_TIMEOUT_S), "xvfb-run", "-a", "-s",
-           "-screen 0 1600x1200x24 -nolisten tcp", "krita", "--nosplash"]
+           "-screen 0 1600x1200x24 -nolisten tcp -noreset", "krita", "--nosplash"]
     started = time.monotonic()
     with open(run / "krita.log", "w") as log:
         proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,

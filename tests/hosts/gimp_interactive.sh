@@ -3,7 +3,7 @@
 # A "user" (xdotool) presses OK in the procedure dialog, then Escape (Cancel) in the progress
 # dialog once the job runs; gimp_interactive_driver.py records what came of it in /io/out.
 D=":$(( $$ % 900 + 100 ))"   # abstract X sockets are shared with the host's network namespace
-Xvfb "$D" -screen 0 1280x1024x24 -nolisten tcp >/io/out/xvfb.log 2>&1 &
+Xvfb "$D" -screen 0 1280x1024x24 -nolisten tcp -noreset >/io/out/xvfb.log 2>&1 &
 XVFB=$!
 export DISPLAY="$D"
 for _ in $(seq 50); do xdotool getmouselocation >/dev/null 2>&1 && break; sleep 0.1; done

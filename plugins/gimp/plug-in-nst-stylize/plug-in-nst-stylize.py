@@ -31,8 +31,6 @@ from nst_client import layouts  # noqa: E402
 
 PROC_NAME = "plug-in-nst-stylize"
 CONFIG_FILE = PLUGIN_DIR / "nst_config.json"
-#: Used only if a daemon's welcome lacks its defaults; strength 1.0 means the daemon's default.
-FALLBACK_STYLE_WEIGHT = 0.003
 #: Style images are scaled down in GIMP to at most this many times the working size first:
 #: the daemon resizes them anyway, and a 24-megapixel photo need not cross the socket.
 STYLE_MAX_FACTOR = 2
@@ -161,11 +159,7 @@ def stylize(content: tuple[dict[str, Any], bytes], style: tuple[dict[str, Any], 
         raise PluginError(f"The zmq transport needs pyzmq and msgpack in GIMP's Python "
                           f"({exc}); set \"transport\": \"bridge\" in {CONFIG_FILE}.") from exc
     try:
-        welcome = conn.hello()
-        # Strength scales the daemon's own default style weight (beta), whatever it is.
-        default = welcome.get("defaults", {}).get("style_weight", FALLBACK_STYLE_WEIGHT)
-        params = dict(params)
-        params["style_weight"] = float(default) * float(params.pop("strength"))
+        conn.hello()
         return conn.stylize_raw(content, [(style, 1.0)], params, on_progress=on_progress,
                                 should_cancel=should_cancel, idle_timeout_s=IDLE_TIMEOUT_S)
     except nst.DaemonUnavailable as exc:
@@ -363,8 +357,8 @@ class NstStylize(Gimp.PlugIn):
         proc.add_file_argument("style-file", "St_yle image", "Image whose style to apply",
                                Gimp.FileChooserAction.OPEN, False, None, flags)
         proc.add_double_argument("strength", "S_trength",
-                                 "Style strength (1 = the engine's default style weight)",
-                                 0.0, 100.0, 1.0, flags)
+                                 "How much style: 0 = a hint, 50 = the classic look, "
+                                 "100 = only the painting's texture", 0.0, 100.0, 50.0, flags)
         proc.add_int_argument("iterations", "_Quality (iterations)",
                               "Optimizer iterations per scale", 1, 5000, 300, flags)
         proc.add_int_argument("size", "_Working size",

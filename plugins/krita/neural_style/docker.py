@@ -109,7 +109,8 @@ class NeuralStyleDocker(DockWidget):
         self.strength.setObjectName("nst_strength")
         self.strength.setRange(0, 100)
         self.strength.setValue(job_params.STRENGTH_DEFAULT)
-        self.strength.setToolTip("How strongly the style is imposed (50 = the engine's default)")
+        self.strength.setToolTip("How much style: 0 = a hint, 50 = the classic look, "
+                                 "100 = only the painting's texture")
         form.addRow("Strength", self.strength)
         self.iterations = QSpinBox(root)
         self.iterations.setObjectName("nst_iterations")
@@ -292,12 +293,11 @@ class NeuralStyleDocker(DockWidget):
         params = job_params.build_params(
             iterations=self.iterations.value(), size=self.size.value(),
             strength=self.strength.value(), preserve_colors=self.preserve.isChecked(),
-            area=(capture.width, capture.height), default_weight=settings.style_weight)
+            area=(capture.width, capture.height))
         self._capture = capture
         self._style_name = Path(style_path).stem
         self._started = time.monotonic()
-        worker = StylizeWorker(settings, capture.content(), style, params, PREVIEW_EVERY, self,
-                               strength=self.strength.value())
+        worker = StylizeWorker(settings, capture.content(), style, params, PREVIEW_EVERY, self)
         worker.connected.connect(self._daemon_answered_ok)
         worker.progressed.connect(self._progressed)
         worker.previewed.connect(self._previewed)

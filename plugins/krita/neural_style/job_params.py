@@ -8,30 +8,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-#: Fallback for the engine's default style weight; the installer writes the engine's real
-#: default (nst_core.params.StyleParams().style_weight) into nst_config.json, and the worker
-#: uses the daemon's own default from its welcome when it has one.
-DEFAULT_STYLE_WEIGHT = 0.003
+#: The slider's start: the engine's strength scale (0..100) is sent as is, and the engine
+#: alone maps it to a style weight (nst_core.params.strength_to_style_weight).
 STRENGTH_DEFAULT = 50
-#: Each 25 steps of the strength slider multiply the style weight by this.
-STRENGTH_BASE = 4.0
 MIN_SIZE = 16
 
 
-def strength_to_style_weight(strength: int, default_weight: float = DEFAULT_STYLE_WEIGHT) -> float:
-    """Slider 0..100 -> style weight; 50 is the engine's default, 0 and 100 are /16 and x16."""
-    strength = min(max(int(strength), 0), 100)
-    return default_weight * STRENGTH_BASE ** ((strength - STRENGTH_DEFAULT) / 25.0)
-
-
 def build_params(*, iterations: int, size: int, strength: int, preserve_colors: bool,
-                 area: tuple[int, int], default_weight: float = DEFAULT_STYLE_WEIGHT
-                 ) -> dict[str, Any]:
+                 area: tuple[int, int]) -> dict[str, Any]:
     """Engine parameters (engine names) for one job on an area of (width, height)."""
     # Working above the area's own size would only upscale it and throw the detail away again.
     working = max(MIN_SIZE, min(int(size), max(area)))
     return {"iterations": int(iterations), "size": working,
-            "style_weight": strength_to_style_weight(strength, default_weight),
+            "strength": float(min(max(int(strength), 0), 100)),
             "preserve_colors": bool(preserve_colors)}
 
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import job_params
-
 try:  # the copy that `nst install-plugin` puts next to this package
     from .nst_client import client, layouts, protocol
 except ImportError:  # running from a source checkout with the product installed
@@ -43,8 +41,6 @@ class DaemonSettings:
     transport: str = "auto"
     python: str | None = None
     timeout_s: float = 5.0
-    #: The engine's default style weight (strength 50), written by the installer.
-    style_weight: float = job_params.DEFAULT_STYLE_WEIGHT
 
     def resolved_transport(self) -> str:
         """zmq when Krita's Python has pyzmq and msgpack, else the bridge (for 'auto')."""
@@ -80,11 +76,6 @@ def load_settings(path: Path = CONFIG_PATH,
     except (TypeError, ValueError):
         raise SettingsError(f"{path}: timeout_s must be a number, got "
                             f"{data.get('timeout_s')!r}") from None
-    try:
-        settings.style_weight = float(data.get("style_weight", settings.style_weight))
-    except (TypeError, ValueError):
-        raise SettingsError(f"{path}: style_weight must be a number, got "
-                            f"{data.get('style_weight')!r}") from None
     if settings.transport not in TRANSPORTS:
         raise SettingsError(f"transport must be one of {', '.join(TRANSPORTS)}, got "
                             f"{settings.transport!r} (from NST_TRANSPORT or {path.name})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import job_params, link
+from . import link
 from .qt import QThread, pyqtSignal
 
 
@@ -51,9 +51,8 @@ class StylizeWorker(QThread):
 
     def __init__(self, settings: link.DaemonSettings, content: link.RawImage,
                  style: link.RawImage, params: dict[str, Any], preview_every: int = 5,
-                 parent: Any = None, strength: int | None = None) -> None:
+                 parent: Any = None) -> None:
         super().__init__(parent)
-        self.strength = strength
         self.settings = settings
         self.content = content
         self.style = style
@@ -77,11 +76,6 @@ class StylizeWorker(QThread):
             with link.connect(self.settings) as client:
                 welcome = client.hello()
                 self.connected.emit(link.describe_welcome(welcome, self.settings))
-                default = welcome.get("defaults", {}).get("style_weight")
-                if self.strength is not None and isinstance(default, (int, float)):
-                    # The slider is relative to the daemon's own default style weight.
-                    self.params = {**self.params, "style_weight":
-                                   job_params.strength_to_style_weight(self.strength, default)}
                 if self._cancel.is_set():
                     raise link.JobCancelled("cancelled before it started")
                 job = client.submit(self.content, [(self.style, 1.0)], self.params,
