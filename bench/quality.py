@@ -87,9 +87,12 @@ def sheet(images: list[np.ndarray], labels: list[str], path: Path, height: int =
 
 def main() -> int:
     args = parse_args()
-    if args.src:
+    from nst_core import demo  # the images always come from this checkout
+
+    if args.src:  # ... and the engine from another one
+        for name in [m for m in sys.modules if m == "nst_core" or m.startswith("nst_core.")]:
+            del sys.modules[name]
         sys.path.insert(0, args.src)
-    from nst_core import demo
     from nst_core.engine import load_model, stylize
 
     print(f"engine: {sys.modules['nst_core'].__file__}", flush=True)

@@ -373,19 +373,22 @@ class _Run:
             content_target = self.model(content, [self.p.content_layer])[self.p.content_layer]
         pixels = x.shape[-1] * x.shape[-2]
         weights = self.cost_weights(content_target, style_targets)
-        parts: list[float] = [0.0, 0.0]  # the content and style costs of the last evaluation
+        best_parts = [math.inf, 0.0, 0.0]  # J, Jc and Js of the best image so far
         best = [x.detach()]
 
         def objective(image: torch.Tensor) -> torch.Tensor:
             j, jc, js = self.costs(image, content_target, style_targets, weights)
-            parts[:] = [float(jc.detach()), float(js.detach())]
+            if float(j.detach()) < best_parts[0]:
+                best_parts[:] = [float(j.detach()), float(jc.detach()), float(js.detach())]
             return j
 
         def on_evaluation(ev: optim.Evaluation) -> None:
             best[0] = ev.best
             self.done += 1
             self.work_done += pixels
-            self.report(scale, (ev.cost, *parts), lambda: snapshot(ev.best))
+            # The best so far, not the line search's trial: what a stop now would return.
+            self.report(scale, (ev.best_cost, best_parts[1], best_parts[2]),
+                        lambda: snapshot(ev.best))
 
         def should_stop() -> None:
             if self.cancel is not None and self.cancel():
