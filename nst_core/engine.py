@@ -405,9 +405,13 @@ class _Run:
         except optim.OptimisationFailed as exc:
             where = f"scale {scale} of {self.scales} ({x.shape[-1]}x{x.shape[-2]} px)"
             raise optim.OptimisationFailed(f"{where}: {exc}") from None
-        # A converged run stops early: its unused steps count as done, so progress stays true.
-        self.work_done += (done_at_end - self.done) * pixels
-        self.done = done_at_end
+        if self.done < done_at_end:
+            # A converged run stops early: its unused steps count as done (one report for
+            # them), so the progress and the time estimate stay true.
+            self.work_done += (done_at_end - self.done) * pixels
+            self.done = done_at_end
+            self.report(scale, (best_parts[0], best_parts[1], best_parts[2]),
+                        lambda: snapshot(result))
         return result
 
     def report(self, scale: int, last: tuple[float, float, float],

@@ -73,3 +73,15 @@ def test_a_run_that_cannot_make_progress_fails(model, pairs) -> None:  # type: i
               "learning_rate": 1e-9}
     with pytest.raises(OptimisationFailed, match=r"scale 1 of 1 .*the cost did not fall"):
         stylize(_small(photo, 32), [painting], params, model=model)
+
+
+def test_an_image_already_at_the_optimum_is_done_with_progress_complete(model) -> None:  # type: ignore[no-untyped-def]
+    """Content = style and no TV: the cost starts at 0. Nothing to do is not a failure; the
+    run stops early and its last report still reaches the end of the bar."""
+    img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    seen: list = []
+    out = stylize(img, [img], {"size": 16, "min_scale": 16, "iterations": 50, "tv_weight": 0},
+                  progress=seen.append, model=model)
+    assert np.array_equal(out, img)
+    assert len(seen) < 50 and seen[-1].iteration == seen[-1].iterations == 50
+    assert seen[-1].loss_total == 0.0
