@@ -404,7 +404,9 @@ class _Run:
                                              self.p.learning_rate, on_evaluation, should_stop)
         except optim.OptimisationFailed as exc:
             where = f"scale {scale} of {self.scales} ({x.shape[-1]}x{x.shape[-2]} px)"
-            raise optim.OptimisationFailed(f"{where}: {exc}") from None
+            hint = ("raise learning_rate or iterations, or use the lbfgs optimizer"
+                    if self.p.optimizer == "adam" else "check the weights and the images")
+            raise optim.OptimisationFailed(f"{where}: {exc}; {hint}") from None
         if self.done < done_at_end:
             # A converged run stops early: its unused steps count as done (one report for
             # them), so the progress and the time estimate stay true.
