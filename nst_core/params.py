@@ -43,7 +43,7 @@ MAX_WEIGHT = 1e6
 #: only the painting's texture left. Each STRENGTH_DECADE steps multiply beta by 10.
 STRENGTH_MIN, STRENGTH_DEFAULT, STRENGTH_MAX = 0.0, 50.0, 100.0
 STRENGTH_DECADE = 25.0
-#: beta at STRENGTH_DEFAULT (alpha = 10): see docs/quality.md for how it was chosen.
+#: beta at STRENGTH_DEFAULT (alpha = 1): see docs/quality.md for how it was chosen.
 STYLE_WEIGHT_AT_DEFAULT = 5.0
 
 
