@@ -46,15 +46,20 @@ def demo_images() -> tuple[np.ndarray, np.ndarray]:
     return data.astronaut(), data.rocket()
 
 
-def timed_job(client: Client, content: np.ndarray, style: np.ndarray,
-              params: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
+def timed_job(
+    client: Client, content: np.ndarray, style: np.ndarray, params: dict[str, Any]
+) -> tuple[float, float, dict[str, Any]]:
     """(submit -> first progress, submit -> result, stats) in seconds."""
     t0 = time.perf_counter()
-    job = client.submit(layouts.from_array(content, 1), [(layouts.from_array(style, 2), 1.0)],
-                        params)
+    job = client.submit(
+        layouts.from_array(content, 1), [(layouts.from_array(style, 2), 1.0)], params
+    )
     first: list[float] = []
-    desc, _ = client.follow(job, on_progress=lambda p: first or first.append(
-        time.perf_counter() - t0), idle_timeout_s=600)
+    desc, _ = client.follow(
+        job,
+        on_progress=lambda p: first or first.append(time.perf_counter() - t0),
+        idle_timeout_s=600,
+    )
     total = time.perf_counter() - t0
     return (first[0] if first else float("nan")), total, desc["stats"]
 
@@ -62,7 +67,9 @@ def timed_job(client: Client, content: np.ndarray, style: np.ndarray,
 def med(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} s" + (
         f" (min {min(values):.3f}, max {max(values):.3f}, n={len(values)})"
-        if len(values) > 1 else "")
+        if len(values) > 1
+        else ""
+    )
 
 
 def main() -> int:
@@ -82,9 +89,22 @@ def main() -> int:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "nst_daemon.server", "--endpoint", endpoint,
-                             "--device", args.device, "--log-level", "warning"],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nst_daemon.server",
+            "--endpoint",
+            endpoint,
+            "--device",
+            args.device,
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     ready = proc.stdout.readline().strip()
     start_s = time.perf_counter() - t0
     if not ready.startswith("ready"):
@@ -101,27 +121,46 @@ def main() -> int:
             # 1. warm first progress (a fresh style each time, so no cache help) vs. cold CLI
             warm_first, warm_total = [], []
             for _ in range(args.repeats):
-                fresh = np.clip(style.astype(np.int16) + rng.integers(-3, 4, style.shape),
-                                0, 255).astype(np.uint8)
+                fresh = np.clip(
+                    style.astype(np.int16) + rng.integers(-3, 4, style.shape), 0, 255
+                ).astype(np.uint8)
                 first, total, _ = timed_job(client, content, fresh, params)
                 warm_first.append(first)
                 warm_total.append(total)
             cold = []
             for _ in range(max(1, args.repeats - 1)):
                 t0 = time.perf_counter()
-                subprocess.run([str(BIN / "nst"), "stylize", str(tmp / "content.png"),
-                                str(tmp / "style.png"), "-o", str(tmp / "out.png"),
-                                "--iterations", "1", "--size", str(args.size),
-                                "--device", args.device],
-                               check=True, capture_output=True, cwd=ROOT)
+                subprocess.run(
+                    [
+                        str(BIN / "nst"),
+                        "stylize",
+                        str(tmp / "content.png"),
+                        str(tmp / "style.png"),
+                        "-o",
+                        str(tmp / "out.png"),
+                        "--iterations",
+                        "1",
+                        "--size",
+                        str(args.size),
+                        "--device",
+                        args.device,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    cwd=ROOT,
+                )
                 cold.append(time.perf_counter() - t0)
-            print(f"\n[1] first progress, {content.shape[1]}x{content.shape[0]} content, "
-                  f"size {args.size}, 1 iteration/scale, device {device}")
+            print(
+                f"\n[1] first progress, {content.shape[1]}x{content.shape[0]} content, "
+                f"size {args.size}, 1 iteration/scale, device {device}"
+            )
             print(f"    warm daemon, submit -> first progress: {med(warm_first)}")
             print(f"    warm daemon, submit -> result:         {med(warm_total)}")
             print(f"    cold `nst stylize` process, start -> exit: {med(cold)}")
-            print(f"    speed-up to first progress: "
-                  f"{statistics.median(cold) / statistics.median(warm_first):.1f}x")
+            print(
+                f"    speed-up to first progress: "
+                f"{statistics.median(cold) / statistics.median(warm_first):.1f}x"
+            )
 
             # 2. transport of a big layer
             side = args.transport_side
@@ -130,14 +169,15 @@ def main() -> int:
             trips = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                out = client.stylize(layer, [small_style], {"iterations": 0},
-                                     idle_timeout_s=600)
+                out = client.stylize(layer, [small_style], {"iterations": 0}, idle_timeout_s=600)
                 trips.append(time.perf_counter() - t0)
                 assert np.array_equal(out, layer)
             mib = layer.nbytes / (1 << 20)
-            print(f"\n[2] {side}x{side} RGBA u8 ({mib:.0f} MiB) to the daemon and back, "
-                  f"0 iterations (bit-exact): {med(trips)}; "
-                  f"{2 * mib / statistics.median(trips):.0f} MiB/s both ways")
+            print(
+                f"\n[2] {side}x{side} RGBA u8 ({mib:.0f} MiB) to the daemon and back, "
+                f"0 iterations (bit-exact): {med(trips)}; "
+                f"{2 * mib / statistics.median(trips):.0f} MiB/s both ways"
+            )
 
             # 3. style cache
             misses, hits = [], []
@@ -146,18 +186,26 @@ def main() -> int:
                 misses.append(timed_job(client, content, new, params))
                 hits.append(timed_job(client, content, new, params))
             assert all(h[2]["style_cache"]["misses"] == 0 for h in hits)
-            print(f"\n[3] style cache, same job twice (size {args.size}, 1 iteration/scale, "
-                  f"{style.shape[1]}x{style.shape[0]} style)")
-            print(f"    new style:      first progress {med([m[0] for m in misses])}, "
-                  f"result {med([m[1] for m in misses])}")
-            print(f"    repeated style: first progress {med([h[0] for h in hits])}, "
-                  f"result {med([h[1] for h in hits])}")
+            print(
+                f"\n[3] style cache, same job twice (size {args.size}, 1 iteration/scale, "
+                f"{style.shape[1]}x{style.shape[0]} style)"
+            )
+            print(
+                f"    new style:      first progress {med([m[0] for m in misses])}, "
+                f"result {med([m[1] for m in misses])}"
+            )
+            print(
+                f"    repeated style: first progress {med([h[0] for h in hits])}, "
+                f"result {med([h[1] for h in hits])}"
+            )
             miss_first = statistics.median([m[0] for m in misses])
             hit_first = statistics.median([h[0] for h in hits])
             miss_total = statistics.median([m[1] for m in misses])
             hit_total = statistics.median([h[1] for h in hits])
-            print(f"    speed-up: first progress {miss_first / hit_first:.2f}x, "
-                  f"whole job {miss_total / hit_total:.2f}x")
+            print(
+                f"    speed-up: first progress {miss_first / hit_first:.2f}x, "
+                f"whole job {miss_total / hit_total:.2f}x"
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -34,8 +34,12 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", nargs="+", default=PAIRS, metavar="PHOTO:PAINTING")
     ap.add_argument("--sizes", nargs="+", type=int, default=[128, 256, 512])
-    ap.add_argument("--strengths", nargs="+", default=["25", "50", "75"],
-                    help="strengths 0..100, or 'default' for the engine's own defaults")
+    ap.add_argument(
+        "--strengths",
+        nargs="+",
+        default=["25", "50", "75"],
+        help="strengths 0..100, or 'default' for the engine's own defaults",
+    )
     ap.add_argument("--iterations", type=int, default=300, help="per scale")
     ap.add_argument("--min-scale", type=int, default=128)
     ap.add_argument("--params", default="{}", help="more engine params, as JSON")
@@ -55,8 +59,12 @@ def iterations_to_90(costs: list[float]) -> int:
 
 
 def measure(metric: str, content: Path, style: Path, outs: list[Path]) -> list[tuple[float, float]]:
-    proc = subprocess.run([sys.executable, metric, str(content), str(style), *map(str, outs)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, metric, str(content), str(style), *map(str, outs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     figures = []
     for line in proc.stdout.splitlines():
         _, style_part, content_part = line.split("\t")
@@ -76,8 +84,9 @@ def sheet(images: list[np.ndarray], labels: list[str], path: Path, height: int =
         tile.paste(im, (0, 0))
         ImageDraw.Draw(tile).text((4, height + 3), label, fill="black")
         tiles.append(tile)
-    row = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), height + 18),
-                    "white")
+    row = Image.new(
+        "RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), height + 18), "white"
+    )
     x = 0
     for t in tiles:
         row.paste(t, (x, 0))
@@ -100,8 +109,10 @@ def main() -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = json.loads(args.params)
-    print("| pair | size | strength | style | content | J start | J 25% | J 50% | J end "
-          "| it to 90% | s |")
+    print(
+        "| pair | size | strength | style | content | J start | J 25% | J 50% | J end "
+        "| it to 90% | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for pair in args.pairs:
         photo_name, painting_name = pair.split(":")
@@ -112,8 +123,12 @@ def main() -> int:
         rows, outs = [], []
         for size in args.sizes:
             for strength in args.strengths:
-                params = {"size": size, "iterations": args.iterations,
-                          "min_scale": min(args.min_scale, size), **extra}
+                params = {
+                    "size": size,
+                    "iterations": args.iterations,
+                    "min_scale": min(args.min_scale, size),
+                    **extra,
+                }
                 if strength != "default":
                     params["strength"] = float(strength)
                 seen: list = []
@@ -128,16 +143,23 @@ def main() -> int:
                 rows.append((size, strength, q, iterations_to_90(last), len(last), wall))
         figures = measure(args.metric, content_path, style_path, outs)
         for (size, strength, q, it90, n, wall), (st, ct) in zip(rows, figures, strict=True):
-            print(f"| {pair} | {size} | {strength} | {st:.3f} | {ct:.3f} | {q[0]:.4g} | "
-                  f"{q[1]:.4g} | {q[2]:.4g} | {q[3]:.4g} | {it90}/{n} | {wall:.0f} |",
-                  flush=True)
+            print(
+                f"| {pair} | {size} | {strength} | {st:.3f} | {ct:.3f} | {q[0]:.4g} | "
+                f"{q[1]:.4g} | {q[2]:.4g} | {q[3]:.4g} | {it90}/{n} | {wall:.0f} |",
+                flush=True,
+            )
         if args.sheets:
-            top = [(p, s) for p, (size, s, *_) in zip(outs, rows, strict=True)
-                   if size == max(args.sizes)]
+            top = [
+                (p, s)
+                for p, (size, s, *_) in zip(outs, rows, strict=True)
+                if size == max(args.sizes)
+            ]
             Path(args.sheets).mkdir(parents=True, exist_ok=True)
-            sheet([content, style, *(np.asarray(Image.open(p)) for p, _ in top)],
-                  [photo_name, painting_name, *(f"strength {s}" for _, s in top)],
-                  Path(args.sheets) / f"{photo_name}-{painting_name}.jpg")
+            sheet(
+                [content, style, *(np.asarray(Image.open(p)) for p, _ in top)],
+                [photo_name, painting_name, *(f"strength {s}" for _, s in top)],
+                Path(args.sheets) / f"{photo_name}-{painting_name}.jpg",
+            )
     return 0
 
 

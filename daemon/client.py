@@ -47,15 +47,19 @@ class JobCancelled(RuntimeError):
 def _unavailable(endpoint: str, timeout_s: float) -> DaemonUnavailable:
     return DaemonUnavailable(
         f"no NST daemon answered at {endpoint} within {timeout_s:g} s; start one with "
-        f"`nst-daemon --endpoint {endpoint}` (or check the endpoint in the plug-in settings)")
+        f"`nst-daemon --endpoint {endpoint}` (or check the endpoint in the plug-in settings)"
+    )
 
 
 class ZmqTransport:
     """A DEALER socket connected to the daemon's ROUTER."""
 
-    def __init__(self, endpoint: str = P.DEFAULT_ENDPOINT,
-                 curve_server_key: bytes | None = None,
-                 curve_keypair: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str = P.DEFAULT_ENDPOINT,
+        curve_server_key: bytes | None = None,
+        curve_keypair: tuple[bytes, bytes] | None = None,
+    ) -> None:
         import zmq
 
         self.endpoint = endpoint
@@ -96,12 +100,12 @@ class BridgeTransport:
 
     def __init__(self, endpoint: str = P.DEFAULT_ENDPOINT, python: str | None = None) -> None:
         self.endpoint = endpoint
-        cmd = [python or default_bridge_python(), "-m", "nst_daemon.bridge",
-               "--endpoint", endpoint]
+        cmd = [python or default_bridge_python(), "-m", "nst_daemon.bridge", "--endpoint", endpoint]
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          creationflags=flags)
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, creationflags=flags
+            )
         except OSError as exc:
             raise DaemonUnavailable(f"cannot start the bridge {cmd[0]!r}: {exc}") from exc
         self._inbox: queue.Queue[tuple[Header, list[bytes]] | None] = queue.Queue()
@@ -148,8 +152,14 @@ class BridgeTransport:
 class Client:
     """Requests to one daemon. Not thread-safe: use one Client per thread."""
 
-    def __init__(self, endpoint: str = P.DEFAULT_ENDPOINT, *, transport: Any = None,
-                 timeout_s: float = 5.0, client_name: str = "nst-client") -> None:
+    def __init__(
+        self,
+        endpoint: str = P.DEFAULT_ENDPOINT,
+        *,
+        transport: Any = None,
+        timeout_s: float = 5.0,
+        client_name: str = "nst-client",
+    ) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.client_name = client_name
@@ -190,8 +200,9 @@ class Client:
                 continue
             self._stash.append(item)
 
-    def request(self, header: Header, buffers: Sequence[bytes] = (),
-                timeout_s: float | None = None) -> tuple[Header, list[bytes]]:
+    def request(
+        self, header: Header, buffers: Sequence[bytes] = (), timeout_s: float | None = None
+    ) -> tuple[Header, list[bytes]]:
         """Send a one-reply request; DaemonUnavailable if nothing answers in time."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         request_id = self.send(header, buffers)
@@ -204,8 +215,9 @@ class Client:
 
     # -- requests -------------------------------------------------------------------------
     def hello(self) -> Header:
-        return self.request({"type": P.HELLO, "protocol": P.PROTOCOL_VERSION,
-                             "client": self.client_name})[0]
+        return self.request(
+            {"type": P.HELLO, "protocol": P.PROTOCOL_VERSION, "client": self.client_name}
+        )[0]
 
     def ping(self) -> Header:
         return self.request({"type": P.PING})[0]
@@ -217,23 +229,36 @@ class Client:
         """Ask the daemon to cancel a job; its `cancelled` reply arrives on the job's id."""
         self.send({"type": P.CANCEL, "job": job_id})
 
-    def submit(self, content: RawImage, styles: Sequence[tuple[RawImage, float]],
-               params: dict[str, Any] | None = None, preview_every: int = 0) -> str:
+    def submit(
+        self,
+        content: RawImage,
+        styles: Sequence[tuple[RawImage, float]],
+        params: dict[str, Any] | None = None,
+        preview_every: int = 0,
+    ) -> str:
         """Send a stylize request; returns its job id. Follow it with `follow`."""
         buffers = [content[1]]
-        header: Header = {"type": P.STYLIZE, "params": dict(params or {}),
-                          "content": {**_bare(content[0]), "frame": 1}, "styles": []}
+        header: Header = {
+            "type": P.STYLIZE,
+            "params": dict(params or {}),
+            "content": {**_bare(content[0]), "frame": 1},
+            "styles": [],
+        }
         for (desc, data), weight in styles:
             buffers.append(data)
-            header["styles"].append({**_bare(desc), "frame": len(buffers),
-                                     "weight": float(weight)})
+            header["styles"].append({**_bare(desc), "frame": len(buffers), "weight": float(weight)})
         if preview_every:
             header["preview_every"] = int(preview_every)
         return self.send(header, buffers)
 
-    def follow(self, job_id: str, on_progress: ProgressFn | None = None,
-               should_cancel: Callable[[], bool] | None = None,
-               idle_timeout_s: float = 30.0, poll_s: float = 0.1) -> RawImage:
+    def follow(
+        self,
+        job_id: str,
+        on_progress: ProgressFn | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        idle_timeout_s: float = 30.0,
+        poll_s: float = 0.1,
+    ) -> RawImage:
         """Wait for a job's result, relaying progress; cancels when should_cancel() is true.
 
         While waiting it pings the daemon every second (progress or not): the daemon cancels
@@ -266,8 +291,9 @@ class Client:
             if ping_id is not None and self.receive(ping_id, 0) is None:
                 self._orphans.add(ping_id)
 
-    def _on_job_message(self, job_id: str, item: tuple[Header, list[bytes]],
-                        on_progress: ProgressFn | None) -> RawImage | None:
+    def _on_job_message(
+        self, job_id: str, item: tuple[Header, list[bytes]], on_progress: ProgressFn | None
+    ) -> RawImage | None:
         """One message of a job: relay progress, return the result, raise on the others."""
         header, buffers = item
         kind = header.get("type")
@@ -288,16 +314,27 @@ class Client:
             raise DaemonError(header.get("code", P.INTERNAL), header.get("message", ""))
         return None
 
-    def stylize_raw(self, content: RawImage, styles: Sequence[tuple[RawImage, float]],
-                    params: dict[str, Any] | None = None, *,
-                    on_progress: ProgressFn | None = None,
-                    should_cancel: Callable[[], bool] | None = None,
-                    preview_every: int = 0, idle_timeout_s: float = 30.0) -> RawImage:
+    def stylize_raw(
+        self,
+        content: RawImage,
+        styles: Sequence[tuple[RawImage, float]],
+        params: dict[str, Any] | None = None,
+        *,
+        on_progress: ProgressFn | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        preview_every: int = 0,
+        idle_timeout_s: float = 30.0,
+    ) -> RawImage:
         job_id = self.submit(content, styles, params, preview_every)
         return self.follow(job_id, on_progress, should_cancel, idle_timeout_s)
 
-    def stylize(self, content: Any, styles: Sequence[Any], params: dict[str, Any] | None = None,
-                **kwargs: Any) -> Any:
+    def stylize(
+        self,
+        content: Any,
+        styles: Sequence[Any],
+        params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """numpy in, numpy out: content (H, W, C) and styles as arrays or (array, weight)."""
         try:
             from nst_core import layouts
@@ -306,8 +343,7 @@ class Client:
 
         pairs = [s if isinstance(s, tuple) else (s, 1.0) for s in styles]
         raw_styles = [(layouts.from_array(a, 0), w) for a, w in pairs]
-        desc, data = self.stylize_raw(layouts.from_array(content, 0), raw_styles, params,
-                                      **kwargs)
+        desc, data = self.stylize_raw(layouts.from_array(content, 0), raw_styles, params, **kwargs)
         return layouts.to_array(desc, data)
 
     def close(self) -> None:
@@ -324,21 +360,31 @@ def _bare(desc: dict[str, Any]) -> dict[str, Any]:
     return {k: desc[k] for k in ("width", "height", "channels", "dtype")}
 
 
-def connect(endpoint: str = P.DEFAULT_ENDPOINT, transport: str = "auto",
-            python: str | None = None, timeout_s: float = 5.0,
-            client_name: str = "nst-client") -> Client:
+def connect(
+    endpoint: str = P.DEFAULT_ENDPOINT,
+    transport: str = "auto",
+    python: str | None = None,
+    timeout_s: float = 5.0,
+    client_name: str = "nst-client",
+) -> Client:
     """A Client on the best transport: 'zmq', 'bridge', or 'auto' (zmq when importable)."""
     if transport == "auto":
         try:
             import msgpack  # noqa: F401
             import zmq  # noqa: F401
+
             transport = "zmq"
         except ImportError:
             transport = "bridge"
     if transport == "zmq":
-        return Client(endpoint, transport=ZmqTransport(endpoint), timeout_s=timeout_s,
-                      client_name=client_name)
+        return Client(
+            endpoint, transport=ZmqTransport(endpoint), timeout_s=timeout_s, client_name=client_name
+        )
     if transport == "bridge":
-        return Client(endpoint, transport=BridgeTransport(endpoint, python), timeout_s=timeout_s,
-                      client_name=client_name)
+        return Client(
+            endpoint,
+            transport=BridgeTransport(endpoint, python),
+            timeout_s=timeout_s,
+            client_name=client_name,
+        )
     raise ValueError(f"transport must be auto, zmq or bridge, not {transport!r}")

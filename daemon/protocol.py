@@ -24,7 +24,14 @@ HELLO, STYLIZE, CANCEL, STATUS, PING = "hello", "stylize", "cancel", "status", "
 REQUESTS = (HELLO, STYLIZE, CANCEL, STATUS, PING)
 # Reply types
 WELCOME, ACCEPTED, PROGRESS, RESULT, ERROR, CANCELLED, PONG = (
-    "welcome", "accepted", "progress", "result", "error", "cancelled", "pong")
+    "welcome",
+    "accepted",
+    "progress",
+    "result",
+    "error",
+    "cancelled",
+    "pong",
+)
 #: Replies after which no more messages come for that request id.
 FINAL_REPLIES = (WELCOME, RESULT, ERROR, CANCELLED, PONG, STATUS)
 
@@ -38,8 +45,17 @@ QUEUE_FULL = "queue_full"
 OUT_OF_MEMORY = "out_of_memory"
 OPTIMISATION_FAILED = "optimisation_failed"
 INTERNAL = "internal"
-ERROR_CODES = (BAD_REQUEST, UNSUPPORTED_PROTOCOL, TOO_LARGE, BAD_IMAGE, UNKNOWN_JOB,
-               QUEUE_FULL, OUT_OF_MEMORY, INTERNAL, OPTIMISATION_FAILED)
+ERROR_CODES = (
+    BAD_REQUEST,
+    UNSUPPORTED_PROTOCOL,
+    TOO_LARGE,
+    BAD_IMAGE,
+    UNKNOWN_JOB,
+    QUEUE_FULL,
+    OUT_OF_MEMORY,
+    INTERNAL,
+    OPTIMISATION_FAILED,
+)
 
 
 class ProtocolError(Exception):
@@ -72,13 +88,15 @@ def unpack(frames: list[Any]) -> tuple[dict[str, Any], list[Any]]:
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(BAD_REQUEST, f"frame 0 is not a msgpack map: {exc}") from None
     if not isinstance(header, dict):
-        raise ProtocolError(BAD_REQUEST,
-                            f"frame 0 must be a msgpack map, got {type(header).__name__}")
+        raise ProtocolError(
+            BAD_REQUEST, f"frame 0 must be a msgpack map, got {type(header).__name__}"
+        )
     return header, list(frames[1:])
 
 
-def require(header: dict[str, Any], key: str, kind: type | tuple[type, ...],
-            where: str = "") -> Any:
+def require(
+    header: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = ""
+) -> Any:
     """header[key] of the given type, or ProtocolError(bad_request) naming the field."""
     name = f"{where}{key}"
     if key not in header:
@@ -87,8 +105,9 @@ def require(header: dict[str, Any], key: str, kind: type | tuple[type, ...],
     if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
         raise ProtocolError(BAD_REQUEST, f"field '{name}' has the wrong type (bool)")
     if not isinstance(value, kind):
-        raise ProtocolError(BAD_REQUEST,
-                            f"field '{name}' has the wrong type ({type(value).__name__})")
+        raise ProtocolError(
+            BAD_REQUEST, f"field '{name}' has the wrong type ({type(value).__name__})"
+        )
     return value
 
 
@@ -96,8 +115,10 @@ def require(header: dict[str, Any], key: str, kind: type | tuple[type, ...],
 # A message on a pipe: u32 frame count, then per frame u64 length + bytes (little-endian).
 # Frame 0 is the header as UTF-8 JSON, so the editor side needs only the standard library.
 
-def write_pipe_message(stream: BinaryIO, header: dict[str, Any],
-                       buffers: list[bytes] | tuple[bytes, ...] = ()) -> None:
+
+def write_pipe_message(
+    stream: BinaryIO, header: dict[str, Any], buffers: list[bytes] | tuple[bytes, ...] = ()
+) -> None:
     frames = [json.dumps(header).encode("utf-8"), *buffers]
     stream.write(struct.pack("<I", len(frames)))
     for frame in frames:

@@ -24,8 +24,14 @@ def gradient_rgba(width: int, height: int) -> bytes:
     out = bytearray()
     for y in range(height):
         for x in range(width):
-            out += bytes((255 * x // max(1, width - 1), 255 * y // max(1, height - 1), 128,
-                          255 - 128 * x // max(1, width - 1)))
+            out += bytes(
+                (
+                    255 * x // max(1, width - 1),
+                    255 * y // max(1, height - 1),
+                    128,
+                    255 - 128 * x // max(1, width - 1),
+                )
+            )
     return bytes(out)
 
 
@@ -70,18 +76,27 @@ def main() -> int:
     if welcome["type"] == "error":
         print(f"daemon refused: {welcome['code']}: {welcome['message']}", file=sys.stderr)
         return 1
-    print(f"daemon on {welcome['device']} with {welcome['weights']} weights, "
-          f"protocol {welcome['protocol']}")
+    print(
+        f"daemon on {welcome['device']} with {welcome['weights']} weights, "
+        f"protocol {welcome['protocol']}"
+    )
 
     # 2. stylize: frame 1 = content, frame 2 = style, described in the header.
     w, h = 48, 40
     job = f"job-{uuid.uuid4().hex[:8]}"
-    send({"type": "stylize", "id": job,
-          "content": {"width": w, "height": h, "channels": 4, "dtype": "u8", "frame": 1},
-          "styles": [{"width": 32, "height": 32, "channels": 3, "dtype": "u8", "frame": 2,
-                      "weight": 1.0}],
-          "params": {"iterations": args.iterations, "size": args.size}},
-         gradient_rgba(w, h), stripes_rgb(32, 32))
+    send(
+        {
+            "type": "stylize",
+            "id": job,
+            "content": {"width": w, "height": h, "channels": 4, "dtype": "u8", "frame": 1},
+            "styles": [
+                {"width": 32, "height": 32, "channels": 3, "dtype": "u8", "frame": 2, "weight": 1.0}
+            ],
+            "params": {"iterations": args.iterations, "size": args.size},
+        },
+        gradient_rgba(w, h),
+        stripes_rgb(32, 32),
+    )
 
     # 3. follow the job: progress ... then result | error | cancelled. Ping every second so
     #    the daemon knows we are still here (it cancels jobs of silent clients).
@@ -104,18 +119,24 @@ def main() -> int:
         if kind == "accepted":
             print(f"accepted, queue position {header['queue_position']}")
         elif kind == "progress":
-            print(f"progress {header['iteration']}/{header['iterations']} "
-                  f"scale {header['scale']}/{header['scales']} loss {header['loss']['total']:.4g}"
-                  f" eta {header['eta_s']:.1f}s")
+            print(
+                f"progress {header['iteration']}/{header['iterations']} "
+                f"scale {header['scale']}/{header['scales']} loss {header['loss']['total']:.4g}"
+                f" eta {header['eta_s']:.1f}s"
+            )
         elif kind == "result":
             image = header["image"]
             data = frames[image["frame"] - 1]
             with open(args.output, "wb") as f:
-                f.write(f"P7\nWIDTH {image['width']}\nHEIGHT {image['height']}\nDEPTH 4\n"
-                        f"MAXVAL 255\nTUPLTYPE RGB_ALPHA\nENDHDR\n".encode())
+                f.write(
+                    f"P7\nWIDTH {image['width']}\nHEIGHT {image['height']}\nDEPTH 4\n"
+                    f"MAXVAL 255\nTUPLTYPE RGB_ALPHA\nENDHDR\n".encode()
+                )
                 f.write(data)
-            print(f"result {image['width']}x{image['height']} in "
-                  f"{header['stats'].get('elapsed_s', 0):.2f} s -> {args.output}")
+            print(
+                f"result {image['width']}x{image['height']} in "
+                f"{header['stats'].get('elapsed_s', 0):.2f} s -> {args.output}"
+            )
             return 0
         elif kind == "error":
             print(f"error {header['code']}: {header['message']}", file=sys.stderr)

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["stylize", "StyleParams", "make_params", "ParamError", "StylizeCancelled",
-           "StyleImage", "OptimisationFailed"]
+__all__ = [
+    "stylize",
+    "StyleParams",
+    "make_params",
+    "ParamError",
+    "StylizeCancelled",
+    "StyleImage",
+    "OptimisationFailed",
+]
 
 _LAZY = {
     "stylize": "nst_core.engine",

@@ -34,46 +34,97 @@ def _size(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a number of pixels or 'full', got {text!r}") from None
+            f"expected a number of pixels or 'full', got {text!r}"
+        ) from None
 
 
 def _add_param_options(parser: argparse.ArgumentParser) -> None:
     d = StyleParams()
-    parser.add_argument("--size", type=_size, default=d.size,
-                        help="long side of the last scale, or 'full' (default %(default)s)")
-    parser.add_argument("--iterations", type=int, default=d.iterations,
-                        help="iterations per scale (default %(default)s)")
-    parser.add_argument("--strength", type=float, default=d.strength,
-                        help="how much style: 0 = a hint, 50 = the classic look, 100 = only the "
-                             "painting's texture (default %(default)s)")
-    parser.add_argument("--content-weight", type=float, default=d.content_weight,
-                        help="alpha (default %(default)s)")
-    parser.add_argument("--style-weight", type=float, default=d.style_weight,
-                        help="beta, for experts: overrides --strength")
-    parser.add_argument("--tv-weight", type=float, default=d.tv_weight,
-                        help="total-variation weight (default %(default)s)")
-    parser.add_argument("--raw-costs", dest="normalize_costs", action="store_false",
-                        help="the seed's raw costs: no division by the targets' energies")
+    parser.add_argument(
+        "--size",
+        type=_size,
+        default=d.size,
+        help="long side of the last scale, or 'full' (default %(default)s)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=d.iterations,
+        help="iterations per scale (default %(default)s)",
+    )
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=d.strength,
+        help="how much style: 0 = a hint, 50 = the classic look, 100 = only the "
+        "painting's texture (default %(default)s)",
+    )
+    parser.add_argument(
+        "--content-weight", type=float, default=d.content_weight, help="alpha (default %(default)s)"
+    )
+    parser.add_argument(
+        "--style-weight",
+        type=float,
+        default=d.style_weight,
+        help="beta, for experts: overrides --strength",
+    )
+    parser.add_argument(
+        "--tv-weight",
+        type=float,
+        default=d.tv_weight,
+        help="total-variation weight (default %(default)s)",
+    )
+    parser.add_argument(
+        "--raw-costs",
+        dest="normalize_costs",
+        action="store_false",
+        help="the seed's raw costs: no division by the targets' energies",
+    )
     parser.add_argument("--optimizer", default=d.optimizer, help="lbfgs or adam")
-    parser.add_argument("--learning-rate", type=float, default=d.learning_rate,
-                        help="Adam step size (default %(default)s)")
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=d.learning_rate,
+        help="Adam step size (default %(default)s)",
+    )
     parser.add_argument("--init", default=d.init, help="content or noise")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--style-scale", type=float, default=d.style_scale)
-    parser.add_argument("--preserve-colors", action="store_true",
-                        help="luminance-only transfer: keep the content's colours")
+    parser.add_argument(
+        "--preserve-colors",
+        action="store_true",
+        help="luminance-only transfer: keep the content's colours",
+    )
     parser.add_argument("--pooling", default=d.pooling, help="max or avg")
-    parser.add_argument("--tile-size", type=int, default=d.tile_size,
-                        help="scales larger than this are optimised in tiles (bounded memory)")
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=d.tile_size,
+        help="scales larger than this are optimised in tiles (bounded memory)",
+    )
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or mps")
-    parser.add_argument("--precision", default=d.precision,
-                        help="auto (bf16 where the hardware is fast at it), fp32 or bf16")
-    parser.add_argument("--weights", default="caffe",
-                        help="caffe (default, offline), torchvision, or a state-dict path")
-    parser.add_argument("--allow-download", action="store_true",
-                        help="let --weights torchvision download once if not cached")
-    parser.add_argument("--save-every", type=int, default=0, metavar="N",
-                        help="also write the image every N iterations (OUT_iterNNNN.ext)")
+    parser.add_argument(
+        "--precision",
+        default=d.precision,
+        help="auto (bf16 where the hardware is fast at it), fp32 or bf16",
+    )
+    parser.add_argument(
+        "--weights",
+        default="caffe",
+        help="caffe (default, offline), torchvision, or a state-dict path",
+    )
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let --weights torchvision download once if not cached",
+    )
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write the image every N iterations (OUT_iterNNNN.ext)",
+    )
 
 
 def _params(args: argparse.Namespace) -> Any:
@@ -89,10 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("content")
     s.add_argument("styles", nargs="+", metavar="style")
     s.add_argument("-o", "--output", required=True)
-    s.add_argument("--style-weights", type=float, nargs="+", metavar="W",
-                   help="blend weight of each style image (default equal)")
-    s.add_argument("--daemon", nargs="?", const="tcp://127.0.0.1:5757", metavar="ENDPOINT",
-                   help="run the job on the warm daemon (default endpoint %(const)s)")
+    s.add_argument(
+        "--style-weights",
+        type=float,
+        nargs="+",
+        metavar="W",
+        help="blend weight of each style image (default equal)",
+    )
+    s.add_argument(
+        "--daemon",
+        nargs="?",
+        const="tcp://127.0.0.1:5757",
+        metavar="ENDPOINT",
+        help="run the job on the warm daemon (default endpoint %(const)s)",
+    )
     _add_param_options(s)
 
     demo = sub.add_parser("demo", help="stylize the bundled photo with the bundled style")
@@ -126,16 +187,28 @@ class _Bar:
         self._tqdm = tqdm
         self.bar: Any = None
 
-    def update(self, iteration: int, total: int, scale: int, scales: int, loss: dict[str, float],
-               eta_s: float) -> None:
+    def update(
+        self,
+        iteration: int,
+        total: int,
+        scale: int,
+        scales: int,
+        loss: dict[str, float],
+        eta_s: float,
+    ) -> None:
         if self.bar is None:
-            self.bar = self._tqdm(total=total, unit="it", dynamic_ncols=True,
-                                  bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}"
-                                             "{postfix}]")
+            self.bar = self._tqdm(
+                total=total,
+                unit="it",
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            )
         self.bar.set_description(f"scale {scale}/{scales}", refresh=False)
         self.bar.set_postfix_str(
             f"left ~{eta_s:.0f}s, J={loss['total']:.3g} Jc={loss['content']:.3g} "
-            f"Js={loss['style']:.3g}", refresh=False)
+            f"Js={loss['style']:.3g}",
+            refresh=False,
+        )
         self.bar.update(iteration - self.bar.n)
 
     def close(self) -> None:
@@ -152,8 +225,13 @@ def _failed(message: str) -> int:
     return EXIT_FAILED
 
 
-def _stylize_local(content: Any, styles: list[tuple[Any, float]], params: Any,
-                   args: argparse.Namespace, output: Path) -> int:
+def _stylize_local(
+    content: Any,
+    styles: list[tuple[Any, float]],
+    params: Any,
+    args: argparse.Namespace,
+    output: Path,
+) -> int:
     from .engine import OptimisationFailed, StylizeCancelled, load_model, stylize
     from .imageio import write_image
     from .vgg import WeightsError
@@ -166,16 +244,28 @@ def _stylize_local(content: Any, styles: list[tuple[Any, float]], params: Any,
     bar = _Bar()
 
     def on_progress(p: Any) -> None:
-        bar.update(p.iteration, p.iterations, p.scale, p.scales,
-                   {"total": p.loss_total, "content": p.loss_content, "style": p.loss_style},
-                   p.eta_s)
+        bar.update(
+            p.iteration,
+            p.iterations,
+            p.scale,
+            p.scales,
+            {"total": p.loss_total, "content": p.loss_content, "style": p.loss_style},
+            p.eta_s,
+        )
         if p.preview is not None:
             write_image(_save_every_path(output, p.iteration), p.preview)
 
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        result = stylize(content, styles, params, on_progress, stop.is_set,
-                         preview_every=args.save_every, model=model)
+        result = stylize(
+            content,
+            styles,
+            params,
+            on_progress,
+            stop.is_set,
+            preview_every=args.save_every,
+            model=model,
+        )
     except StylizeCancelled as cancelled:
         bar.close()
         if cancelled.partial is not None:
@@ -193,8 +283,13 @@ def _stylize_local(content: Any, styles: list[tuple[Any, float]], params: Any,
     return 0
 
 
-def _stylize_daemon(content: Any, styles: list[tuple[Any, float]], params: Any,
-                    args: argparse.Namespace, output: Path) -> int:
+def _stylize_daemon(
+    content: Any,
+    styles: list[tuple[Any, float]],
+    params: Any,
+    args: argparse.Namespace,
+    output: Path,
+) -> int:
     from nst_daemon.client import Client, DaemonError, DaemonUnavailable, JobCancelled
     from nst_daemon.protocol import OPTIMISATION_FAILED
 
@@ -203,24 +298,32 @@ def _stylize_daemon(content: Any, styles: list[tuple[Any, float]], params: Any,
 
     stop = threading.Event()
     bar = _Bar()
-    sent = {k: v for k, v in params.to_dict().items()
-            if k != "device" and v != StyleParams().to_dict()[k]}
+    sent = {
+        k: v
+        for k, v in params.to_dict().items()
+        if k != "device" and v != StyleParams().to_dict()[k]
+    }
 
     def on_progress(h: dict[str, Any]) -> None:
-        bar.update(h["iteration"], h["iterations"], h["scale"], h["scales"], h["loss"],
-                   h["eta_s"])
+        bar.update(h["iteration"], h["iterations"], h["scale"], h["scales"], h["loss"], h["eta_s"])
         if "preview_image" in h:
-            write_image(_save_every_path(output, h["iteration"]),
-                        layouts.to_array(*h["preview_image"]))
+            write_image(
+                _save_every_path(output, h["iteration"]), layouts.to_array(*h["preview_image"])
+            )
 
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         with Client(args.daemon, timeout_s=5.0, client_name="nst-cli") as client:
             client.hello()
             raw = [(layouts.from_array(a, 0), w) for a, w in styles]
-            desc, data = client.stylize_raw(layouts.from_array(content, 0), raw, sent,
-                                            on_progress=on_progress, should_cancel=stop.is_set,
-                                            preview_every=args.save_every)
+            desc, data = client.stylize_raw(
+                layouts.from_array(content, 0),
+                raw,
+                sent,
+                on_progress=on_progress,
+                should_cancel=stop.is_set,
+                preview_every=args.save_every,
+            )
     except JobCancelled:
         bar.close()
         print("interrupted: the daemon cancelled the job; nothing written", file=sys.stderr)
@@ -245,8 +348,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if not output.parent.exists():
         raise UserError(f"{output.parent}: output folder does not exist")
     if args.style_weights is not None and len(args.style_weights) != len(args.styles):
-        raise UserError(f"--style-weights: {len(args.style_weights)} weights for "
-                        f"{len(args.styles)} style images")
+        raise UserError(
+            f"--style-weights: {len(args.style_weights)} weights for "
+            f"{len(args.styles)} style images"
+        )
     weights = args.style_weights or [1.0] * len(args.styles)
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise UserError("--style-weights: weights must be >= 0 and not all 0")
@@ -258,8 +363,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if args.daemon:
         if args.weights != "caffe" or params.device != "auto":
-            raise UserError("--weights and --device choose a local run's model; the daemon's "
-                            "are fixed when it starts (nst-daemon --weights/--device)")
+            raise UserError(
+                "--weights and --device choose a local run's model; the daemon's "
+                "are fixed when it starts (nst-daemon --weights/--device)"
+            )
         return _stylize_daemon(content, styles, params, args, output)
     return _stylize_local(content, styles, params, args, output)
 
@@ -277,7 +384,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     write_image(content_path, default_content())
     print(f"content {content_path}, style {style_path}")
     args.content, args.styles, args.style_weights, args.daemon = (
-        str(content_path), [str(style_path)], None, None)
+        str(content_path),
+        [str(style_path)],
+        None,
+        None,
+    )
     start = time.monotonic()
     code = cmd_stylize(args)
     print(f"demo took {time.monotonic() - start:.0f} s")
@@ -323,9 +434,14 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"stylize": cmd_stylize, "demo": cmd_demo, "status": cmd_status,
-            "install-plugin": cmd_plugin, "uninstall-plugin": cmd_plugin,
-            "fetch-weights": cmd_fetch_weights}
+COMMANDS = {
+    "stylize": cmd_stylize,
+    "demo": cmd_demo,
+    "status": cmd_status,
+    "install-plugin": cmd_plugin,
+    "uninstall-plugin": cmd_plugin,
+    "fetch-weights": cmd_fetch_weights,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,8 +452,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nst: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ParamError as exc:
-        print(f"nst: error: --{exc.name.replace('_', '-')}: {str(exc).split(': ', 1)[1]}",
-              file=sys.stderr)
+        print(
+            f"nst: error: --{exc.name.replace('_', '-')}: {str(exc).split(': ', 1)[1]}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
 
 

@@ -56,8 +56,11 @@ def _pairs(layer_weights: LayerWeights) -> list[tuple[str, float]]:
     return [(str(name), float(weight)) for name, weight in items]
 
 
-def style_cost(feats_S: Mapping[str, torch.Tensor], feats_G: Mapping[str, torch.Tensor],
-               layer_weights: LayerWeights) -> torch.Tensor:
+def style_cost(
+    feats_S: Mapping[str, torch.Tensor],
+    feats_G: Mapping[str, torch.Tensor],
+    layer_weights: LayerWeights,
+) -> torch.Tensor:
     """Js = sum over layers l of lambda_l * layer_style_cost(S_l, G_l), layers matched by name."""
     total = None
     for name, weight in _pairs(layer_weights):
@@ -68,8 +71,9 @@ def style_cost(feats_S: Mapping[str, torch.Tensor], feats_G: Mapping[str, torch.
     return total
 
 
-def total_cost(J_content: torch.Tensor, J_style: torch.Tensor, alpha: float = 10.0,
-               beta: float = 40.0) -> torch.Tensor:
+def total_cost(
+    J_content: torch.Tensor, J_style: torch.Tensor, alpha: float = 10.0, beta: float = 40.0
+) -> torch.Tensor:
     """J = alpha * Jc + beta * Js."""
     return alpha * J_content + beta * J_style
 

@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 
-PALETTE = np.array([
-    [12, 20, 60], [25, 55, 130], [50, 100, 180], [95, 150, 205],
-    [225, 205, 95], [245, 225, 140], [250, 245, 210],
-], dtype=np.float32) / 255.0
+PALETTE = (
+    np.array(
+        [
+            [12, 20, 60],
+            [25, 55, 130],
+            [50, 100, 180],
+            [95, 150, 205],
+            [225, 205, 95],
+            [245, 225, 140],
+            [250, 245, 210],
+        ],
+        dtype=np.float32,
+    )
+    / 255.0
+)
 
 
 def swirls(size: int = 512, seed: int = 7) -> np.ndarray:
@@ -74,10 +85,22 @@ def _u8(rgb: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
-STROKE_PALETTE = np.array([
-    [70, 45, 20], [150, 90, 30], [215, 150, 40], [245, 200, 60], [250, 230, 150],
-    [120, 140, 60], [60, 90, 140], [190, 60, 35],
-], dtype=np.float32) / 255.0
+STROKE_PALETTE = (
+    np.array(
+        [
+            [70, 45, 20],
+            [150, 90, 30],
+            [215, 150, 40],
+            [245, 200, 60],
+            [250, 230, 150],
+            [120, 140, 60],
+            [60, 90, 140],
+            [190, 60, 35],
+        ],
+        dtype=np.float32,
+    )
+    / 255.0
+)
 
 
 def strokes(size: int = 512, seed: int = 3) -> np.ndarray:
@@ -95,20 +118,37 @@ def strokes(size: int = 512, seed: int = 3) -> np.ndarray:
         x, y = rng.uniform(0, size, 2)
         angle = field[int(y) % size, int(x) % size] * 2 * np.pi + rng.normal(0, 0.2)
         dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
-        pick = STROKE_PALETTE[rng.integers(len(STROKE_PALETTE))] if rng.random() < 0.15 else \
-            base[int(y) % size, int(x) % size]
+        pick = (
+            STROKE_PALETTE[rng.integers(len(STROKE_PALETTE))]
+            if rng.random() < 0.15
+            else base[int(y) % size, int(x) % size]
+        )
         for b in np.linspace(-0.5, 0.5, 4):  # bristles: parallel lines, slightly varied
             ox, oy = -np.sin(angle) * b * width, np.cos(angle) * b * width
             colour = _u8(pick * rng.uniform(0.75, 1.2) + rng.normal(0, 0.03, 3))
-            draw.line([(x - dx + ox, y - dy + oy), (x + dx + ox, y + dy + oy)],
-                      fill=tuple(int(c) for c in colour), width=max(1, width // 3))
+            draw.line(
+                [(x - dx + ox, y - dy + oy), (x + dx + ox, y + dy + oy)],
+                fill=tuple(int(c) for c in colour),
+                width=max(1, width // 3),
+            )
     return np.asarray(canvas)
 
 
-MOSAIC_PALETTE = np.array([
-    [150, 20, 30], [20, 50, 150], [20, 120, 70], [230, 160, 30], [100, 40, 120],
-    [200, 200, 180], [30, 140, 170],
-], dtype=np.float32) / 255.0
+MOSAIC_PALETTE = (
+    np.array(
+        [
+            [150, 20, 30],
+            [20, 50, 150],
+            [20, 120, 70],
+            [230, 160, 30],
+            [100, 40, 120],
+            [200, 200, 180],
+            [30, 140, 170],
+        ],
+        dtype=np.float32,
+    )
+    / 255.0
+)
 
 
 def mosaic(size: int = 512, seed: int = 5) -> np.ndarray:
@@ -133,10 +173,21 @@ def mosaic(size: int = 512, seed: int = 5) -> np.ndarray:
     return _u8(rgb * lead + 0.06 * (1 - lead))
 
 
-DOT_PALETTE = np.array([
-    [40, 70, 140], [70, 140, 190], [120, 180, 90], [240, 220, 120], [240, 150, 90],
-    [210, 90, 120], [250, 245, 225],
-], dtype=np.float32) / 255.0
+DOT_PALETTE = (
+    np.array(
+        [
+            [40, 70, 140],
+            [70, 140, 190],
+            [120, 180, 90],
+            [240, 220, 120],
+            [240, 150, 90],
+            [210, 90, 120],
+            [250, 245, 225],
+        ],
+        dtype=np.float32,
+    )
+    / 255.0
+)
 
 
 def dots(size: int = 512, seed: int = 11) -> np.ndarray:
@@ -167,8 +218,9 @@ def photo(name: str = "astronaut") -> np.ndarray:
     try:
         from skimage import data
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise RuntimeError("the bundled demo photos come from scikit-image: "
-                           "pip install 'nst-studio[demo]'") from exc
+        raise RuntimeError(
+            "the bundled demo photos come from scikit-image: pip install 'nst-studio[demo]'"
+        ) from exc
     if name == "motorcycle_left":
         return np.asarray(data.stereo_motorcycle()[0])
     return np.asarray(getattr(data, name)())

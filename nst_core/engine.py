@@ -64,6 +64,7 @@ class Progress:
 
 # --- devices and models --------------------------------------------------------------------
 
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks cuda, then mps, then cpu; an unavailable choice is an error."""
     if name == "auto":
@@ -102,8 +103,9 @@ _MODELS: dict[tuple[str, str, str], VGGFeatures] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_model(weights: str = "caffe", device: str = "auto", pooling: str = "max",
-               allow_download: bool = False) -> VGGFeatures:
+def load_model(
+    weights: str = "caffe", device: str = "auto", pooling: str = "max", allow_download: bool = False
+) -> VGGFeatures:
     """A warm VGG-19 for (weights, device, pooling), loaded once per process."""
     dev = resolve_device(device)
     key = (weights, str(dev), pooling)
@@ -170,9 +172,9 @@ class StyleTargetCache:
 
 # --- colour helpers ------------------------------------------------------------------------
 
-_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
-                            [0.595716, -0.274453, -0.321263],
-                            [0.211456, -0.522591, 0.311135]])
+_RGB_TO_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+)
 
 
 def rgb_to_yiq(x: torch.Tensor) -> torch.Tensor:
@@ -194,6 +196,7 @@ def luminance_only(x: torch.Tensor, match: torch.Tensor | None = None) -> torch.
 
 # --- geometry ------------------------------------------------------------------------------
 
+
 def _fit(height: int, width: int, long_side: int) -> tuple[int, int]:
     scale = long_side / max(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
@@ -213,8 +216,9 @@ def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == hw:
         return x
     down = hw[0] < x.shape[-2] or hw[1] < x.shape[-1]
-    return F.interpolate(x, size=hw, mode="bilinear" if down else "bicubic",
-                         align_corners=False, antialias=down)
+    return F.interpolate(
+        x, size=hw, mode="bilinear" if down else "bicubic", align_corners=False, antialias=down
+    )
 
 
 def tile_spans(length: int, tile: int, overlap: int = TILE_OVERLAP) -> list[tuple[int, int]]:
@@ -238,6 +242,7 @@ def _ramp(n: int, start: int, stop: int, length: int, overlap: int) -> torch.Ten
 
 
 # --- the run -------------------------------------------------------------------------------
+
 
 def _as_styles(styles: Sequence[Any]) -> list[StyleImage]:
     out = []
@@ -279,9 +284,18 @@ def _to_tensor(rgb01: np.ndarray, device: torch.device) -> torch.Tensor:
 class _Run:
     """State of one stylize call (targets, timing, progress bookkeeping)."""
 
-    def __init__(self, model: VGGFeatures, params: StyleParams, progress: ProgressFn | None,
-                 cancel: CancelFn | None, preview_every: int, cache: StyleTargetCache | None,
-                 total_iterations: int, scales: int, finish: Callable[[torch.Tensor], Any]):
+    def __init__(
+        self,
+        model: VGGFeatures,
+        params: StyleParams,
+        progress: ProgressFn | None,
+        cancel: CancelFn | None,
+        preview_every: int,
+        cache: StyleTargetCache | None,
+        total_iterations: int,
+        scales: int,
+        finish: Callable[[torch.Tensor], Any],
+    ):
         self.model, self.p = model, params
         self.progress, self.cancel = progress, cancel
         self.preview_every, self.cache = preview_every, cache
@@ -295,17 +309,29 @@ class _Run:
         self.layer_weights = list(params.style_layers)
         self.autocast = resolve_precision(params.precision, model.device)
 
-    def style_targets(self, styles: list[StyleImage], hw: tuple[int, int],
-                      content: torch.Tensor) -> dict[str, torch.Tensor]:
+    def style_targets(
+        self, styles: list[StyleImage], hw: tuple[int, int], content: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Blended Gram targets: sum_s w_s * G_s / (nH*nW) for each style layer."""
         side = max(1, round(max(hw) * self.p.style_scale))
         blended: dict[str, torch.Tensor] = {}
         for style in styles:
             rgb = layouts.split_alpha(style.pixels)[0]
             key_src = hashlib.sha1(np.ascontiguousarray(rgb).tobytes())
-            key_src.update(repr((rgb.shape, str(rgb.dtype), side, self.style_layers,
-                                 self.model.weights_name, self.model.pooling,
-                                 str(self.model.device), self.p.preserve_colors)).encode())
+            key_src.update(
+                repr(
+                    (
+                        rgb.shape,
+                        str(rgb.dtype),
+                        side,
+                        self.style_layers,
+                        self.model.weights_name,
+                        self.model.pooling,
+                        str(self.model.device),
+                        self.p.preserve_colors,
+                    )
+                ).encode()
+            )
             if self.p.preserve_colors:
                 # Luminance-only transfer matches the style's luminance to the content's.
                 key_src.update(hashlib.sha1(content.cpu().numpy().tobytes()).digest())
@@ -325,8 +351,9 @@ class _Run:
                 blended[name] = blended.get(name, 0) + style.weight * target
         return blended
 
-    def cost_weights(self, content_target: torch.Tensor,
-                     style_targets: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+    def cost_weights(
+        self, content_target: torch.Tensor, style_targets: dict[str, torch.Tensor]
+    ) -> tuple[float, dict[str, float]]:
         """The factors on Jc and on each layer's style cost.
 
         With p.normalize_costs, Jc is divided by the content target's own energy (so it is the
@@ -346,28 +373,41 @@ class _Run:
             style[name] = weight / target_energy if target_energy > 0 else weight
         return (1.0 / energy if energy > 0 else 1.0), style
 
-    def costs(self, x: torch.Tensor, content_target: torch.Tensor,
-              style_targets: dict[str, torch.Tensor],
-              weights: tuple[float, dict[str, float]]) -> tuple[torch.Tensor, ...]:
+    def costs(
+        self,
+        x: torch.Tensor,
+        content_target: torch.Tensor,
+        style_targets: dict[str, torch.Tensor],
+        weights: tuple[float, dict[str, float]],
+    ) -> tuple[torch.Tensor, ...]:
         """J, Jc and Js of x (Jc and Js with the factors of `cost_weights`)."""
         content_factor, layer_factors = weights
-        with torch.autocast(self.model.device.type, dtype=self.autocast or torch.float32,
-                            enabled=self.autocast is not None):
+        with torch.autocast(
+            self.model.device.type,
+            dtype=self.autocast or torch.float32,
+            enabled=self.autocast is not None,
+        ):
             feats = self.model(x, [self.p.content_layer, *self.style_layers])
         feats = {name: a.float() for name, a in feats.items()}  # the costs stay in fp32
-        j_content = content_factor * costs.content_cost(content_target,
-                                                         feats[self.p.content_layer])
-        j_style = sum(w * costs.layer_style_cost_from_target(style_targets[n], feats[n])
-                      for n, w in layer_factors.items())
+        j_content = content_factor * costs.content_cost(content_target, feats[self.p.content_layer])
+        j_style = sum(
+            w * costs.layer_style_cost_from_target(style_targets[n], feats[n])
+            for n, w in layer_factors.items()
+        )
         j = costs.total_cost(j_content, j_style, self.p.content_weight, self.p.beta)
         if self.p.tv_weight:
             # Per pixel value of the 0..1 image, so its weight means the same at every size.
             j = j + self.p.tv_weight * costs.tv_cost(x) / x[0].numel()
         return j, j_content, j_style
 
-    def optimise(self, x: torch.Tensor, content: torch.Tensor,
-                 style_targets: dict[str, torch.Tensor], scale: int,
-                 snapshot: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def optimise(
+        self,
+        x: torch.Tensor,
+        content: torch.Tensor,
+        style_targets: dict[str, torch.Tensor],
+        scale: int,
+        snapshot: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
         """p.iterations guarded optimiser steps on x (1, 3, h, w), reporting each one."""
         with torch.no_grad():
             content_target = self.model(content, [self.p.content_layer])[self.p.content_layer]
@@ -387,8 +427,9 @@ class _Run:
             self.done += 1
             self.work_done += pixels
             # The best so far, not the line search's trial: what a stop now would return.
-            self.report(scale, (ev.best_cost, best_parts[1], best_parts[2]),
-                        lambda: snapshot(ev.best))
+            self.report(
+                scale, (ev.best_cost, best_parts[1], best_parts[2]), lambda: snapshot(ev.best)
+            )
 
         def should_stop() -> None:
             if self.cancel is not None and self.cancel():
@@ -397,27 +438,39 @@ class _Run:
         done_at_end = self.done + self.p.iterations
         try:
             if self.p.optimizer == "lbfgs":
-                result = optim.minimise_lbfgs(objective, x, self.p.iterations, on_evaluation,
-                                              should_stop)
+                result = optim.minimise_lbfgs(
+                    objective, x, self.p.iterations, on_evaluation, should_stop
+                )
             else:
-                result = optim.minimise_adam(objective, x, self.p.iterations,
-                                             self.p.learning_rate, on_evaluation, should_stop)
+                result = optim.minimise_adam(
+                    objective,
+                    x,
+                    self.p.iterations,
+                    self.p.learning_rate,
+                    on_evaluation,
+                    should_stop,
+                )
         except optim.OptimisationFailed as exc:
             where = f"scale {scale} of {self.scales} ({x.shape[-1]}x{x.shape[-2]} px)"
-            hint = ("raise learning_rate or iterations, or use the lbfgs optimizer"
-                    if self.p.optimizer == "adam" else "check the weights and the images")
+            hint = (
+                "raise learning_rate or iterations, or use the lbfgs optimizer"
+                if self.p.optimizer == "adam"
+                else "check the weights and the images"
+            )
             raise optim.OptimisationFailed(f"{where}: {exc}; {hint}") from None
         if self.done < done_at_end:
             # A converged run stops early: its unused steps count as done (one report for
             # them), so the progress and the time estimate stay true.
             self.work_done += (done_at_end - self.done) * pixels
             self.done = done_at_end
-            self.report(scale, (best_parts[0], best_parts[1], best_parts[2]),
-                        lambda: snapshot(result))
+            self.report(
+                scale, (best_parts[0], best_parts[1], best_parts[2]), lambda: snapshot(result)
+            )
         return result
 
-    def report(self, scale: int, last: tuple[float, float, float],
-               snapshot: Callable[[], torch.Tensor]) -> None:
+    def report(
+        self, scale: int, last: tuple[float, float, float], snapshot: Callable[[], torch.Tensor]
+    ) -> None:
         if self.progress is None:
             return
         elapsed = time.monotonic() - self.start
@@ -427,15 +480,22 @@ class _Run:
         if self.preview_every and (self.done % self.preview_every == 0 or self.done == self.total):
             preview = self.finish(snapshot())
         j, jc, js = last
-        self.progress(Progress(self.done, self.total, scale, self.scales, j, jc, js, elapsed,
-                               eta, preview))
+        self.progress(
+            Progress(self.done, self.total, scale, self.scales, j, jc, js, elapsed, eta, preview)
+        )
 
 
-def stylize(content: np.ndarray, styles: Sequence[Any],
-            params: StyleParams | dict[str, Any] | None = None,
-            progress: ProgressFn | None = None, cancel: CancelFn | None = None, *,
-            preview_every: int = 0, model: VGGFeatures | None = None,
-            style_cache: StyleTargetCache | None = None) -> np.ndarray:
+def stylize(
+    content: np.ndarray,
+    styles: Sequence[Any],
+    params: StyleParams | dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    *,
+    preview_every: int = 0,
+    model: VGGFeatures | None = None,
+    style_cache: StyleTargetCache | None = None,
+) -> np.ndarray:
     """Stylize `content` (H x W x C, u8/u16/f32) with `styles`; same shape and dtype back.
 
     styles: arrays, (array, weight) pairs or StyleImage; blend weights are normalised to sum 1.
@@ -443,12 +503,13 @@ def stylize(content: np.ndarray, styles: Sequence[Any],
     """
     p = make_params(params)
     content = _check_image(content, "content")
-    style_list = [StyleImage(_check_image(s.pixels, f"styles[{i}]"), s.weight)
-                  for i, s in enumerate(_as_styles(styles))]
+    style_list = [
+        StyleImage(_check_image(s.pixels, f"styles[{i}]"), s.weight)
+        for i, s in enumerate(_as_styles(styles))
+    ]
     model = model or load_model("caffe", p.device, p.pooling)
     if model.pooling != p.pooling:
-        raise ValueError(f"pooling: the model uses {model.pooling} pooling, params ask "
-                         f"{p.pooling}")
+        raise ValueError(f"pooling: the model uses {model.pooling} pooling, params ask {p.pooling}")
     device = model.device
     height, width, channels = content.shape
     dtype = layouts.wire_dtype(content)
@@ -470,13 +531,27 @@ def stylize(content: np.ndarray, styles: Sequence[Any],
     if p.iterations == 0:
         return finish(rgb)
     sizes = scale_sizes(height, width, p.size, p.min_scale)
-    tiles_per_scale = [len(tile_spans(h, p.tile_size)) * len(tile_spans(w, p.tile_size))
-                       for h, w in sizes]
-    run = _Run(model, p, progress, cancel, preview_every, style_cache,
-               p.iterations * sum(tiles_per_scale), len(sizes), finish)
-    run.work_total = float(p.iterations * sum(
-        min(h, p.tile_size) * min(w, p.tile_size) * t
-        for (h, w), t in zip(sizes, tiles_per_scale, strict=True)))
+    tiles_per_scale = [
+        len(tile_spans(h, p.tile_size)) * len(tile_spans(w, p.tile_size)) for h, w in sizes
+    ]
+    run = _Run(
+        model,
+        p,
+        progress,
+        cancel,
+        preview_every,
+        style_cache,
+        p.iterations * sum(tiles_per_scale),
+        len(sizes),
+        finish,
+    )
+    run.work_total = float(
+        p.iterations
+        * sum(
+            min(h, p.tile_size) * min(w, p.tile_size) * t
+            for (h, w), t in zip(sizes, tiles_per_scale, strict=True)
+        )
+    )
 
     gen = torch.Generator().manual_seed(p.seed)
     x: torch.Tensor | None = None
@@ -497,8 +572,9 @@ def stylize(content: np.ndarray, styles: Sequence[Any],
     return finish(x)
 
 
-def _optimise_scale(run: _Run, x: torch.Tensor, content: torch.Tensor,
-                    targets: dict[str, torch.Tensor], scale: int) -> torch.Tensor:
+def _optimise_scale(
+    run: _Run, x: torch.Tensor, content: torch.Tensor, targets: dict[str, torch.Tensor], scale: int
+) -> torch.Tensor:
     """One scale: whole image, or overlapping tiles blended together when it is too large."""
     h, w = x.shape[-2:]
     tile = run.p.tile_size
@@ -510,14 +586,17 @@ def _optimise_scale(run: _Run, x: torch.Tensor, content: torch.Tensor,
     # overlaps agree, and the blend weights hide the seams.
     for r0, r1 in rows:
         for c0, c1 in cols:
-            def snapshot(cur: torch.Tensor, r0: int = r0, r1: int = r1, c0: int = c0,
-                         c1: int = c1) -> torch.Tensor:
+
+            def snapshot(
+                cur: torch.Tensor, r0: int = r0, r1: int = r1, c0: int = c0, c1: int = c1
+            ) -> torch.Tensor:
                 view = canvas.clone()
                 view[..., r0:r1, c0:c1] = cur
                 return view
 
-            piece = run.optimise(canvas[..., r0:r1, c0:c1], content[..., r0:r1, c0:c1],
-                                 targets, scale, snapshot)
+            piece = run.optimise(
+                canvas[..., r0:r1, c0:c1], content[..., r0:r1, c0:c1], targets, scale, snapshot
+            )
             wy = _ramp(r1 - r0, r0, r1, h, TILE_OVERLAP).to(x)
             wx = _ramp(c1 - c0, c0, c1, w, TILE_OVERLAP).to(x)
             weight = (wy[:, None] * wx[None, :])[None, None]

@@ -46,8 +46,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
                 arr = np.asarray(img, dtype=np.uint16 if mode != "I" else np.int32)
                 return arr.clip(0, 65535).astype(np.uint16)[:, :, None]
             if mode not in ("L", "LA", "RGB", "RGBA"):
-                img = img.convert("RGBA" if "A" in mode or "transparency" in img.info
-                                  else "RGB")
+                img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
             arr = np.asarray(img)
     except ImageFileError:
         raise
@@ -69,8 +68,9 @@ def write_image(path: str | os.PathLike[str], arr: np.ndarray) -> None:
         import png
 
         height, width, planes = arr.shape
-        writer = png.Writer(width, height, greyscale=planes <= 2, alpha=planes in (2, 4),
-                            bitdepth=16)
+        writer = png.Writer(
+            width, height, greyscale=planes <= 2, alpha=planes in (2, 4), bitdepth=16
+        )
         with p.open("wb") as f:
             writer.write(f, arr.reshape(height, width * planes).tolist())
         return

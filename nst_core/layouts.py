@@ -35,8 +35,7 @@ def nbytes(width: int, height: int, channels: int, dtype: str) -> int:
 
 def describe(width: int, height: int, channels: int, dtype: str, frame: int) -> dict[str, Any]:
     """A protocol image descriptor."""
-    return {"width": width, "height": height, "channels": channels, "dtype": dtype,
-            "frame": frame}
+    return {"width": width, "height": height, "channels": channels, "dtype": dtype, "frame": frame}
 
 
 def check_descriptor(desc: Any, field: str = "image") -> dict[str, Any]:
@@ -48,13 +47,13 @@ def check_descriptor(desc: Any, field: str = "image") -> dict[str, Any]:
         if not isinstance(value, int) or isinstance(value, bool):
             raise LayoutError(f"{field}.{key}: expected an integer, got {value!r}")
     if desc["width"] <= 0 or desc["height"] <= 0:
-        raise LayoutError(f"{field}: width and height must be positive, got "
-                          f"{desc['width']}x{desc['height']}")
+        raise LayoutError(
+            f"{field}: width and height must be positive, got {desc['width']}x{desc['height']}"
+        )
     if desc["channels"] not in CHANNELS:
         raise LayoutError(f"{field}.channels: must be 1, 2, 3 or 4, got {desc['channels']}")
     if desc.get("dtype") not in DTYPES:
-        raise LayoutError(f"{field}.dtype: must be one of u8, u16, f32, got "
-                          f"{desc.get('dtype')!r}")
+        raise LayoutError(f"{field}.dtype: must be one of u8, u16, f32, got {desc.get('dtype')!r}")
     return desc
 
 
@@ -65,7 +64,8 @@ def check_buffer(desc: dict[str, Any], buf: bytes | memoryview, field: str = "im
     if got != want:
         raise LayoutError(
             f"{field}: frame {desc['frame']} holds {got} bytes but "
-            f"{desc['width']}x{desc['height']}x{desc['channels']} {desc['dtype']} needs {want}")
+            f"{desc['width']}x{desc['height']}x{desc['channels']} {desc['dtype']} needs {want}"
+        )
 
 
 def _values(buf: bytes | bytearray | memoryview, dtype: str) -> array:
@@ -102,8 +102,11 @@ def convert_dtype(buf: bytes | bytearray | memoryview, src: str, dst: str) -> by
     top_src, top_dst = DTYPES[src][2], DTYPES[dst][2]
     if dst == "f32":
         return _to_bytes(array("f", (v / top_src for v in values)))
-    return _to_bytes(array(DTYPES[dst][1], (
-        int(min(max(v / top_src, 0.0), 1.0) * top_dst + 0.5) for v in values)))
+    return _to_bytes(
+        array(
+            DTYPES[dst][1], (int(min(max(v / top_src, 0.0), 1.0) * top_dst + 0.5) for v in values)
+        )
+    )
 
 
 def krita_to_wire(buf: bytes | bytearray | memoryview, depth: str) -> tuple[bytes, str]:
@@ -128,6 +131,7 @@ def gimp_format(dtype: str, channels: int) -> str:
 
 # --- numpy side (the engine, the daemon and clients that have numpy) -------------------------
 
+
 def to_array(desc: dict[str, Any], buf: bytes | memoryview) -> Any:
     """Wire frame -> numpy array (H, W, C) of its dtype (a copy, so the frame may be freed)."""
     import numpy as np
@@ -135,7 +139,8 @@ def to_array(desc: dict[str, Any], buf: bytes | memoryview) -> Any:
     check_buffer(desc, buf)
     arr = np.frombuffer(buf, dtype=NUMPY_DTYPES[desc["dtype"]])
     return arr.reshape(desc["height"], desc["width"], desc["channels"]).astype(
-        arr.dtype.newbyteorder("="), copy=True)
+        arr.dtype.newbyteorder("="), copy=True
+    )
 
 
 def wire_dtype(arr: Any) -> str:
@@ -178,8 +183,11 @@ def from_unit_float(values: Any, dtype: str) -> Any:
     values = np.clip(values, 0.0, 1.0)
     if dtype == "f32":
         return values.astype(np.float32)
-    return np.rint(values * scale).astype(NUMPY_DTYPES[dtype]).astype(
-        np.dtype(NUMPY_DTYPES[dtype]).newbyteorder("="))
+    return (
+        np.rint(values * scale)
+        .astype(NUMPY_DTYPES[dtype])
+        .astype(np.dtype(NUMPY_DTYPES[dtype]).newbyteorder("="))
+    )
 
 
 def split_alpha(arr: Any) -> tuple[Any, Any | None]:
@@ -188,7 +196,7 @@ def split_alpha(arr: Any) -> tuple[Any, Any | None]:
 
     channels = arr.shape[2]
     colour = arr[:, :, :3] if channels >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
-    alpha = arr[:, :, channels - 1:channels] if channels in (2, 4) else None
+    alpha = arr[:, :, channels - 1 : channels] if channels in (2, 4) else None
     return colour, alpha
 
 
@@ -200,7 +208,10 @@ def join_alpha(colour: Any, alpha: Any | None, channels: int) -> Any:
         # ITU-R BT.601 luma, as GIMP and Krita use for RGB -> grey.
         weights = np.array([0.299, 0.587, 0.114], dtype=np.float64)
         grey = (colour.astype(np.float64) @ weights)[:, :, None]
-        colour = grey.round().astype(colour.dtype) if colour.dtype.kind in "ui" else \
-            grey.astype(colour.dtype)
+        colour = (
+            grey.round().astype(colour.dtype)
+            if colour.dtype.kind in "ui"
+            else grey.astype(colour.dtype)
+        )
     parts = [colour] if alpha is None else [colour, alpha]
     return np.concatenate(parts, axis=2)

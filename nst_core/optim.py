@@ -69,8 +69,13 @@ class Evaluation:
 class _Tracker:
     """Counts evaluations, keeps the best image, and reports; shared by both methods."""
 
-    def __init__(self, objective: Objective, steps: int, on_evaluation: EvaluationFn | None,
-                 should_stop: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        objective: Objective,
+        steps: int,
+        on_evaluation: EvaluationFn | None,
+        should_stop: Callable[[], None] | None,
+    ) -> None:
         self.objective, self.budget = objective, steps + 1  # + the evaluation at the start
         self.on_evaluation, self.should_stop = on_evaluation, should_stop
         self.count = 0
@@ -100,7 +105,8 @@ class _Tracker:
             self.start_cost = value
             if not finite:
                 raise OptimisationFailed(
-                    f"the cost is not finite at the starting image ({value}); lower the weights")
+                    f"the cost is not finite at the starting image ({value}); lower the weights"
+                )
             self.scale = value if value > 0 else 1.0
         if self.on_evaluation is not None and self.count > 1:
             assert self.best is not None
@@ -117,13 +123,18 @@ class _Tracker:
             if drop < MIN_PROGRESS:
                 raise OptimisationFailed(
                     f"the cost did not fall (from {self.start_cost:.6g} to {self.best_cost:.6g} "
-                    f"in {self.count} evaluations)")
+                    f"in {self.count} evaluations)"
+                )
         return self.best
 
 
-def minimise_lbfgs(objective: Objective, x0: torch.Tensor, steps: int,
-                   on_evaluation: EvaluationFn | None = None,
-                   should_stop: Callable[[], None] | None = None) -> torch.Tensor:
+def minimise_lbfgs(
+    objective: Objective,
+    x0: torch.Tensor,
+    steps: int,
+    on_evaluation: EvaluationFn | None = None,
+    should_stop: Callable[[], None] | None = None,
+) -> torch.Tensor:
     """Minimise objective over x in [0, 1] in `steps` evaluations after the start; best x back.
 
     SciPy stops early when it converges or its line search can go no further; the run then
@@ -152,11 +163,20 @@ def minimise_lbfgs(objective: Objective, x0: torch.Tensor, steps: int,
             # VGG passes measured on 2 cores); its vector work is tiny next to a VGG pass.
             with threadpool_limits(1, user_api="blas"):
                 scipy.optimize.minimize(
-                    fun, origin, jac=True, method="L-BFGS-B",
+                    fun,
+                    origin,
+                    jac=True,
+                    method="L-BFGS-B",
                     bounds=scipy.optimize.Bounds(lower, upper),
-                    options={"maxcor": LBFGS_MEMORY, "maxfun": track.budget + 1,
-                             "maxiter": track.budget + 1, "ftol": 0.0, "gtol": 0.0,
-                             "maxls": 20})
+                    options={
+                        "maxcor": LBFGS_MEMORY,
+                        "maxfun": track.budget + 1,
+                        "maxiter": track.budget + 1,
+                        "ftol": 0.0,
+                        "gtol": 0.0,
+                        "maxls": 20,
+                    },
+                )
             nonfinite = False
         except _Stop:
             break
@@ -176,9 +196,14 @@ def minimise_lbfgs(objective: Objective, x0: torch.Tensor, steps: int,
     return track.result()
 
 
-def minimise_adam(objective: Objective, x0: torch.Tensor, steps: int, learning_rate: float,
-                  on_evaluation: EvaluationFn | None = None,
-                  should_stop: Callable[[], None] | None = None) -> torch.Tensor:
+def minimise_adam(
+    objective: Objective,
+    x0: torch.Tensor,
+    steps: int,
+    learning_rate: float,
+    on_evaluation: EvaluationFn | None = None,
+    should_stop: Callable[[], None] | None = None,
+) -> torch.Tensor:
     """Adam on x, clamped to [0, 1] after each step; the best x back.
 
     A non-finite or exploding cost (ADAM_EXPLODED times the best) puts x back to the best

@@ -29,7 +29,8 @@ VGG19_LAYERS = _vgg19_layer_names()
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 # The seed's equal layer weights (0.2 each over the five style layers).
 DEFAULT_STYLE_LAYER_WEIGHTS: tuple[tuple[str, float], ...] = tuple(
-    (name, 1.0 / len(STYLE_LAYERS)) for name in STYLE_LAYERS)
+    (name, 1.0 / len(STYLE_LAYERS)) for name in STYLE_LAYERS
+)
 
 
 #: Overlap between neighbouring tiles (pixels at the tiled scale), blended linearly.
@@ -93,7 +94,8 @@ class StyleParams:
     pooling: str = "max"
     content_layer: str = "relu4_2"
     style_layers: list[tuple[str, float]] = field(
-        default_factory=lambda: [list(p) for p in DEFAULT_STYLE_LAYER_WEIGHTS])  # type: ignore
+        default_factory=lambda: [list(p) for p in DEFAULT_STYLE_LAYER_WEIGHTS]
+    )  # type: ignore
     min_scale: int = 128
     """Long side of the first (coarsest) scale."""
     tile_size: int = 1024
@@ -126,8 +128,14 @@ _CHOICES = {
 }
 
 
-def _number(name: str, value: Any, kind: type, minimum: float, maximum: float | None = None,
-            strict_min: bool = False) -> Any:
+def _number(
+    name: str,
+    value: Any,
+    kind: type,
+    minimum: float,
+    maximum: float | None = None,
+    strict_min: bool = False,
+) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParamError(name, f"expected a number, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -182,8 +190,7 @@ def make_params(values: dict[str, Any] | StyleParams | None = None) -> StylePara
                 raise ParamError(name, f"expected true or false, got {value!r}")
         elif name in _CHOICES:
             if value not in _CHOICES[name]:
-                raise ParamError(name, f"must be one of {', '.join(_CHOICES[name])}, got "
-                                       f"{value!r}")
+                raise ParamError(name, f"must be one of {', '.join(_CHOICES[name])}, got {value!r}")
         elif name == "content_layer":
             if not isinstance(value, str):
                 raise ParamError(name, f"expected a layer name, got {value!r}")
@@ -192,15 +199,18 @@ def make_params(values: dict[str, Any] | StyleParams | None = None) -> StylePara
             value = _style_layers(value)
         setattr(p, name, value)
     if p.content_weight == 0 and p.beta == 0:
-        raise ParamError("content_weight", "content_weight and the style weight are both 0: "
-                                           "there is nothing to optimise")
+        raise ParamError(
+            "content_weight",
+            "content_weight and the style weight are both 0: there is nothing to optimise",
+        )
     return p
 
 
 def _known_layer(param: str, layer: str) -> None:
     if layer not in VGG19_LAYERS:
-        raise ParamError(param, f"unknown VGG-19 layer {layer!r} (conv1_1, relu1_1, ..., "
-                                "relu5_4, pool1..pool5)")
+        raise ParamError(
+            param, f"unknown VGG-19 layer {layer!r} (conv1_1, relu1_1, ..., relu5_4, pool1..pool5)"
+        )
 
 
 def _style_layers(value: Any) -> list[tuple[str, float]]:

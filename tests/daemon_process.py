@@ -33,13 +33,18 @@ class DaemonProc:
         self.log = tempfile.NamedTemporaryFile(prefix="nst-daemon-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "nst_daemon.server", "--endpoint", endpoint, *args],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=ROOT)
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=ROOT,
+        )
         self.ready_line = self._wait_ready() if wait else ""
 
     def _wait_ready(self, timeout_s: float = 120.0) -> str:
         box: list[str] = []
-        reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()),
-                                  daemon=True)
+        reader = threading.Thread(
+            target=lambda: box.append(self.proc.stdout.readline()), daemon=True
+        )
         reader.start()
         reader.join(timeout_s)
         if not box or not box[0].startswith("ready"):

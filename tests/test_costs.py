@@ -54,8 +54,11 @@ def test_style_cost_weights_layers_by_name() -> None:
     expected = 0.0
     for name, lam in weights:
         _, n_c, n_h, n_w = shapes[name]
-        expected += lam * ((_np_gram(fs[name]) - _np_gram(fg[name])) ** 2).sum() / (
-            4 * n_c**2 * (n_h * n_w) ** 2)
+        expected += (
+            lam
+            * ((_np_gram(fs[name]) - _np_gram(fg[name])) ** 2).sum()
+            / (4 * n_c**2 * (n_h * n_w) ** 2)
+        )
     t = {k: torch.from_numpy(v) for k, v in fs.items()}
     g = {k: torch.from_numpy(v) for k, v in fg.items()}
     assert costs.style_cost(t, g, weights).item() == pytest.approx(expected, rel=1e-10)

@@ -64,8 +64,15 @@ class Raw:
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[DaemonProc]:
-    d = DaemonProc(f"tcp://127.0.0.1:{free_port()}", "--max-pixels", str(MAX_PIXELS),
-                   "--client-timeout", str(CLIENT_TIMEOUT_S), "--device", "cpu")
+    d = DaemonProc(
+        f"tcp://127.0.0.1:{free_port()}",
+        "--max-pixels",
+        str(MAX_PIXELS),
+        "--client-timeout",
+        str(CLIENT_TIMEOUT_S),
+        "--device",
+        "cpu",
+    )
     yield d
     assert d.stop() == 0
 
@@ -77,8 +84,9 @@ def client(daemon: DaemonProc) -> Iterator[Client]:
     c.close()
 
 
-def images(h: int = 64, w: int = 56, channels: int = 4, dtype: Any = np.uint8,
-           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def images(
+    h: int = 64, w: int = 56, channels: int = 4, dtype: Any = np.uint8, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     top = np.iinfo(dtype).max
     content = rng.integers(0, top, (h, w, channels), dtype=dtype, endpoint=True)
@@ -113,6 +121,7 @@ def first_progress(client: Client, job_id: str, timeout_s: float = 30.0) -> dict
 
 
 # --- round trips ------------------------------------------------------------------------------
+
 
 def test_ready_line_names_endpoint_device_weights(daemon: DaemonProc) -> None:
     assert daemon.endpoint in daemon.ready_line
@@ -166,6 +175,7 @@ def test_zero_iterations_returns_content(client: Client) -> None:
 
 
 # --- cancel, queue, concurrency ---------------------------------------------------------------
+
 
 def test_cancel_running_job(client: Client) -> None:
     content, style = images()
@@ -265,8 +275,9 @@ c.follow(job, on_progress=lambda p: print("progress", flush=True) or __import__(
 
 def test_killed_client_job_cancelled_and_next_served(client: Client) -> None:
     before = client.status()["jobs_cancelled"]
-    proc = subprocess.Popen([PYTHON, "-c", KILLED_CLIENT, client.endpoint],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, "-c", KILLED_CLIENT, client.endpoint], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "progress"
     assert client.status()["running"] is not None
     proc.kill()
@@ -283,8 +294,9 @@ def test_silent_client_times_out(client: Client) -> None:
     raw = Raw(client.endpoint)
     content, style = images()
     (cd, cb), (sd, sb) = wire(content, 1), wire(style, 2)
-    raw.send({"type": "stylize", "id": "silent", "content": cd, "styles": [sd],
-              "params": LONG}, [cb, sb])
+    raw.send(
+        {"type": "stylize", "id": "silent", "content": cd, "styles": [sd], "params": LONG}, [cb, sb]
+    )
     assert raw.recv_for("silent")["type"] == P.ACCEPTED
     # No pings: after --client-timeout the daemon cancels the job on its own.
     status = wait_idle(client, timeout_s=CLIENT_TIMEOUT_S + 10)
@@ -294,11 +306,17 @@ def test_silent_client_times_out(client: Client) -> None:
 
 # --- malformed input --------------------------------------------------------------------------
 
+
 def _stylize_header(request_id: str, **over: Any) -> tuple[dict[str, Any], list[bytes]]:
     content, style = images()
     (cd, cb), (sd, sb) = wire(content, 1), wire(style, 2)
-    header = {"type": "stylize", "id": request_id, "content": cd,
-              "styles": [{**sd, "weight": 1.0}], "params": {"iterations": 1, "size": 32}}
+    header = {
+        "type": "stylize",
+        "id": request_id,
+        "content": cd,
+        "styles": [{**sd, "weight": 1.0}],
+        "params": {"iterations": 1, "size": 32},
+    }
     header.update(over)
     return header, [cb, sb]
 
@@ -313,43 +331,77 @@ def _malformed() -> list[tuple[str, Any, str, str]]:
         ("missing_id", ({"type": "ping"}, []), P.BAD_REQUEST, "id"),
         ("mistyped_id", ({"type": "ping", "id": 7}, []), P.BAD_REQUEST, "id"),
         ("unknown_type", ({"type": "explode", "id": "m"}, []), P.BAD_REQUEST, "explode"),
-        ("wrong_protocol", ({"type": "hello", "id": "m", "protocol": 2, "client": "t"}, []),
-         P.UNSUPPORTED_PROTOCOL, "protocol"),
-        ("missing_content", ({k: v for k, v in h.items() if k != "content"}, b),
-         P.BAD_REQUEST, "content"),
+        (
+            "wrong_protocol",
+            ({"type": "hello", "id": "m", "protocol": 2, "client": "t"}, []),
+            P.UNSUPPORTED_PROTOCOL,
+            "protocol",
+        ),
+        (
+            "missing_content",
+            ({k: v for k, v in h.items() if k != "content"}, b),
+            P.BAD_REQUEST,
+            "content",
+        ),
         ("mistyped_content", ({**h, "content": "pixels"}, b), P.BAD_REQUEST, "content"),
-        ("mistyped_width", ({**h, "content": {**h["content"], "width": "40"}}, b),
-         P.BAD_REQUEST, "content.width"),
-        ("bad_dtype", ({**h, "content": {**h["content"], "dtype": "f64"}}, b),
-         P.BAD_REQUEST, "content.dtype"),
+        (
+            "mistyped_width",
+            ({**h, "content": {**h["content"], "width": "40"}}, b),
+            P.BAD_REQUEST,
+            "content.width",
+        ),
+        (
+            "bad_dtype",
+            ({**h, "content": {**h["content"], "dtype": "f64"}}, b),
+            P.BAD_REQUEST,
+            "content.dtype",
+        ),
         ("size_mismatch", (h, [b[0][:-7], b[1]]), P.BAD_IMAGE, "content"),
-        ("frame_out_of_range", ({**h, "content": {**h["content"], "frame": 5}}, b),
-         P.BAD_REQUEST, "content.frame"),
-        ("style_frame_zero", ({**h, "styles": [{**h["styles"][0], "frame": 0}]}, b),
-         P.BAD_REQUEST, "styles[0].frame"),
+        (
+            "frame_out_of_range",
+            ({**h, "content": {**h["content"], "frame": 5}}, b),
+            P.BAD_REQUEST,
+            "content.frame",
+        ),
+        (
+            "style_frame_zero",
+            ({**h, "styles": [{**h["styles"][0], "frame": 0}]}, b),
+            P.BAD_REQUEST,
+            "styles[0].frame",
+        ),
         ("mistyped_styles", ({**h, "styles": {"a": 1}}, b), P.BAD_REQUEST, "styles"),
         ("no_styles", ({**h, "styles": []}, b), P.BAD_REQUEST, "styles"),
-        ("bad_weight", ({**h, "styles": [{**h["styles"][0], "weight": "x"}]}, b),
-         P.BAD_REQUEST, "styles[0].weight"),
+        (
+            "bad_weight",
+            ({**h, "styles": [{**h["styles"][0], "weight": "x"}]}, b),
+            P.BAD_REQUEST,
+            "styles[0].weight",
+        ),
         ("unknown_param", ({**h, "params": {"colour": 3}}, b), P.BAD_REQUEST, "colour"),
-        ("bad_param_value", ({**h, "params": {"iterations": -1}}, b), P.BAD_REQUEST,
-         "iterations"),
+        ("bad_param_value", ({**h, "params": {"iterations": -1}}, b), P.BAD_REQUEST, "iterations"),
         ("params_device", ({**h, "params": {"device": "cuda"}}, b), P.BAD_REQUEST, "device"),
-        ("params_weights", ({**h, "params": {"weights": "torchvision"}}, b), P.BAD_REQUEST,
-         "weights"),
-        ("unknown_layer", ({**h, "params": {"content_layer": "relu9_9"}}, b), P.BAD_REQUEST,
-         "content_layer"),
-        ("bad_preview_every", ({**h, "preview_every": "often"}, b), P.BAD_REQUEST,
-         "preview_every"),
+        (
+            "params_weights",
+            ({**h, "params": {"weights": "torchvision"}}, b),
+            P.BAD_REQUEST,
+            "weights",
+        ),
+        (
+            "unknown_layer",
+            ({**h, "params": {"content_layer": "relu9_9"}}, b),
+            P.BAD_REQUEST,
+            "content_layer",
+        ),
+        ("bad_preview_every", ({**h, "preview_every": "often"}, b), P.BAD_REQUEST, "preview_every"),
         ("cancel_without_job", ({"type": "cancel", "id": "m"}, []), P.BAD_REQUEST, "job"),
     ]
     return cases
 
 
-@pytest.mark.parametrize("name,message,code,word", _malformed(),
-                         ids=[c[0] for c in _malformed()])
-def test_malformed_message_gets_error(daemon: DaemonProc, name: str, message: Any, code: str,
-                                      word: str) -> None:
+@pytest.mark.parametrize("name,message,code,word", _malformed(), ids=[c[0] for c in _malformed()])
+def test_malformed_message_gets_error(
+    daemon: DaemonProc, name: str, message: Any, code: str, word: str
+) -> None:
     raw = Raw(daemon.endpoint)
     try:
         if isinstance(message, list):
@@ -382,8 +434,7 @@ def test_too_large_refused_without_memory_blow_up(daemon: DaemonProc) -> None:
     huge = {"width": 30000, "height": 30000, "channels": 4, "dtype": "f32", "frame": 1}
     _, style = images()
     sd, sb = wire(style, 2)
-    raw.send({"type": "stylize", "id": "huge", "content": huge, "styles": [sd]},
-             [b"\0" * 64, sb])
+    raw.send({"type": "stylize", "id": "huge", "content": huge, "styles": [sd]}, [b"\0" * 64, sb])
     reply = raw.recv_for("huge")
     assert reply["code"] == P.TOO_LARGE and "content" in reply["message"]
     # A real 1024 x 1024 RGBA image over this daemon's --max-pixels, and a too-large style.
@@ -391,8 +442,10 @@ def test_too_large_refused_without_memory_blow_up(daemon: DaemonProc) -> None:
     bd, bb = wire(big, 1)
     raw.send({"type": "stylize", "id": "big", "content": bd, "styles": [sd]}, [bb, sb])
     assert raw.recv_for("big")["code"] == P.TOO_LARGE
-    raw.send({"type": "stylize", "id": "bigstyle", "content": sd, "styles": [{**bd, "frame": 1}]},
-             [bb, sb])
+    raw.send(
+        {"type": "stylize", "id": "bigstyle", "content": sd, "styles": [{**bd, "frame": 1}]},
+        [bb, sb],
+    )
     reply = raw.recv_for("bigstyle")
     assert reply["code"] == P.TOO_LARGE and "styles[0]" in reply["message"]
     time.sleep(0.2)
@@ -407,6 +460,7 @@ def test_too_large_refused_without_memory_blow_up(daemon: DaemonProc) -> None:
 
 # --- transports, endpoints, security, shutdown --------------------------------------------------
 
+
 def test_bridge_transport_round_trip(daemon: DaemonProc) -> None:
     with connect(daemon.endpoint, transport="bridge", timeout_s=20.0) as c:
         assert c.hello()["protocol"] == 1
@@ -419,9 +473,21 @@ def test_bridge_transport_round_trip(daemon: DaemonProc) -> None:
 
 def test_example_client_script(daemon: DaemonProc, tmp_path: Path) -> None:
     out = tmp_path / "out.pam"
-    proc = subprocess.run([PYTHON, str(ROOT / "docs" / "example_client.py"), "--endpoint",
-                           daemon.endpoint, "--iterations", "2", "--output", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            PYTHON,
+            str(ROOT / "docs" / "example_client.py"),
+            "--endpoint",
+            daemon.endpoint,
+            "--iterations",
+            "2",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "progress" in proc.stdout and out.read_bytes().startswith(b"P7")
 
@@ -434,9 +500,12 @@ def test_no_daemon_clear_error() -> None:
 
 @pytest.mark.parametrize("extra", [[], ["--curve-secret-key", "/nonexistent.key_secret"]])
 def test_non_loopback_bind_without_keys_refused(extra: list[str]) -> None:
-    proc = subprocess.run([PYTHON, "-m", "nst_daemon.server", "--endpoint",
-                           f"tcp://0.0.0.0:{free_port()}", *extra],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [PYTHON, "-m", "nst_daemon.server", "--endpoint", f"tcp://0.0.0.0:{free_port()}", *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     assert "CURVE" in proc.stderr or "curve" in proc.stderr
     assert "ready" not in proc.stdout
@@ -450,19 +519,36 @@ def test_curve_bind_with_keys(tmp_path: Path) -> None:
     allowed.mkdir()
     client_pub, client_secret = zmq.auth.create_certificates(allowed, "client")
     port = free_port()
-    d = DaemonProc(f"tcp://0.0.0.0:{port}", "--curve-secret-key", server_secret,
-                   "--curve-allow", str(allowed), "--no-warmup", "--device", "cpu")
+    d = DaemonProc(
+        f"tcp://0.0.0.0:{port}",
+        "--curve-secret-key",
+        server_secret,
+        "--curve-allow",
+        str(allowed),
+        "--no-warmup",
+        "--device",
+        "cpu",
+    )
     try:
         from nst_daemon.client import ZmqTransport
 
         server_key = zmq.auth.load_certificate(server_pub)[0]
-        good = Client(f"tcp://127.0.0.1:{port}", timeout_s=10.0, transport=ZmqTransport(
-            f"tcp://127.0.0.1:{port}", curve_server_key=server_key,
-            curve_keypair=zmq.auth.load_certificate(client_secret)))
+        good = Client(
+            f"tcp://127.0.0.1:{port}",
+            timeout_s=10.0,
+            transport=ZmqTransport(
+                f"tcp://127.0.0.1:{port}",
+                curve_server_key=server_key,
+                curve_keypair=zmq.auth.load_certificate(client_secret),
+            ),
+        )
         assert good.hello()["protocol"] == 1
         good.close()
-        stranger = Client(f"tcp://127.0.0.1:{port}", timeout_s=1.0, transport=ZmqTransport(
-            f"tcp://127.0.0.1:{port}", curve_server_key=server_key))
+        stranger = Client(
+            f"tcp://127.0.0.1:{port}",
+            timeout_s=1.0,
+            transport=ZmqTransport(f"tcp://127.0.0.1:{port}", curve_server_key=server_key),
+        )
         with pytest.raises(DaemonUnavailable):
             stranger.ping()
         stranger.close()
@@ -489,8 +575,12 @@ def test_ipc_endpoint_and_sigterm_cancels_running_job(tmp_path: Path) -> None:
 
 
 def test_bad_option_values_refused() -> None:
-    proc = subprocess.run([PYTHON, "-m", "nst_daemon.server", "--max-pixels", "0"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [PYTHON, "-m", "nst_daemon.server", "--max-pixels", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "--max-pixels" in proc.stderr
 
 
@@ -505,8 +595,11 @@ def test_optimisation_failed_is_an_error_and_the_next_job_runs(client: Client) -
     """A job whose cost cannot fall (Adam with a step of 1e-9) fails with its own code."""
     content, style = images()
     with pytest.raises(DaemonError) as info:
-        client.stylize(content, [style], {"iterations": 3, "size": 32, "optimizer": "adam",
-                                          "learning_rate": 1e-9})
+        client.stylize(
+            content,
+            [style],
+            {"iterations": 3, "size": 32, "optimizer": "adam", "learning_rate": 1e-9},
+        )
     assert info.value.code == P.OPTIMISATION_FAILED
     assert "the cost did not fall" in info.value.message
     out = client.stylize(content, [style], {"iterations": 2, "size": 32})
@@ -531,8 +624,9 @@ def test_out_of_memory_job_fails_and_daemon_serves_next() -> None:
         with Client(d.endpoint, timeout_s=10.0) as c:
             big = np.random.default_rng(0).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
             with pytest.raises(DaemonError) as info:
-                c.stylize(big, [big[:64, :64]], {"iterations": 1, "size": "full",
-                                                 "min_scale": 1024})
+                c.stylize(
+                    big, [big[:64, :64]], {"iterations": 1, "size": "full", "min_scale": 1024}
+                )
             assert info.value.code == P.OUT_OF_MEMORY and "size" in info.value.message
             assert c.ping()["type"] == P.PONG
             assert c.stylize(content, [style], QUICK).shape == content.shape
@@ -550,19 +644,49 @@ def test_nst_cli_through_the_daemon_and_status(daemon: DaemonProc, tmp_path: Pat
     write_image(tmp_path / "c.png", content)
     write_image(tmp_path / "s.png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
     nst = [PYTHON, "-m", "nst_core.cli"]
-    r = subprocess.run([*nst, "stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"),
-                        "-o", str(tmp_path / "out.png"), "--daemon", daemon.endpoint,
-                        "--size", "48", "--iterations", "2"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            *nst,
+            "stylize",
+            str(tmp_path / "c.png"),
+            str(tmp_path / "s.png"),
+            "-o",
+            str(tmp_path / "out.png"),
+            "--daemon",
+            daemon.endpoint,
+            "--size",
+            "48",
+            "--iterations",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     out = read_image(tmp_path / "out.png")
     assert out.shape == content.shape and np.array_equal(out[:, :, 3], content[:, :, 3])
     assert "J=" in r.stderr  # the same progress bar as a local run
-    r = subprocess.run([*nst, "stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"),
-                        "-o", str(tmp_path / "x.png"), "--daemon", daemon.endpoint,
-                        "--weights", "torchvision"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            *nst,
+            "stylize",
+            str(tmp_path / "c.png"),
+            str(tmp_path / "s.png"),
+            "-o",
+            str(tmp_path / "x.png"),
+            "--daemon",
+            daemon.endpoint,
+            "--weights",
+            "torchvision",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "fixed when it starts" in r.stderr
-    r = subprocess.run([*nst, "status", "--endpoint", daemon.endpoint], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [*nst, "status", "--endpoint", daemon.endpoint], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert "device: cpu" in r.stdout and "jobs_done:" in r.stdout

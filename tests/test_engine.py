@@ -21,6 +21,7 @@ FAST = {"size": 64, "iterations": 8, "min_scale": 64}
 
 def style_cost_of(model, image: np.ndarray, style: np.ndarray) -> float:  # type: ignore[no-untyped-def]
     """Js of `image` against `style`, computed from the public cost functions."""
+
     def feats(a: np.ndarray) -> dict[str, torch.Tensor]:
         rgb = layouts.split_alpha(a)[0]
         t = torch.from_numpy(layouts.to_unit_float(rgb).transpose(2, 0, 1).copy())[None]
@@ -37,8 +38,13 @@ def style_cost_of(model, image: np.ndarray, style: np.ndarray) -> float:  # type
 
 def test_optimisation_cuts_cost_and_matches_style(model, photo, style_image) -> None:  # type: ignore[no-untyped-def]
     seen: list = []
-    out = stylize(photo, [style_image], {"size": 64, "iterations": 40, "min_scale": 64},
-                  progress=seen.append, model=model)
+    out = stylize(
+        photo,
+        [style_image],
+        {"size": 64, "iterations": 40, "min_scale": 64},
+        progress=seen.append,
+        model=model,
+    )
     assert len(seen) == 40
     first, last = seen[0], seen[-1]
     assert last.loss_total < first.loss_total / 5, (first.loss_total, last.loss_total)
@@ -51,9 +57,16 @@ def test_optimisation_cuts_cost_and_matches_style(model, photo, style_image) -> 
 
 
 def test_content_only_from_noise_recovers_the_content(model, photo) -> None:  # type: ignore[no-untyped-def]
-    params = {"size": 64, "iterations": 60, "min_scale": 64, "init": "noise",
-              "content_layer": "relu1_2", "style_weight": 0.0, "content_weight": 1.0,
-              "tv_weight": 0.0}
+    params = {
+        "size": 64,
+        "iterations": 60,
+        "min_scale": 64,
+        "init": "noise",
+        "content_layer": "relu1_2",
+        "style_weight": 0.0,
+        "content_weight": 1.0,
+        "tv_weight": 0.0,
+    }
     out = stylize(photo, [photo], params, model=model)
     noise = np.random.default_rng(0).integers(0, 256, photo.shape)
 
@@ -66,8 +79,14 @@ def test_content_only_from_noise_recovers_the_content(model, photo) -> None:  # 
 
 def test_progress_reports_costs_time_and_previews(model, photo, style_image) -> None:  # type: ignore[no-untyped-def]
     seen: list = []
-    stylize(photo, [style_image], {"size": 64, "iterations": 4, "min_scale": 32},
-            progress=seen.append, preview_every=2, model=model)
+    stylize(
+        photo,
+        [style_image],
+        {"size": 64, "iterations": 4, "min_scale": 32},
+        progress=seen.append,
+        preview_every=2,
+        model=model,
+    )
     assert [p.iteration for p in seen] == list(range(1, 9))
     assert {p.iterations for p in seen} == {8} and [p.scale for p in seen] == [1] * 4 + [2] * 4
     assert all(p.scales == 2 and p.eta_s >= 0 and p.elapsed_s > 0 for p in seen)
@@ -123,16 +142,21 @@ def test_cancel_stops_within_one_iteration(model, photo, style_image) -> None:  
         return len(seen) >= 3
 
     with pytest.raises(StylizeCancelled) as info:
-        stylize(photo, [style_image], {**FAST, "iterations": 50}, progress=seen.append,
-                cancel=cancel, model=model)
+        stylize(
+            photo,
+            [style_image],
+            {**FAST, "iterations": 50},
+            progress=seen.append,
+            cancel=cancel,
+            model=model,
+        )
     assert len(seen) == 3
     assert info.value.partial is not None and info.value.partial.shape == photo.shape
 
 
 def test_result_has_the_content_size_when_working_smaller(model, style_image) -> None:  # type: ignore[no-untyped-def]
     big = np.random.default_rng(2).integers(0, 256, (90, 150, 3), dtype=np.uint8)
-    out = stylize(big, [style_image], {"size": 48, "iterations": 2, "min_scale": 48},
-                  model=model)
+    out = stylize(big, [style_image], {"size": 48, "iterations": 2, "min_scale": 48}, model=model)
     assert out.shape == big.shape
 
 
@@ -154,8 +178,13 @@ def test_tiles_cover_and_overlap() -> None:
 def test_tiled_scale_runs_and_keeps_memory_per_tile(model, photo, style_image) -> None:  # type: ignore[no-untyped-def]
     wide = np.concatenate([photo, photo[:, ::-1]] * 3, axis=1)[:, :320]  # 64 x 320
     seen: list = []
-    out = stylize(wide, [style_image], {"size": 320, "iterations": 3, "min_scale": 320,
-                                        "tile_size": 256}, progress=seen.append, model=model)
+    out = stylize(
+        wide,
+        [style_image],
+        {"size": 320, "iterations": 3, "min_scale": 320, "tile_size": 256},
+        progress=seen.append,
+        model=model,
+    )
     assert out.shape == wide.shape
     assert seen[-1].iterations == 6  # two tiles x 3 iterations
     assert not np.array_equal(out, wide)
@@ -226,8 +255,13 @@ def test_bf16_autocast_matches_fp32(model, photo, style_image) -> None:  # type:
     runs = {}
     for precision in ("fp32", "bf16"):
         seen: list = []
-        out = stylize(photo, [style_image], {**FAST, "iterations": 20, "precision": precision},
-                      progress=seen.append, model=model)
+        out = stylize(
+            photo,
+            [style_image],
+            {**FAST, "iterations": 20, "precision": precision},
+            progress=seen.append,
+            model=model,
+        )
         runs[precision] = (out, seen[-1].loss_total, seen[0].loss_total)
     (a, ja, j0), (b, jb, _) = runs["fp32"], runs["bf16"]
     assert jb < j0 / 3  # bf16 optimises as well ...

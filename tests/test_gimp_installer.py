@@ -52,7 +52,8 @@ def test_plugin_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert installer.find_plugins_dir() == flatpak  # only Flatpak GIMP has run
     monkeypatch.setattr(sys, "platform", "darwin")
     assert installer.candidate_dirs() == [
-        tmp_path / "Library/Application Support/GIMP/3.0/plug-ins"]
+        tmp_path / "Library/Application Support/GIMP/3.0/plug-ins"
+    ]
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setenv("APPDATA", str(tmp_path / "Roaming"))
     assert installer.candidate_dirs() == [tmp_path / "Roaming/GIMP/3.0/plug-ins"]
@@ -61,9 +62,16 @@ def test_plugin_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 def test_plugin_stays_thin() -> None:
     """GIMP's bundled Python has no torch, numpy or PIL: the plug-in must not need them."""
     tree = ast.parse(PLUGIN.read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert not imported & {"torch", "numpy", "PIL", "zmq", "msgpack", "nst_core"}, imported
     assert PLUGIN.read_text().startswith("#!/usr/bin/env python3")

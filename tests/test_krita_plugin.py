@@ -29,9 +29,12 @@ def plugin() -> types.SimpleNamespace:
     package = types.ModuleType("neural_style_under_test")
     package.__path__ = [str(PLUGIN)]  # type: ignore[attr-defined]
     sys.modules[package.__name__] = package
-    return types.SimpleNamespace(**{
-        name: importlib.import_module(f"{package.__name__}.{name}")
-        for name in ("pixels", "job_params", "link")})
+    return types.SimpleNamespace(
+        **{
+            name: importlib.import_module(f"{package.__name__}.{name}")
+            for name in ("pixels", "job_params", "link")
+        }
+    )
 
 
 def test_only_qt_module_imports_pyqt_and_nothing_heavy() -> None:
@@ -73,45 +76,66 @@ def test_pixel_helpers(plugin: types.SimpleNamespace) -> None:
     assert struct.unpack("<2H", layouts.convert_dtype(bytes([1, 255]), "u8", "u16")) == (257, 65535)
     rgba = px.add_alpha(bytes([1, 2, 3, 4, 5, 6]), 3, "u8")
     assert list(rgba) == [1, 2, 3, 255, 4, 5, 6, 255]
-    assert list(px.copy_alpha(rgba, bytes([0, 0, 0, 9, 0, 0, 0, 8]), "u8")) == \
-        [1, 2, 3, 9, 4, 5, 6, 8]
+    assert list(px.copy_alpha(rgba, bytes([0, 0, 0, 9, 0, 0, 0, 8]), "u8")) == [
+        1,
+        2,
+        3,
+        9,
+        4,
+        5,
+        6,
+        8,
+    ]
 
 
 def test_the_slider_sends_the_engines_strength_scale(plugin: types.SimpleNamespace) -> None:
     jp = plugin.job_params
     assert jp.STRENGTH_DEFAULT == StyleParams().strength
     for slider in (0, 50, 100):
-        params = jp.build_params(iterations=20, size=512, strength=slider,
-                                 preserve_colors=False, area=(64, 48))
+        params = jp.build_params(
+            iterations=20, size=512, strength=slider, preserve_colors=False, area=(64, 48)
+        )
         assert params["strength"] == slider and "style_weight" not in params
         assert make_params(params).beta == strength_to_style_weight(slider)
 
 
 def test_params_are_engine_params(plugin: types.SimpleNamespace) -> None:
-    params = plugin.job_params.build_params(iterations=20, size=512, strength=70,
-                                            preserve_colors=True, area=(64, 48))
+    params = plugin.job_params.build_params(
+        iterations=20, size=512, strength=70, preserve_colors=True, area=(64, 48)
+    )
     assert params["size"] == 64  # never above the area's own long side
     make_params(params)  # the engine accepts every name and value
 
 
 def test_progress_text(plugin: types.SimpleNamespace) -> None:
     jp = plugin.job_params
-    header = {"iteration": 30, "iterations": 120, "scale": 2, "scales": 3, "eta_s": 75.2,
-              "elapsed_s": 20.0}
+    header = {
+        "iteration": 30,
+        "iterations": 120,
+        "scale": 2,
+        "scales": 3,
+        "eta_s": 75.2,
+        "elapsed_s": 20.0,
+    }
     assert jp.progress_fraction(header) == pytest.approx(0.25)
     assert jp.progress_text(header) == "25% · 1:15 left · scale 2/3"
     assert jp.progress_text({"iteration": 0, "iterations": 0}) == "0%"
 
 
-def test_settings_env_overrides_and_errors(plugin: types.SimpleNamespace,
-                                           tmp_path: Path) -> None:
+def test_settings_env_overrides_and_errors(plugin: types.SimpleNamespace, tmp_path: Path) -> None:
     link = plugin.link
     config = tmp_path / "nst_config.json"
-    config.write_text('{"endpoint": "tcp://127.0.0.1:9", "transport": "zmq", '
-                      '"python": "/opt/nst/python", "timeout_s": 2}')
+    config.write_text(
+        '{"endpoint": "tcp://127.0.0.1:9", "transport": "zmq", '
+        '"python": "/opt/nst/python", "timeout_s": 2}'
+    )
     s = link.load_settings(config, env={})
-    assert (s.endpoint, s.transport, s.python, s.timeout_s) == \
-        ("tcp://127.0.0.1:9", "zmq", "/opt/nst/python", 2.0)
+    assert (s.endpoint, s.transport, s.python, s.timeout_s) == (
+        "tcp://127.0.0.1:9",
+        "zmq",
+        "/opt/nst/python",
+        2.0,
+    )
     s = link.load_settings(config, env={"NST_TRANSPORT": "bridge"})
     assert s.resolved_transport() == "bridge"
     with pytest.raises(link.SettingsError, match="transport must be one of"):
@@ -123,15 +147,19 @@ def test_settings_env_overrides_and_errors(plugin: types.SimpleNamespace,
 
 
 def test_platform_paths() -> None:
-    env = {"HOME": "/home/a", "APPDATA": r"C:\Users\a\AppData\Roaming",
-           "LOCALAPPDATA": r"C:\Users\a\AppData\Local"}
+    env = {
+        "HOME": "/home/a",
+        "APPDATA": r"C:\Users\a\AppData\Roaming",
+        "LOCALAPPDATA": r"C:\Users\a\AppData\Local",
+    }
     assert installer.pykrita_dir(env, "linux") == Path("/home/a/.local/share/krita/pykrita")
     assert installer.kritarc_path(env, "linux") == Path("/home/a/.config/kritarc")
     xdg = {**env, "XDG_DATA_HOME": "/x/data", "XDG_CONFIG_HOME": "/x/config"}
     assert installer.pykrita_dir(xdg, "linux") == Path("/x/data/krita/pykrita")
     assert installer.kritarc_path(xdg, "linux") == Path("/x/config/kritarc")
-    assert installer.pykrita_dir(env, "darwin") == \
-        Path("/home/a/Library/Application Support/krita/pykrita")
+    assert installer.pykrita_dir(env, "darwin") == Path(
+        "/home/a/Library/Application Support/krita/pykrita"
+    )
     assert installer.pykrita_dir(env, "win32") == Path(env["APPDATA"]) / "krita" / "pykrita"
     assert installer.kritarc_path(env, "win32") == Path(env["LOCALAPPDATA"]) / "kritarc"
 

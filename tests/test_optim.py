@@ -21,8 +21,9 @@ def bowl(target: float = 0.7, scale: float = 1.0) -> optim.Objective:
     return cost
 
 
-def run(method: str, objective: optim.Objective, x0: torch.Tensor, steps: int,
-        **kwargs: object) -> torch.Tensor:
+def run(
+    method: str, objective: optim.Objective, x0: torch.Tensor, steps: int, **kwargs: object
+) -> torch.Tensor:
     if method == "lbfgs":
         return optim.minimise_lbfgs(objective, x0, steps, **kwargs)  # type: ignore[arg-type]
     return optim.minimise_adam(objective, x0, steps, 0.05, **kwargs)  # type: ignore[arg-type]
@@ -53,8 +54,13 @@ def test_the_budget_counts_evaluations_and_reports_each_step(method: str) -> Non
         calls += 1
         return (torch.sin(7 * x) + x**2).sum()  # never converges exactly in 9 steps
 
-    run(method, cost, torch.rand(SHAPE, generator=torch.Generator().manual_seed(0)), 9,
-        on_evaluation=seen.append)
+    run(
+        method,
+        cost,
+        torch.rand(SHAPE, generator=torch.Generator().manual_seed(0)),
+        9,
+        on_evaluation=seen.append,
+    )
     assert calls == 10  # the start, then one per step
     assert [e.index for e in seen] == list(range(1, 10))
     assert all(b.best_cost <= a.best_cost for a, b in zip(seen, seen[1:], strict=False))

@@ -20,14 +20,18 @@ from nst_daemon.client import Client, DaemonError, DaemonUnavailable
 def test_client_side_imports_no_torch() -> None:
     import subprocess
 
-    code = ("import sys, nst_daemon.client, nst_daemon.bridge, nst_daemon.protocol, "
-            "nst_core.layouts, nst_core.params; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, nst_daemon.client, nst_daemon.bridge, nst_daemon.protocol, "
+        "nst_core.layouts, nst_core.params; print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"
 
 
 # --- framing ----------------------------------------------------------------------------------
+
 
 def test_pack_unpack_round_trip() -> None:
     frames = P.pack({"type": "ping", "id": "a", "n": [1, 2.5, None]}, [b"xy", b"z"])
@@ -36,12 +40,15 @@ def test_pack_unpack_round_trip() -> None:
     assert buffers == [b"xy", b"z"]
 
 
-@pytest.mark.parametrize("frames,word", [
-    ([], "empty"),
-    ([b"\xc1"], "msgpack"),
-    ([msgpack.packb("just a string")], "map"),
-    ([b""], "msgpack"),
-])
+@pytest.mark.parametrize(
+    "frames,word",
+    [
+        ([], "empty"),
+        ([b"\xc1"], "msgpack"),
+        ([msgpack.packb("just a string")], "map"),
+        ([b""], "msgpack"),
+    ],
+)
 def test_unpack_rejects_malformed(frames: list[bytes], word: str) -> None:
     with pytest.raises(P.ProtocolError) as info:
         P.unpack(frames)
@@ -70,20 +77,34 @@ def test_pipe_framing_round_trip() -> None:
 
 
 def test_error_codes_stable() -> None:
-    assert P.ERROR_CODES == ("bad_request", "unsupported_protocol", "too_large", "bad_image",
-                             "unknown_job", "queue_full", "out_of_memory", "internal",
-                             "optimisation_failed")  # new codes go at the end
+    assert P.ERROR_CODES == (
+        "bad_request",
+        "unsupported_protocol",
+        "too_large",
+        "bad_image",
+        "unknown_job",
+        "queue_full",
+        "out_of_memory",
+        "internal",
+        "optimisation_failed",
+    )  # new codes go at the end
 
 
 # --- layouts ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_layout_round_trip(dtype: Any, channels: int) -> None:
     arr = (np.arange(5 * 3 * channels).reshape(5, 3, channels) * 7 % 200).astype(dtype)
     desc, data = layouts.from_array(arr, 2)
-    assert desc == {"width": 3, "height": 5, "channels": channels,
-                    "dtype": layouts.wire_dtype(arr), "frame": 2}
+    assert desc == {
+        "width": 3,
+        "height": 5,
+        "channels": channels,
+        "dtype": layouts.wire_dtype(arr),
+        "frame": 2,
+    }
     assert len(data) == layouts.nbytes(3, 5, channels, desc["dtype"])
     back = layouts.to_array(desc, data)
     assert back.dtype == arr.dtype and np.array_equal(back, arr)
@@ -94,14 +115,17 @@ def test_wire_is_little_endian() -> None:
     assert data == b"\x02\x01"
 
 
-@pytest.mark.parametrize("desc,word", [
-    ("x", "expected a map"),
-    ({"width": 2, "height": 2, "channels": 3, "dtype": "u8"}, "image.frame"),
-    ({"width": "2", "height": 2, "channels": 3, "dtype": "u8", "frame": 1}, "image.width"),
-    ({"width": 0, "height": 2, "channels": 3, "dtype": "u8", "frame": 1}, "positive"),
-    ({"width": 2, "height": 2, "channels": 5, "dtype": "u8", "frame": 1}, "image.channels"),
-    ({"width": 2, "height": 2, "channels": 3, "dtype": "f16", "frame": 1}, "image.dtype"),
-])
+@pytest.mark.parametrize(
+    "desc,word",
+    [
+        ("x", "expected a map"),
+        ({"width": 2, "height": 2, "channels": 3, "dtype": "u8"}, "image.frame"),
+        ({"width": "2", "height": 2, "channels": 3, "dtype": "u8", "frame": 1}, "image.width"),
+        ({"width": 0, "height": 2, "channels": 3, "dtype": "u8", "frame": 1}, "positive"),
+        ({"width": 2, "height": 2, "channels": 5, "dtype": "u8", "frame": 1}, "image.channels"),
+        ({"width": 2, "height": 2, "channels": 3, "dtype": "f16", "frame": 1}, "image.dtype"),
+    ],
+)
 def test_check_descriptor_names_field(desc: Any, word: str) -> None:
     with pytest.raises(layouts.LayoutError, match=word.replace(".", r"\.")):
         layouts.check_descriptor(desc)
@@ -123,11 +147,17 @@ def test_krita_swap_round_trip() -> None:
 
 # --- request validation (server side, no model) ------------------------------------------------
 
+
 def _request(**over: Any) -> tuple[dict[str, Any], list[bytes]]:
     content = layouts.describe(4, 3, 4, "u8", 1)
     style = {**layouts.describe(2, 2, 3, "u8", 2), "weight": 0.5}
-    header = {"type": "stylize", "id": "j1", "content": content, "styles": [style],
-              "params": {"iterations": 2}}
+    header = {
+        "type": "stylize",
+        "id": "j1",
+        "content": content,
+        "styles": [style],
+        "params": {"iterations": 2},
+    }
     header.update(over)
     return header, [b"\0" * 48, b"\0" * 12]
 
@@ -142,23 +172,39 @@ def test_parse_stylize_ok() -> None:
     assert job.styles[0]["weight"] == 0.5 and job.content["width"] == 4
 
 
-@pytest.mark.parametrize("over,buffers,code,word", [
-    ({"content": {**layouts.describe(4, 3, 4, "u8", 1), "width": 400}}, None, P.TOO_LARGE,
-     "content"),
-    ({"content": {**layouts.describe(4, 3, 4, "u8", 3)}}, None, P.BAD_REQUEST, "content.frame"),
-    ({}, [b"\0" * 47, b"\0" * 12], P.BAD_IMAGE, "content"),
-    ({"styles": []}, None, P.BAD_REQUEST, "styles"),
-    ({"styles": [{**layouts.describe(2, 2, 3, "u8", 2), "weight": -1}]}, None, P.BAD_REQUEST,
-     "styles[0].weight"),
-    ({"params": {"nope": 1}}, None, P.BAD_REQUEST, "params.nope"),
-    ({"params": {"device": "cuda"}}, None, P.BAD_REQUEST, "params.device"),
-    ({"params": {"style_layers": [["relu7_1", 1.0]]}}, None, P.BAD_REQUEST,
-     "params.style_layers"),
-    ({"params": [1]}, None, P.BAD_REQUEST, "params"),
-    ({"preview_every": -1}, None, P.BAD_REQUEST, "preview_every"),
-])
-def test_parse_stylize_errors(over: dict[str, Any], buffers: list[bytes] | None, code: str,
-                              word: str) -> None:
+@pytest.mark.parametrize(
+    "over,buffers,code,word",
+    [
+        (
+            {"content": {**layouts.describe(4, 3, 4, "u8", 1), "width": 400}},
+            None,
+            P.TOO_LARGE,
+            "content",
+        ),
+        ({"content": {**layouts.describe(4, 3, 4, "u8", 3)}}, None, P.BAD_REQUEST, "content.frame"),
+        ({}, [b"\0" * 47, b"\0" * 12], P.BAD_IMAGE, "content"),
+        ({"styles": []}, None, P.BAD_REQUEST, "styles"),
+        (
+            {"styles": [{**layouts.describe(2, 2, 3, "u8", 2), "weight": -1}]},
+            None,
+            P.BAD_REQUEST,
+            "styles[0].weight",
+        ),
+        ({"params": {"nope": 1}}, None, P.BAD_REQUEST, "params.nope"),
+        ({"params": {"device": "cuda"}}, None, P.BAD_REQUEST, "params.device"),
+        (
+            {"params": {"style_layers": [["relu7_1", 1.0]]}},
+            None,
+            P.BAD_REQUEST,
+            "params.style_layers",
+        ),
+        ({"params": [1]}, None, P.BAD_REQUEST, "params"),
+        ({"preview_every": -1}, None, P.BAD_REQUEST, "preview_every"),
+    ],
+)
+def test_parse_stylize_errors(
+    over: dict[str, Any], buffers: list[bytes] | None, code: str, word: str
+) -> None:
     header, default_buffers = _request(**over)
     with pytest.raises(P.ProtocolError) as info:
         _parse(header, buffers if buffers is not None else default_buffers)
@@ -178,20 +224,37 @@ def test_device_auto_or_own_device_accepted() -> None:
     assert server.parse_params({"device": "cpu"}, "cpu").device == "auto"
 
 
-@pytest.mark.parametrize("endpoint,local", [
-    ("tcp://127.0.0.1:5757", True), ("tcp://localhost:1", True), ("tcp://[::1]:5", True),
-    ("tcp://127.8.9.1:5", True), ("ipc:///tmp/x", True), ("tcp://0.0.0.0:5757", False),
-    ("tcp://*:5757", False), ("tcp://192.168.1.2:5", False), ("tcp://eth0:5", False),
-])
+@pytest.mark.parametrize(
+    "endpoint,local",
+    [
+        ("tcp://127.0.0.1:5757", True),
+        ("tcp://localhost:1", True),
+        ("tcp://[::1]:5", True),
+        ("tcp://127.8.9.1:5", True),
+        ("ipc:///tmp/x", True),
+        ("tcp://0.0.0.0:5757", False),
+        ("tcp://*:5757", False),
+        ("tcp://192.168.1.2:5", False),
+        ("tcp://eth0:5", False),
+    ],
+)
 def test_local_endpoints(endpoint: str, local: bool) -> None:
     assert server.is_local_endpoint(endpoint) is local
 
 
 # --- scheduler --------------------------------------------------------------------------------
 
+
 def _job(client: bytes, job_id: str) -> server.Job:
-    return server.Job(client=client, id=job_id, content={}, styles=[], frames=[],
-                      params=server.make_params({}), preview_every=0)
+    return server.Job(
+        client=client,
+        id=job_id,
+        content={},
+        styles=[],
+        frames=[],
+        params=server.make_params({}),
+        preview_every=0,
+    )
 
 
 def test_scheduler_fifo_limits_and_cancel() -> None:
@@ -218,6 +281,7 @@ def test_scheduler_fifo_limits_and_cancel() -> None:
 
 # --- client bookkeeping -----------------------------------------------------------------------
 
+
 class ScriptedTransport:
     """A transport that answers from a script: each sent request gets its listed replies."""
 
@@ -239,8 +303,12 @@ class ScriptedTransport:
 
 
 def test_client_request_and_errors() -> None:
-    t = ScriptedTransport({"ping": [{"type": "pong"}],
-                           "status": [{"type": "error", "code": "internal", "message": "x"}]})
+    t = ScriptedTransport(
+        {
+            "ping": [{"type": "pong"}],
+            "status": [{"type": "error", "code": "internal", "message": "x"}],
+        }
+    )
     c = Client("tcp://127.0.0.1:1", transport=t, timeout_s=0.05)
     assert c.ping()["type"] == "pong"
     with pytest.raises(DaemonError) as info:
@@ -267,8 +335,10 @@ def test_convert_dtype_between_wire_dtypes() -> None:
     from nst_core import layouts
 
     assert layouts.convert_dtype(bytes([0, 128, 255]), "u8", "u16") == struct.pack(
-        "<3H", 0, 128 * 257, 65535)
+        "<3H", 0, 128 * 257, 65535
+    )
     assert layouts.convert_dtype(struct.pack("<2H", 257, 65535), "u16", "u8") == bytes([1, 255])
     assert layouts.convert_dtype(struct.pack("<3f", -0.5, 0.5, 2.0), "f32", "u8") == bytes(
-        [0, 128, 255])
+        [0, 128, 255]
+    )
     assert struct.unpack("<2f", layouts.convert_dtype(bytes([0, 255]), "u8", "f32")) == (0.0, 1.0)

@@ -30,24 +30,38 @@ def _small(a: np.ndarray, side: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def pairs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Two photo/painting pairs (the tests resize the photos to each working size)."""
-    return {"astronaut-swirls": (demo.photo("astronaut"), demo.swirls(96)),
-            "coffee-mosaic": (demo.photo("coffee"), demo.mosaic(96))}
+    return {
+        "astronaut-swirls": (demo.photo("astronaut"), demo.swirls(96)),
+        "coffee-mosaic": (demo.photo("coffee"), demo.mosaic(96)),
+    }
 
 
 @pytest.mark.parametrize("pair", ["astronaut-swirls", "coffee-mosaic"])
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 @pytest.mark.parametrize("strength", list(STRENGTHS))
 @pytest.mark.parametrize("size", [16, 40, 80])
-def test_the_cost_falls_and_stays_finite_everywhere(model, pairs, pair: str, optimizer: str,  # type: ignore[no-untyped-def]
-                                                    strength: float, size: int) -> None:
+def test_the_cost_falls_and_stays_finite_everywhere(
+    model,
+    pairs,
+    pair: str,
+    optimizer: str,  # type: ignore[no-untyped-def]
+    strength: float,
+    size: int,
+) -> None:
     photo, painting = pairs[pair]
     content = _small(photo, size)
     seen: list = []
     steps = STEPS[optimizer]
-    params = {"size": size, "min_scale": size, "iterations": steps, "strength": strength,
-              "optimizer": optimizer}
-    out = stylize(content, [painting], params, progress=seen.append,
-                  preview_every=steps // 2, model=model)
+    params = {
+        "size": size,
+        "min_scale": size,
+        "iterations": steps,
+        "strength": strength,
+        "optimizer": optimizer,
+    }
+    out = stylize(
+        content, [painting], params, progress=seen.append, preview_every=steps // 2, model=model
+    )
     costs = [p.loss_total for p in seen]
     assert len(costs) == steps and all(math.isfinite(c) for c in costs), costs
     assert min(costs) < STRENGTHS[strength] * costs[0], costs
@@ -59,8 +73,13 @@ def test_the_cost_falls_and_stays_finite_everywhere(model, pairs, pair: str, opt
 def test_every_scale_of_a_coarse_to_fine_run_makes_progress(model, pairs) -> None:  # type: ignore[no-untyped-def]
     photo, painting = pairs["astronaut-swirls"]
     seen: list = []
-    stylize(_small(photo, 96), [painting], {"size": 96, "min_scale": 24, "iterations": 10},
-            progress=seen.append, model=model)
+    stylize(
+        _small(photo, 96),
+        [painting],
+        {"size": 96, "min_scale": 24, "iterations": 10},
+        progress=seen.append,
+        model=model,
+    )
     for scale in (1, 2, 3):
         costs = [p.loss_total for p in seen if p.scale == scale]
         assert len(costs) == 10 and costs[-1] < 0.8 * costs[0], (scale, costs)
@@ -69,8 +88,13 @@ def test_every_scale_of_a_coarse_to_fine_run_makes_progress(model, pairs) -> Non
 def test_a_run_that_cannot_make_progress_fails(model, pairs) -> None:  # type: ignore[no-untyped-def]
     """Adam with a step of 1e-9 cannot move the pixels: an error, not an unchanged 'result'."""
     photo, painting = pairs["coffee-mosaic"]
-    params = {"size": 32, "min_scale": 32, "iterations": 3, "optimizer": "adam",
-              "learning_rate": 1e-9}
+    params = {
+        "size": 32,
+        "min_scale": 32,
+        "iterations": 3,
+        "optimizer": "adam",
+        "learning_rate": 1e-9,
+    }
     with pytest.raises(OptimisationFailed, match=r"scale 1 of 1 .*the cost did not fall"):
         stylize(_small(photo, 32), [painting], params, model=model)
 
@@ -80,8 +104,13 @@ def test_an_image_already_at_the_optimum_is_done_with_progress_complete(model) -
     run stops early and its last report still reaches the end of the bar."""
     img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     seen: list = []
-    out = stylize(img, [img], {"size": 16, "min_scale": 16, "iterations": 50, "tv_weight": 0},
-                  progress=seen.append, model=model)
+    out = stylize(
+        img,
+        [img],
+        {"size": 16, "min_scale": 16, "iterations": 50, "tv_weight": 0},
+        progress=seen.append,
+        model=model,
+    )
     assert np.array_equal(out, img)
     assert len(seen) < 50 and seen[-1].iteration == seen[-1].iterations == 50
     assert seen[-1].loss_total == 0.0

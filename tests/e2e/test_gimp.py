@@ -48,8 +48,7 @@ def _needs_root() -> None:
 def gimp_root() -> Path:
     """The prepared trixie rootfs (built once, then cached outside the repository)."""
     _needs_root()
-    proc = subprocess.run([str(ROOTFS_SH), "prepare"], capture_output=True, text=True,
-                          timeout=1500)
+    proc = subprocess.run([str(ROOTFS_SH), "prepare"], capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, f"rootfs prepare failed:\n{proc.stderr[-4000:]}"
     return Path(proc.stdout.strip().splitlines()[-1])
 
@@ -61,6 +60,7 @@ def daemon_endpoint(host_daemon: DaemonProc) -> str:
 
 
 # --- test images ---------------------------------------------------------------------------
+
 
 def _content_rgb() -> np.ndarray:
     """The astronaut photo at W x H, float in 0..1."""
@@ -87,8 +87,13 @@ def _content(name: str, channels: int, dtype: str, io: Path) -> dict[str, Any]:
     values = np.concatenate([colour, _alpha()], axis=2) if channels in (2, 4) else colour
     path = io / f"{name}_content.raw"
     path.write_bytes(_encode(values, dtype))
-    return {"width": W, "height": H, "channels": channels, "dtype": dtype,
-            "file": f"/io/{path.name}"}
+    return {
+        "width": W,
+        "height": H,
+        "channels": channels,
+        "dtype": dtype,
+        "file": f"/io/{path.name}",
+    }
 
 
 def _style(io: Path) -> np.ndarray:
@@ -113,12 +118,24 @@ def _cases(io: Path, transport: str, dead_endpoint: str) -> list[dict[str, Any]]
             {"name": "rgba_u16", "content": _content("rgba_u16", 4, "u16", io)},
             {"name": "rgba_f32", "content": _content("rgba_f32", 4, "f32", io)},
             {"name": "greya_u8", "content": _content("greya_u8", 2, "u8", io)},
-            {"name": "selection", "content": _content("selection", 4, "u8", io),
-             "offset": [4, 6], "selection": [14, 12, 36, 28]},
-            {"name": "no_daemon", "content": _content("no_daemon", 4, "u8", io),
-             "expect_error": "nst-daemon", "args": {"endpoint": dead_endpoint}},
-            {"name": "not_an_image", "content": _content("not_an_image", 4, "u8", io),
-             "style": "/io/cases.json", "expect_error": "cannot open the style image"},
+            {
+                "name": "selection",
+                "content": _content("selection", 4, "u8", io),
+                "offset": [4, 6],
+                "selection": [14, 12, 36, 28],
+            },
+            {
+                "name": "no_daemon",
+                "content": _content("no_daemon", 4, "u8", io),
+                "expect_error": "nst-daemon",
+                "args": {"endpoint": dead_endpoint},
+            },
+            {
+                "name": "not_an_image",
+                "content": _content("not_an_image", 4, "u8", io),
+                "style": "/io/cases.json",
+                "expect_error": "cannot open the style image",
+            },
         ]
     out = []
     for case in cases:
@@ -128,6 +145,7 @@ def _cases(io: Path, transport: str, dead_endpoint: str) -> list[dict[str, Any]]
 
 
 # --- judging -------------------------------------------------------------------------------
+
 
 def _read(io: Path, info: dict[str, Any], dtype: str) -> np.ndarray:
     """A dumped layer as float (H, W, C) in 0..1."""
@@ -180,18 +198,26 @@ def _bridge_files(io: Path) -> None:
     for name in ("__init__.py", "protocol.py", "client.py", "bridge.py"):
         shutil.copyfile(REPO / "daemon" / name, pylib / name)
     wrapper = io / "nst-python"
-    wrapper.write_text('#!/bin/sh\necho "$$ $*" >> /io/out/bridge-starts.log\n'
-                       'PYTHONPATH=/io/pylib exec /usr/bin/python3 "$@"\n')
+    wrapper.write_text(
+        '#!/bin/sh\necho "$$ $*" >> /io/out/bridge-starts.log\n'
+        'PYTHONPATH=/io/pylib exec /usr/bin/python3 "$@"\n'
+    )
     wrapper.chmod(0o755)
 
 
-def _run_in_chroot(io: Path, command: list[str],
-                   env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_in_chroot(
+    io: Path, command: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     """COMMAND as the chroot's user with IO at /io; mounts are always undone."""
     cmd = [str(ROOTFS_SH), "run", str(io), *command]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **env, "NST_CHROOT_ENV": " ".join(env)},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env, "NST_CHROOT_ENV": " ".join(env)},
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=600)
     except subprocess.TimeoutExpired:
@@ -204,8 +230,18 @@ def _run_in_chroot(io: Path, command: list[str],
 
 
 def _run_gimp(io: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return _run_in_chroot(io, ["gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval",
-                               "-b", 'exec(open("/io/driver.py").read())', "--quit"], env)
+    return _run_in_chroot(
+        io,
+        [
+            "gimp-console-3.0",
+            "-i",
+            "--batch-interpreter=python-fu-eval",
+            "-b",
+            'exec(open("/io/driver.py").read())',
+            "--quit",
+        ],
+        env,
+    )
 
 
 def _new_io(tmp_path: Path) -> Path:
@@ -228,8 +264,12 @@ def _install_plugin(gimp_root: Path, endpoint: str) -> Path:
     """`nst install-plugin gimp --dest` into the chroot user's GIMP 3 plug-ins folder."""
     dest = gimp_root / TESTER_PLUGINS
     nst = Path(sys.executable).with_name("nst")
-    done = subprocess.run([str(nst), "install-plugin", "gimp", "--dest", str(dest),
-                           "--endpoint", endpoint], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(nst), "install-plugin", "gimp", "--dest", str(dest), "--endpoint", endpoint],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     plugin_dir = dest / "plug-in-nst-stylize"
     assert str(plugin_dir) in done.stdout, done.stdout
@@ -240,14 +280,14 @@ def _install_plugin(gimp_root: Path, endpoint: str) -> Path:
     # The bridge runs in the chroot, so it needs a Python that exists there.
     config.update(python="/io/nst-python", timeout_s=TIMEOUT_S)
     installer.write_config(plugin_dir, config)
-    subprocess.run(["chown", "-R", "1000:1000", str(gimp_root / "home" / "tester" / ".config")],
-                   check=True)
+    subprocess.run(
+        ["chown", "-R", "1000:1000", str(gimp_root / "home" / "tester" / ".config")], check=True
+    )
     return plugin_dir
 
 
 @pytest.mark.parametrize("transport", ["zmq", "bridge"])
-def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str,
-                     tmp_path: Path) -> None:
+def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_path: Path) -> None:
     io = _new_io(tmp_path)
     style = _style(io)
     _bridge_files(io)
@@ -305,7 +345,7 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str,
             mask = _read(io, res["mask"], "u8")[:, :, 0]
             assert mask[sh // 2, sw // 2] == 1.0 and mask[0, 0] == 0.0, "mask is not the ellipse"
             x0, y0 = sx - ox, sy - oy
-            source = source[y0:y0 + sh, x0:x0 + sw]
+            source = source[y0 : y0 + sh, x0 : x0 + sw]
         else:
             assert new["offsets"] == [ox, oy] and (new["width"], new["height"]) == (W, H)
             assert "mask" not in res
@@ -317,8 +357,10 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str,
             assert np.all(result[:, :, -1] == 1.0)
         # Stylized: far closer to the style's Gram statistics than the source was.
         c_src, c_new = judge.cost(_colour(source)), judge.cost(_colour(result))
-        report.append(f"{case['name']}: style cost {c_src:.4g} -> {c_new:.4g} "
-                      f"({c_new / c_src:.2f}) in {res['seconds']:.1f} s")
+        report.append(
+            f"{case['name']}: style cost {c_src:.4g} -> {c_new:.4g} "
+            f"({c_new / c_src:.2f}) in {res['seconds']:.1f} s"
+        )
         assert c_new < STYLE_COST_RATIO * c_src, report[-1]
     print(f"\n[{transport}] gimp-console {gimp_s:.1f} s\n  " + "\n  ".join(report))
 
@@ -332,10 +374,16 @@ def test_gimp_interactive_cancel(gimp_root: Path, daemon_endpoint: str, tmp_path
     _content("interactive", 4, "u8", io)
     raw = (io / "interactive_content.raw").read_bytes()
     Image.frombytes("RGBA", (W, H), raw).save(io / "content.png")
-    (io / "interactive.json").write_text(json.dumps({
-        "content": "/io/content.png", "style": "/io/swirls.png",
-        # Long enough that only a cancel ends it within the test's time.
-        "args": {"iterations": 5000, "size": SIZE}}))
+    (io / "interactive.json").write_text(
+        json.dumps(
+            {
+                "content": "/io/content.png",
+                "style": "/io/swirls.png",
+                # Long enough that only a cancel ends it within the test's time.
+                "args": {"iterations": 5000, "size": SIZE},
+            }
+        )
+    )
     for name in ("gimp_interactive.sh", "gimp_interactive_driver.py"):
         shutil.copyfile(HOSTS / name, io / name.replace("gimp_", ""))
     _open_io(io)
@@ -351,5 +399,7 @@ def test_gimp_interactive_cancel(gimp_root: Path, daemon_endpoint: str, tmp_path
     assert result["seconds"] < 60, result
     daemon = result["daemon"]
     assert daemon["running"] is None and daemon["jobs_cancelled"] >= 1, daemon
-    print(f"\n[interactive] cancelled after {result['seconds']:.1f} s; daemon: "
-          f"{daemon['jobs_cancelled']} job(s) cancelled")
+    print(
+        f"\n[interactive] cancelled after {result['seconds']:.1f} s; daemon: "
+        f"{daemon['jobs_cancelled']} job(s) cancelled"
+    )

@@ -48,13 +48,13 @@ TIMINGS: dict[str, float] = {}
 
 # --- host, daemon, profile ------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def krita_host() -> None:
     """Krita, Xvfb and Krita's python3 modules, installed on first use (root)."""
     if sys.platform != "linux":
         pytest.skip("the Krita host recipe is for Debian/Linux")
-    proc = subprocess.run([str(HOST_SH), "install"], capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run([str(HOST_SH), "install"], capture_output=True, text=True, timeout=900)
     if proc.returncode == 2:
         pytest.skip(proc.stderr.strip())
     assert proc.returncode == 0, f"krita_host.sh install failed:\n{proc.stderr[-4000:]}"
@@ -71,8 +71,9 @@ def daemon_endpoint(host_daemon: DaemonProc) -> Iterator[str]:
 
 
 def _krita_version() -> str:
-    proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "krita"], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", "krita"], capture_output=True, text=True
+    )
     return proc.stdout.strip() or "unknown"
 
 
@@ -93,9 +94,14 @@ def _new_run(base: Path, profile: Path | None) -> Path:
 
 
 def _env(run: Path) -> dict[str, str]:
-    return {"HOME": str(run / "home"), "XDG_CONFIG_HOME": str(run / "config"),
-            "XDG_DATA_HOME": str(run / "data"), "XDG_CACHE_HOME": str(run / "cache"),
-            "XDG_RUNTIME_DIR": str(run / "runtime"), "TMPDIR": str(run / "tmp")}
+    return {
+        "HOME": str(run / "home"),
+        "XDG_CONFIG_HOME": str(run / "config"),
+        "XDG_DATA_HOME": str(run / "data"),
+        "XDG_CACHE_HOME": str(run / "cache"),
+        "XDG_RUNTIME_DIR": str(run / "runtime"),
+        "TMPDIR": str(run / "tmp"),
+    }
 
 
 def _install_driver(run: Path) -> None:
@@ -104,23 +110,43 @@ def _install_driver(run: Path) -> None:
     shutil.copyfile(DRIVER, pykrita / "nst_test_driver" / "__init__.py")
     (pykrita / "nst_test_driver.desktop").write_text(
         "[Desktop Entry]\nType=Service\nServiceTypes=Krita/PythonPlugin\n"
-        "X-KDE-Library=nst_test_driver\nX-Python-2-Compatible=false\nName=NST test driver\n")
+        "X-KDE-Library=nst_test_driver\nX-Python-2-Compatible=false\nName=NST test driver\n"
+    )
     krita_installer.set_enabled(krita_installer.kritarc_path(_env(run)), True, "nst_test_driver")
 
 
 def _run_krita(run: Path, job: dict[str, Any]) -> dict[str, Any]:
     """Start Krita on the run's profile with the driver; returns the driver's report."""
-    job = {"out": str(run / "out"), "artifacts": str(ARTIFACTS),
-           "watchdog_s": KRITA_TIMEOUT_S - 20, **job}
+    job = {
+        "out": str(run / "out"),
+        "artifacts": str(ARTIFACTS),
+        "watchdog_s": KRITA_TIMEOUT_S - 20,
+        **job,
+    }
     (run / "job.json").write_text(json.dumps(job))
-    env = {**_env(run), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-           "NST_KRITA_JOB": str(run / "job.json")}
-    cmd = ["timeout", "-k", "10", str(KRITA_TIMEOUT_S), "xvfb-run", "-a", "-s",
-           "-screen 0 1600x1200x24 -nolisten tcp -noreset", "krita", "--nosplash"]
+    env = {
+        **_env(run),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "NST_KRITA_JOB": str(run / "job.json"),
+    }
+    cmd = [
+        "timeout",
+        "-k",
+        "10",
+        str(KRITA_TIMEOUT_S),
+        "xvfb-run",
+        "-a",
+        "-s",
+        "-screen 0 1600x1200x24 -nolisten tcp -noreset",
+        "krita",
+        "--nosplash",
+    ]
     started = time.monotonic()
     with open(run / "krita.log", "w") as log:
-        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              timeout=KRITA_TIMEOUT_S + 30)
+        proc = subprocess.run(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=KRITA_TIMEOUT_S + 30
+        )
     took = time.monotonic() - started
     report_path = run / "out" / "report.json"
     tail = (run / "krita.log").read_text(errors="replace")[-3000:]
@@ -148,14 +174,16 @@ def primed_profile(krita_host: None, tmp_path_factory: pytest.TempPathFactory) -
         shutil.rmtree(profile)
     profile.mkdir(parents=True)
     for name in PROFILE_DIRS:
-        shutil.copytree(run / name, profile / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("pykrita"))
+        shutil.copytree(
+            run / name, profile / name, symlinks=True, ignore=shutil.ignore_patterns("pykrita")
+        )
     # The driver's enable line stays harmless: no driver files are copied with the profile.
     stamp.write_text(version)
     return profile
 
 
 # --- images --------------------------------------------------------------------------------
+
 
 def _content_float() -> np.ndarray:
     """64x48 RGB 0..1: the astronaut photo (smooth areas and edges), cropped to 4:3."""
@@ -249,13 +277,24 @@ def meter(images: dict[str, Any]) -> StyleMeter:
 
 # --- the runs ------------------------------------------------------------------------------
 
+
 def _case(name: str, depth: str, images: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"name": name, "depth": depth, "width": W, "height": H, "content": images[depth],
-            "style": images["style"], "iterations": ITERATIONS, "size": SIZE, **extra}
+    return {
+        "name": name,
+        "depth": depth,
+        "width": W,
+        "height": H,
+        "content": images[depth],
+        "style": images["style"],
+        "iterations": ITERATIONS,
+        "size": SIZE,
+        **extra,
+    }
 
 
-def _krita_with_plugin(tmp: Path, profile: Path, endpoint: str, transport: str,
-                       monkeypatch: pytest.MonkeyPatch) -> Path:
+def _krita_with_plugin(
+    tmp: Path, profile: Path, endpoint: str, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """A run folder with the plug-in put in place by the product's installer (default paths)."""
     run = _new_run(tmp, profile)
     for key, value in _env(run).items():
@@ -268,12 +307,21 @@ def _krita_with_plugin(tmp: Path, profile: Path, endpoint: str, transport: str,
 
 
 @pytest.fixture(scope="module")
-def zmq_run(primed_profile: Path, daemon_endpoint: str, images: dict[str, Any],
-            tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def zmq_run(
+    primed_profile: Path,
+    daemon_endpoint: str,
+    images: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
     """One Krita session through the default transport (zmq: Debian's python3 has pyzmq)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        run = _krita_with_plugin(tmp_path_factory.mktemp("krita") / "zmq", primed_profile,
-                                 daemon_endpoint, "auto", monkeypatch)
+        run = _krita_with_plugin(
+            tmp_path_factory.mktemp("krita") / "zmq",
+            primed_profile,
+            daemon_endpoint,
+            "auto",
+            monkeypatch,
+        )
     cases = [
         _case("rgba8", "U8", images, screenshots=True, undo=True),
         _case("rgba16", "U16", images),
@@ -288,12 +336,21 @@ def zmq_run(primed_profile: Path, daemon_endpoint: str, images: dict[str, Any],
 
 
 @pytest.fixture(scope="module")
-def bridge_run(primed_profile: Path, daemon_endpoint: str, images: dict[str, Any],
-               tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def bridge_run(
+    primed_profile: Path,
+    daemon_endpoint: str,
+    images: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
     """A second session with the bridge forced by the installed config (transport=bridge)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        run = _krita_with_plugin(tmp_path_factory.mktemp("krita") / "bridge", primed_profile,
-                                 daemon_endpoint, "bridge", monkeypatch)
+        run = _krita_with_plugin(
+            tmp_path_factory.mktemp("krita") / "bridge",
+            primed_profile,
+            daemon_endpoint,
+            "bridge",
+            monkeypatch,
+        )
     config = json.loads((run / "data/krita/pykrita/neural_style/nst_config.json").read_text())
     assert config["transport"] == "bridge"
     report = _run_krita(run, {"cases": [_case("bridge8", "U8", images)]})
@@ -301,8 +358,9 @@ def bridge_run(primed_profile: Path, daemon_endpoint: str, images: dict[str, Any
     return report
 
 
-def _check_stylized(report: dict[str, Any], name: str, depth: str,
-                    images: dict[str, Any]) -> dict[str, Any]:
+def _check_stylized(
+    report: dict[str, Any], name: str, depth: str, images: dict[str, Any]
+) -> dict[str, Any]:
     """The common checks: new layer directly above the source, stylized, source untouched."""
     rec = report["cases"][name]
     assert rec["outcomes"] == ["done"], rec["status"]
@@ -325,7 +383,8 @@ def _style_ratio(meter: StyleMeter, source: np.ndarray, result: np.ndarray) -> f
 
 
 def test_docker_stylizes_8bit_layer_and_undo_removes_it(
-        zmq_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter) -> None:
+    zmq_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+) -> None:
     assert zmq_run["docker_found"]
     assert zmq_run["daemon_answered"], zmq_run["daemon_status_at_start"]
     assert "Daemon connected: cpu via zmq" in zmq_run["daemon_status_at_start"]
@@ -342,8 +401,9 @@ def test_docker_stylizes_8bit_layer_and_undo_removes_it(
         assert shot.exists() and shot.stat().st_size > 2000, shot
 
 
-def test_docker_handles_16bit_document(zmq_run: dict[str, Any], images: dict[str, Any],
-                                       meter: StyleMeter) -> None:
+def test_docker_handles_16bit_document(
+    zmq_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+) -> None:
     rec = _check_stylized(zmq_run, "rgba16", "U16", images)
     result = _from_krita(rec["result"], "U16")
     assert result.dtype == np.uint16
@@ -354,13 +414,14 @@ def test_docker_handles_16bit_document(zmq_run: dict[str, Any], images: dict[str
     assert ratio < STYLE_COST_RATIO, f"style cost only fell to {ratio:.2f} of the source's"
 
 
-def test_docker_stylizes_only_the_selection(zmq_run: dict[str, Any], images: dict[str, Any],
-                                            meter: StyleMeter) -> None:
+def test_docker_stylizes_only_the_selection(
+    zmq_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+) -> None:
     rec = _check_stylized(zmq_run, "selection", "U8", images)
     result = _from_krita(rec["result"], "U8")
     x, y, w, h = SELECTION
     inside = np.zeros((H, W), dtype=bool)
-    inside[y:y + h, x:x + w] = True
+    inside[y : y + h, x : x + w] = True
     assert (result[~inside] == 0).all(), "pixels outside the selection are not transparent"
     assert (result[inside][:, 3] == 255).all()
     source = images["U8_array"]
@@ -390,10 +451,12 @@ def test_group_layer_is_refused_with_a_message(zmq_run: dict[str, Any]) -> None:
     assert rec["layers_after"] == ["Photo", "Top", "Group"]
 
 
-def test_bridge_transport_forced_by_config(bridge_run: dict[str, Any], images: dict[str, Any],
-                                           meter: StyleMeter) -> None:
-    assert "via bridge" in bridge_run["daemon_status_at_start"], \
-        bridge_run["daemon_status_at_start"]
+def test_bridge_transport_forced_by_config(
+    bridge_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+) -> None:
+    assert "via bridge" in bridge_run["daemon_status_at_start"], bridge_run[
+        "daemon_status_at_start"
+    ]
     rec = _check_stylized(bridge_run, "bridge8", "U8", images)
     assert "via bridge" in rec["daemon_status"]
     ratio = _style_ratio(meter, images["U8_array"], _from_krita(rec["result"], "U8"))

@@ -29,8 +29,9 @@ def fmt(drawable, kind):
 
 def dump(drawable, path, kind):
     w, h = drawable.get_width(), drawable.get_height()
-    data = drawable.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, fmt(drawable, kind),
-                                     Gegl.AbyssPolicy.CLAMP)
+    data = drawable.get_buffer().get(
+        Gegl.Rectangle.new(0, 0, w, h), 1.0, fmt(drawable, kind), Gegl.AbyssPolicy.CLAMP
+    )
     with open(path, "wb") as f:
         f.write(bytes(data))
     return {"width": w, "height": h, "format": fmt(drawable, kind), "file": path}
@@ -45,10 +46,10 @@ def new_image(content):
     """An image at the content's precision holding its raw pixels in one layer."""
     w, h, c, dtype = content["width"], content["height"], content["channels"], content["dtype"]
     base = Gimp.ImageBaseType.GRAY if c <= 2 else Gimp.ImageBaseType.RGB
-    image = Gimp.Image.new_with_precision(w, h, base,
-                                          getattr(Gimp.Precision, PRECISIONS[dtype]))
-    layer = Gimp.Layer.new(image, "source", w, h, getattr(Gimp.ImageType, LAYER_TYPES[c]),
-                           100.0, Gimp.LayerMode.NORMAL)
+    image = Gimp.Image.new_with_precision(w, h, base, getattr(Gimp.Precision, PRECISIONS[dtype]))
+    layer = Gimp.Layer.new(
+        image, "source", w, h, getattr(Gimp.ImageType, LAYER_TYPES[c]), 100.0, Gimp.LayerMode.NORMAL
+    )
     image.insert_layer(layer, None, 0)
     with open(content["file"], "rb") as f:
         data = f.read()
@@ -66,8 +67,7 @@ def run_case(case):
     ox, oy = case.get("offset", [0, 0])
     if ox or oy:  # grow the canvas so the layer sits at (ox, oy)
         image.resize(image.get_width() + ox, image.get_height() + oy, ox, oy)
-    top = Gimp.Layer.new(image, "top", 8, 8, source.type_with_alpha(), 100.0,
-                         Gimp.LayerMode.NORMAL)
+    top = Gimp.Layer.new(image, "top", 8, 8, source.type_with_alpha(), 100.0, Gimp.LayerMode.NORMAL)
     image.insert_layer(top, None, 0)
     sel = case.get("selection")
     if sel:
@@ -99,9 +99,13 @@ def run_case(case):
     result["source_after"] = dump(source, f"{out}_source_after.raw", kind)
     result["layers"] = [ly.get_name() for ly in image.get_layers()]
     result["source_offsets"] = list(source.get_offsets()[1:])
-    result["new"] = {"name": layer.get_name(), "offsets": list(layer.get_offsets()[1:]),
-                     "is_gray": layer.is_gray(), "has_alpha": layer.has_alpha(),
-                     **dump(layer, f"{out}_new.raw", kind)}
+    result["new"] = {
+        "name": layer.get_name(),
+        "offsets": list(layer.get_offsets()[1:]),
+        "is_gray": layer.is_gray(),
+        "has_alpha": layer.has_alpha(),
+        **dump(layer, f"{out}_new.raw", kind),
+    }
     mask = layer.get_mask()
     if mask is not None:
         result["mask"] = dump(mask, f"{out}_mask.raw", "u8")
@@ -117,8 +121,13 @@ def main():
         try:
             results.append(run_case(case))
         except Exception:  # recorded for the test to report, then go on with the next case
-            results.append({"name": case["name"], "status": "driver-exception",
-                            "error": traceback.format_exc()})
+            results.append(
+                {
+                    "name": case["name"],
+                    "status": "driver-exception",
+                    "error": traceback.format_exc(),
+                }
+            )
         with open(f"{IO}/out/results.json", "w") as f:
             json.dump(results, f, indent=1)
 

@@ -28,8 +28,11 @@ for name, value in case["args"].items():
     cfg.set_property(name, value)
 started = time.monotonic()
 rv = proc.run(cfg)
-result = {"status": rv.index(0).value_nick, "seconds": time.monotonic() - started,
-          "layers": [layer.get_name() for layer in image.get_layers()]}
+result = {
+    "status": rv.index(0).value_nick,
+    "seconds": time.monotonic() - started,
+    "layers": [layer.get_name() for layer in image.get_layers()],
+}
 sys.path.insert(0, PLUGIN_DIR)
 from nst_client import client  # noqa: E402
 

@@ -193,8 +193,7 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
         group = doc.createGroupLayer("Group")
         doc.rootNode().addChildNode(group, top)
         doc.waitForDone()
-        yield (lambda: doc.activeNode().name() == "Group" or bool(doc.setActiveNode(group)),
-               10.0)
+        yield (lambda: doc.activeNode().name() == "Group" or bool(doc.setActiveNode(group)), 10.0)
     if case.get("selection"):
         sx, sy, sw, sh = case["selection"]
         selection = Selection()
@@ -224,8 +223,13 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
         if case.get("screenshots") and value >= 300 and "during" not in shots:
             shots["during"] = str(ART / f"krita_{name}_during_run.png")
             shots["docker_during"] = str(ART / f"krita_{name}_docker_during_run.png")
-            QTimer.singleShot(0, lambda: (grab_screen(Path(shots["during"])),
-                                          dock.grab().save(shots["docker_during"])))
+            QTimer.singleShot(
+                0,
+                lambda: (
+                    grab_screen(Path(shots["during"])),
+                    dock.grab().save(shots["docker_during"]),
+                ),
+            )
 
     progress.valueChanged.connect(on_progress)
     monitor = LoopMonitor()
@@ -243,8 +247,10 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
     rec["status"] = child(dock, "nst_status").text()
     rec["daemon_status"] = child(dock, "nst_daemon_status").text()
     rec["progress_text"] = progress.text()
-    rec["preview_has_image"] = child(dock, "nst_preview").pixmap() is not None and \
-        not child(dock, "nst_preview").pixmap().isNull()
+    rec["preview_has_image"] = (
+        child(dock, "nst_preview").pixmap() is not None
+        and not child(dock, "nst_preview").pixmap().isNull()
+    )
     rec["layers_after"] = names(doc)
     active = doc.activeNode()
     rec["active_after"] = active.name() if active else None
@@ -268,7 +274,8 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
             yield 200
             rec["layers_after_undo"] = names(doc)
             Path(OUT / f"{name}_source_after_undo.raw").write_bytes(
-                bytes(source.pixelData(0, 0, w, h)))
+                bytes(source.pixelData(0, 0, w, h))
+            )
             k.action("edit_redo").trigger()
             doc.waitForDone()
             yield 200
@@ -296,8 +303,7 @@ def main_steps() -> Step:
         dock.show()
     dock.raise_()
     # The docker checks the daemon on creation; give it a moment to say hello.
-    ok = yield (lambda: "checking" not in dock.findChild(QWidget, "nst_daemon_status").text(),
-                15.0)
+    ok = yield (lambda: "checking" not in dock.findChild(QWidget, "nst_daemon_status").text(), 15.0)
     REPORT["daemon_status_at_start"] = dock.findChild(QWidget, "nst_daemon_status").text()
     REPORT["daemon_answered"] = ok
     for case in JOB["cases"]:

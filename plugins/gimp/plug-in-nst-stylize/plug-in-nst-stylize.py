@@ -44,28 +44,37 @@ class PluginError(Exception):
 
 # --- configuration -----------------------------------------------------------------------
 
+
 def load_config() -> dict[str, Any]:
     """nst_config.json written at install time, with $NST_TRANSPORT / $NST_ENDPOINT on top."""
-    config: dict[str, Any] = {"endpoint": "tcp://127.0.0.1:5757", "transport": "auto",
-                              "python": None, "timeout_s": 5.0}
+    config: dict[str, Any] = {
+        "endpoint": "tcp://127.0.0.1:5757",
+        "transport": "auto",
+        "python": None,
+        "timeout_s": 5.0,
+    }
     try:
         config.update(json.loads(CONFIG_FILE.read_text()))
     except FileNotFoundError:
         pass
     except (OSError, ValueError) as exc:
-        raise PluginError(f"Cannot read the plug-in settings {CONFIG_FILE}: {exc}. "
-                          "Reinstall with `nst install-plugin gimp`.") from exc
+        raise PluginError(
+            f"Cannot read the plug-in settings {CONFIG_FILE}: {exc}. "
+            "Reinstall with `nst install-plugin gimp`."
+        ) from exc
     if os.environ.get("NST_TRANSPORT"):
         config["transport"] = os.environ["NST_TRANSPORT"]
     if os.environ.get("NST_ENDPOINT"):
         config["endpoint"] = os.environ["NST_ENDPOINT"]
     if config["transport"] not in ("auto", "zmq", "bridge"):
-        raise PluginError(f"Transport {config['transport']!r} in the settings must be auto, "
-                          "zmq or bridge.")
+        raise PluginError(
+            f"Transport {config['transport']!r} in the settings must be auto, zmq or bridge."
+        )
     return config
 
 
 # --- pixels ------------------------------------------------------------------------------
+
 
 def wire_dtype(image: Gimp.Image) -> str:
     """The wire dtype for the image's precision: u8, u16, else f32 (u32/half/double too)."""
@@ -83,8 +92,9 @@ def channels_of(drawable: Gimp.Drawable) -> int:
     return base + (1 if drawable.has_alpha() else 0)
 
 
-def read_pixels(drawable: Gimp.Drawable, x: int, y: int, w: int, h: int, dtype: str,
-                channels: int) -> bytes:
+def read_pixels(
+    drawable: Gimp.Drawable, x: int, y: int, w: int, h: int, dtype: str, channels: int
+) -> bytes:
     """Drawable-local rectangle as wire bytes (the Babl format is the wire layout)."""
     rect = Gegl.Rectangle.new(x, y, w, h)
     fmt = layouts.gimp_format(dtype, channels)
@@ -95,8 +105,9 @@ def read_pixels(drawable: Gimp.Drawable, x: int, y: int, w: int, h: int, dtype: 
 def load_style(path: str, dtype: str, size: int) -> tuple[dict[str, Any], bytes]:
     """Open the style file with GIMP's own loaders, read it as RGB, close it again."""
     if not path or not os.path.isfile(path):
-        raise PluginError(f"Style image {path or '(none)'} does not exist: choose an image "
-                          "file as the style.")
+        raise PluginError(
+            f"Style image {path or '(none)'} does not exist: choose an image file as the style."
+        )
     try:
         style = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
     except GLib.Error as exc:
@@ -122,6 +133,7 @@ def load_style(path: str, dtype: str, size: int) -> tuple[dict[str, Any], bytes]
 
 # --- the daemon --------------------------------------------------------------------------
 
+
 def progress_text(header: dict[str, Any]) -> tuple[float, str]:
     """(fraction done, status text) from a progress message."""
     it, its = int(header.get("iteration", 0)), max(int(header.get("iterations", 1)), 1)
@@ -144,24 +156,42 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def stylize(content: tuple[dict[str, Any], bytes], style: tuple[dict[str, Any], bytes],
-            params: dict[str, Any], endpoint: str, config: dict[str, Any],
-            on_progress: Any, should_cancel: Any) -> tuple[dict[str, Any], bytes]:
+def stylize(
+    content: tuple[dict[str, Any], bytes],
+    style: tuple[dict[str, Any], bytes],
+    params: dict[str, Any],
+    endpoint: str,
+    config: dict[str, Any],
+    on_progress: Any,
+    should_cancel: Any,
+) -> tuple[dict[str, Any], bytes]:
     """One job on the daemon; PluginError with a readable message for every failure."""
     timeout = float(config.get("timeout_s") or 5.0)
     try:
-        conn = nst.connect(endpoint, transport=config["transport"],
-                           python=config.get("python") or None, timeout_s=timeout,
-                           client_name="gimp-plug-in")
+        conn = nst.connect(
+            endpoint,
+            transport=config["transport"],
+            python=config.get("python") or None,
+            timeout_s=timeout,
+            client_name="gimp-plug-in",
+        )
     except nst.DaemonUnavailable as exc:
         raise PluginError(str(exc)) from exc
     except ImportError as exc:
-        raise PluginError(f"The zmq transport needs pyzmq and msgpack in GIMP's Python "
-                          f"({exc}); set \"transport\": \"bridge\" in {CONFIG_FILE}.") from exc
+        raise PluginError(
+            f"The zmq transport needs pyzmq and msgpack in GIMP's Python "
+            f'({exc}); set "transport": "bridge" in {CONFIG_FILE}.'
+        ) from exc
     try:
         conn.hello()
-        return conn.stylize_raw(content, [(style, 1.0)], params, on_progress=on_progress,
-                                should_cancel=should_cancel, idle_timeout_s=IDLE_TIMEOUT_S)
+        return conn.stylize_raw(
+            content,
+            [(style, 1.0)],
+            params,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            idle_timeout_s=IDLE_TIMEOUT_S,
+        )
     except nst.DaemonUnavailable as exc:
         raise PluginError(f"{exc}.") from exc
     except nst.DaemonError as exc:
@@ -172,16 +202,21 @@ def stylize(content: tuple[dict[str, Any], bytes], style: tuple[dict[str, Any], 
 
 # --- the procedure -----------------------------------------------------------------------
 
+
 def _fail(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
     return procedure.new_return_values(
         Gimp.PDBStatusType.EXECUTION_ERROR,
-        GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
+        GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0),
+    )
 
 
 def _success(layer: Gimp.Layer) -> Gimp.ValueArray:
-    return Gimp.ValueArray.new_from_values([
-        GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
-        GObject.Value(Gimp.Layer, layer)])
+    return Gimp.ValueArray.new_from_values(
+        [
+            GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
+            GObject.Value(Gimp.Layer, layer),
+        ]
+    )
 
 
 class ProgressDialog:
@@ -219,12 +254,20 @@ class ProgressDialog:
         self.pump()
 
 
-def run(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image,
-        drawables: list[Gimp.Drawable], config: Gimp.ProcedureConfig,
-        _data: Any) -> Gimp.ValueArray:
+def run(
+    procedure: Gimp.Procedure,
+    run_mode: Gimp.RunMode,
+    image: Gimp.Image,
+    drawables: list[Gimp.Drawable],
+    config: Gimp.ProcedureConfig,
+    _data: Any,
+) -> Gimp.ValueArray:
     if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
-        return _fail(procedure, "Neural Style Transfer works on one layer: select exactly one "
-                                "layer (not a mask or channel).")
+        return _fail(
+            procedure,
+            "Neural Style Transfer works on one layer: select exactly one "
+            "layer (not a mask or channel).",
+        )
     source = drawables[0]
 
     if run_mode == Gimp.RunMode.INTERACTIVE:
@@ -238,8 +281,11 @@ def run(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image,
         if not ok:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
 
-    ui = ProgressDialog("Neural Style Transfer: working") if run_mode == Gimp.RunMode.INTERACTIVE \
+    ui = (
+        ProgressDialog("Neural Style Transfer: working")
+        if run_mode == Gimp.RunMode.INTERACTIVE
         else None
+    )
     try:
         layer = stylize_layer(image, source, config, ui)
     except PluginError as exc:
@@ -256,8 +302,9 @@ def run(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image,
     return _success(layer)
 
 
-def stylize_layer(image: Gimp.Image, source: Gimp.Layer, config: Gimp.ProcedureConfig,
-                  ui: ProgressDialog | None) -> Gimp.Layer:
+def stylize_layer(
+    image: Gimp.Image, source: Gimp.Layer, config: Gimp.ProcedureConfig, ui: ProgressDialog | None
+) -> Gimp.Layer:
     """Send the layer (or its part under the selection) and add the result above it."""
     settings = load_config()
     style_file = config.get_property("style-file")
@@ -274,15 +321,18 @@ def stylize_layer(image: Gimp.Image, source: Gimp.Layer, config: Gimp.ProcedureC
 
     ok, x, y, w, h = source.mask_intersect()
     if not ok or w <= 0 or h <= 0:
-        raise PluginError("The selection does not cover any of the layer: select part of the "
-                          "layer or nothing.")
+        raise PluginError(
+            "The selection does not cover any of the layer: select part of the layer or nothing."
+        )
     has_selection = not Gimp.Selection.is_empty(image)
     dtype = wire_dtype(image)
     channels = channels_of(source)
 
     Gimp.progress_init("Neural style transfer: sending the layer")
-    content = (layouts.describe(w, h, channels, dtype, 0),
-               read_pixels(source, x, y, w, h, dtype, channels))
+    content = (
+        layouts.describe(w, h, channels, dtype, 0),
+        read_pixels(source, x, y, w, h, dtype, channels),
+    )
     style = load_style(style_path, dtype, size)
 
     def on_progress(header: dict[str, Any]) -> None:
@@ -296,17 +346,24 @@ def stylize_layer(image: Gimp.Image, source: Gimp.Layer, config: Gimp.ProcedureC
     started = time.monotonic()
     desc, data = stylize(content, style, params, endpoint, settings, on_progress, should_cancel)
     if (desc["width"], desc["height"]) != (w, h):
-        raise PluginError(f"The daemon returned {desc['width']}x{desc['height']} pixels for a "
-                          f"{w}x{h} layer.")
+        raise PluginError(
+            f"The daemon returned {desc['width']}x{desc['height']} pixels for a {w}x{h} layer."
+        )
     took = _duration(time.monotonic() - started)
     Gimp.progress_set_text(f"Neural style transfer: done in {took}")
     Gimp.progress_update(1.0)
     return add_result_layer(image, source, (x, y, w, h), desc, data, has_selection, style_path)
 
 
-def add_result_layer(image: Gimp.Image, source: Gimp.Layer, box: tuple[int, int, int, int],
-                     desc: dict[str, Any], data: bytes, has_selection: bool,
-                     style_path: str) -> Gimp.Layer:
+def add_result_layer(
+    image: Gimp.Image,
+    source: Gimp.Layer,
+    box: tuple[int, int, int, int],
+    desc: dict[str, Any],
+    data: bytes,
+    has_selection: bool,
+    style_path: str,
+) -> Gimp.Layer:
     """New layer directly above the source, at its offsets, masked by the selection; one undo."""
     x, y, w, h = box
     style_name = Path(style_path).stem or "style"
@@ -314,14 +371,18 @@ def add_result_layer(image: Gimp.Image, source: Gimp.Layer, box: tuple[int, int,
     _, ox, oy = source.get_offsets()
     image.undo_group_start()
     try:
-        layer = Gimp.Layer.new(image, name, w, h, source.type_with_alpha(), 100.0,
-                               Gimp.LayerMode.NORMAL)
+        layer = Gimp.Layer.new(
+            image, name, w, h, source.type_with_alpha(), 100.0, Gimp.LayerMode.NORMAL
+        )
         parent = source.get_parent()
         image.insert_layer(layer, parent, image.get_item_position(source))
         layer.set_offsets(ox + x, oy + y)
         buffer = layer.get_buffer()
-        buffer.set(Gegl.Rectangle.new(0, 0, w, h),
-                   layouts.gimp_format(desc["dtype"], desc["channels"]), data)
+        buffer.set(
+            Gegl.Rectangle.new(0, 0, w, h),
+            layouts.gimp_format(desc["dtype"], desc["channels"]),
+            data,
+        )
         buffer.flush()
         layer.update(0, 0, w, h)
         if has_selection:
@@ -351,26 +412,62 @@ class NstStylize(Gimp.PlugIn):
             "Repaint the layer in the style of another image",
             "Sends the active layer (or its part under the selection) to the NST daemon "
             "and puts the stylized result in a new layer above it. Start the daemon with "
-            "`nst-daemon` first.", name)
+            "`nst-daemon` first.",
+            name,
+        )
         proc.set_attribution("NST Studio", "NST Studio", "2025")
         flags = GObject.ParamFlags.READWRITE
-        proc.add_file_argument("style-file", "St_yle image", "Image whose style to apply",
-                               Gimp.FileChooserAction.OPEN, False, None, flags)
-        proc.add_double_argument("strength", "S_trength",
-                                 "How much style: 0 = a hint, 50 = the classic look, "
-                                 "100 = only the painting's texture", 0.0, 100.0, 50.0, flags)
-        proc.add_int_argument("iterations", "_Quality (iterations)",
-                              "Optimizer iterations per scale", 1, 5000, 300, flags)
-        proc.add_int_argument("size", "_Working size",
-                              "Long side in pixels at which the style is computed",
-                              16, 8192, 512, flags)
-        proc.add_boolean_argument("preserve-colors", "_Preserve colours",
-                                  "Keep the layer's colours; transfer only the texture",
-                                  False, flags)
+        proc.add_file_argument(
+            "style-file",
+            "St_yle image",
+            "Image whose style to apply",
+            Gimp.FileChooserAction.OPEN,
+            False,
+            None,
+            flags,
+        )
+        proc.add_double_argument(
+            "strength",
+            "S_trength",
+            "How much style: 0 = a hint, 50 = the classic look, 100 = only the painting's texture",
+            0.0,
+            100.0,
+            50.0,
+            flags,
+        )
+        proc.add_int_argument(
+            "iterations",
+            "_Quality (iterations)",
+            "Optimizer iterations per scale",
+            1,
+            5000,
+            300,
+            flags,
+        )
+        proc.add_int_argument(
+            "size",
+            "_Working size",
+            "Long side in pixels at which the style is computed",
+            16,
+            8192,
+            512,
+            flags,
+        )
+        proc.add_boolean_argument(
+            "preserve-colors",
+            "_Preserve colours",
+            "Keep the layer's colours; transfer only the texture",
+            False,
+            flags,
+        )
         proc.add_int_argument("seed", "See_d", "Random seed", 0, 2**31 - 1, 0, flags)
-        proc.add_string_argument("endpoint", "Daemon _endpoint",
-                                 "ZeroMQ endpoint of the NST daemon (empty: the installed "
-                                 "setting)", "", flags)
+        proc.add_string_argument(
+            "endpoint",
+            "Daemon _endpoint",
+            "ZeroMQ endpoint of the NST daemon (empty: the installed setting)",
+            "",
+            flags,
+        )
         proc.add_layer_return_value("layer", "Layer", "The new stylized layer", False, flags)
         return proc
 

@@ -9,4 +9,5 @@ from krita import DockWidgetFactory, DockWidgetFactoryBase, Krita
 from .docker import DOCKER_ID, NeuralStyleDocker
 
 Krita.instance().addDockWidgetFactory(
-    DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, NeuralStyleDocker))
+    DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, NeuralStyleDocker)
+)

@@ -109,8 +109,9 @@ class NeuralStyleDocker(DockWidget):
         self.strength.setObjectName("nst_strength")
         self.strength.setRange(0, 100)
         self.strength.setValue(job_params.STRENGTH_DEFAULT)
-        self.strength.setToolTip("How much style: 0 = a hint, 50 = the classic look, "
-                                 "100 = only the painting's texture")
+        self.strength.setToolTip(
+            "How much style: 0 = a hint, 50 = the classic look, 100 = only the painting's texture"
+        )
         form.addRow("Strength", self.strength)
         self.iterations = QSpinBox(root)
         self.iterations.setObjectName("nst_iterations")
@@ -125,8 +126,10 @@ class NeuralStyleDocker(DockWidget):
         self.size.setSingleStep(64)
         self.size.setValue(512)
         self.size.setSuffix(" px")
-        self.size.setToolTip("Long side the style is worked out at; the result is scaled to "
-                             "the layer. Larger = finer brush strokes, much slower.")
+        self.size.setToolTip(
+            "Long side the style is worked out at; the result is scaled to "
+            "the layer. Larger = finer brush strokes, much slower."
+        )
         form.addRow("Working size", self.size)
         self.preserve = QCheckBox("Preserve colours", root)
         self.preserve.setObjectName("nst_preserve_colors")
@@ -238,8 +241,7 @@ class NeuralStyleDocker(DockWidget):
             self.thumbnail.setText("no style")
             self._say(str(exc), error=True)
             return False
-        self.thumbnail.setPixmap(QPixmap.fromImage(image.scaled(THUMB, THUMB, KEEP_ASPECT,
-                                                                SMOOTH)))
+        self.thumbnail.setPixmap(QPixmap.fromImage(image.scaled(THUMB, THUMB, KEEP_ASPECT, SMOOTH)))
         self._remember(path)
         self._say(f"Style: {Path(path).name}")
         return True
@@ -263,8 +265,11 @@ class NeuralStyleDocker(DockWidget):
         self.recent.blockSignals(False)
 
     def _remember(self, path: str) -> None:
-        paths = [path] + [self.recent.itemData(i) for i in range(self.recent.count())
-                          if self.recent.itemData(i) != path]
+        paths = [path] + [
+            self.recent.itemData(i)
+            for i in range(self.recent.count())
+            if self.recent.itemData(i) != path
+        ]
         paths = paths[:MAX_RECENT]
         self._fill_recent(paths)
         Krita.instance().writeSetting(SETTINGS_GROUP, "recent_styles", json.dumps(paths))
@@ -291,9 +296,12 @@ class NeuralStyleDocker(DockWidget):
             return
         self._remember(style_path)
         params = job_params.build_params(
-            iterations=self.iterations.value(), size=self.size.value(),
-            strength=self.strength.value(), preserve_colors=self.preserve.isChecked(),
-            area=(capture.width, capture.height))
+            iterations=self.iterations.value(),
+            size=self.size.value(),
+            strength=self.strength.value(),
+            preserve_colors=self.preserve.isChecked(),
+            area=(capture.width, capture.height),
+        )
         self._capture = capture
         self._style_name = Path(style_path).stem
         self._started = time.monotonic()
@@ -310,8 +318,10 @@ class NeuralStyleDocker(DockWidget):
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
         self.preview.setText("preview")
-        self._say(f"Stylizing {capture.source_name!r} ({capture.width}x{capture.height}, "
-                  f"{capture.depth}) with {Path(style_path).name}…")
+        self._say(
+            f"Stylizing {capture.source_name!r} ({capture.width}x{capture.height}, "
+            f"{capture.depth}) with {Path(style_path).name}…"
+        )
         worker.start()
 
     def cancel(self) -> None:
@@ -333,8 +343,9 @@ class NeuralStyleDocker(DockWidget):
         except Exception as exc:  # a bad preview must not end the job
             self.preview.setText(f"no preview ({exc})")
             return
-        self.preview.setPixmap(QPixmap.fromImage(image.scaled(PREVIEW_W, PREVIEW_H, KEEP_ASPECT,
-                                                              SMOOTH)))
+        self.preview.setPixmap(
+            QPixmap.fromImage(image.scaled(PREVIEW_W, PREVIEW_H, KEEP_ASPECT, SMOOTH))
+        )
 
     def _succeeded(self, raw: link.RawImage) -> None:
         capture = self._capture

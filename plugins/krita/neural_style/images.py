@@ -42,8 +42,9 @@ def load_style(path: str, max_side: int = MAX_STYLE_SIDE) -> tuple[RawImage, Any
         raise ImageError(f"style image not found: {file}")
     image = QImage(str(file))
     if image.isNull():
-        raise ImageError(f"cannot read the style image {file.name} (not a picture Qt can "
-                         f"open, or a broken file)")
+        raise ImageError(
+            f"cannot read the style image {file.name} (not a picture Qt can open, or a broken file)"
+        )
     if max(image.width(), image.height()) > max_side:
         image = image.scaled(max_side, max_side, KEEP_ASPECT, SMOOTH)
     image = image.convertToFormat(FORMAT_RGBA8888)
@@ -53,8 +54,12 @@ def load_style(path: str, max_side: int = MAX_STYLE_SIDE) -> tuple[RawImage, Any
 
 def to_qimage(desc: dict[str, Any], data: bytes) -> Any:
     """A wire image as a QImage (for previews and scaling); u16 RGBA stays 16-bit."""
-    width, height, channels, dtype = (desc["width"], desc["height"], desc["channels"],
-                                      desc["dtype"])
+    width, height, channels, dtype = (
+        desc["width"],
+        desc["height"],
+        desc["channels"],
+        desc["dtype"],
+    )
     if dtype == "f32":
         data, dtype = layouts.convert_dtype(data, "f32", "u8"), "u8"
     if dtype == "u16" and channels == 4:
@@ -71,8 +76,9 @@ def to_qimage(desc: dict[str, Any], data: bytes) -> Any:
     return qimage_from_bytes(grey, width, height, width, FORMAT_GRAYSCALE8)
 
 
-def resize_rgba(data: bytes, dtype: str, width: int, height: int, new_width: int,
-                new_height: int) -> bytes:
+def resize_rgba(
+    data: bytes, dtype: str, width: int, height: int, new_width: int, new_height: int
+) -> bytes:
     """Smoothly rescale a wire RGBA image (u8 or u16), for a result at another size."""
     fmt = FORMAT_RGBA64 if dtype == "u16" else FORMAT_RGBA8888
     bpp = pixels.pixel_size(dtype)

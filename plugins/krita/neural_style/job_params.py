@@ -14,14 +14,18 @@ STRENGTH_DEFAULT = 50
 MIN_SIZE = 16
 
 
-def build_params(*, iterations: int, size: int, strength: int, preserve_colors: bool,
-                 area: tuple[int, int]) -> dict[str, Any]:
+def build_params(
+    *, iterations: int, size: int, strength: int, preserve_colors: bool, area: tuple[int, int]
+) -> dict[str, Any]:
     """Engine parameters (engine names) for one job on an area of (width, height)."""
     # Working above the area's own size would only upscale it and throw the detail away again.
     working = max(MIN_SIZE, min(int(size), max(area)))
-    return {"iterations": int(iterations), "size": working,
-            "strength": float(min(max(int(strength), 0), 100)),
-            "preserve_colors": bool(preserve_colors)}
+    return {
+        "iterations": int(iterations),
+        "size": working,
+        "strength": float(min(max(int(strength), 0), 100)),
+        "preserve_colors": bool(preserve_colors),
+    }
 
 
 def _number(value: Any) -> float | None:

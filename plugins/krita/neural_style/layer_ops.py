@@ -66,24 +66,32 @@ def capture(document: Any) -> Capture:
     if node is None:
         raise StylizeInputError("select the paint layer to stylize in the Layers docker")
     if node.type() != "paintlayer":
-        raise StylizeInputError(f"the active layer {node.name()!r} is a {node.type() or 'mask'}"
-                                f"; select a paint layer")
+        raise StylizeInputError(
+            f"the active layer {node.name()!r} is a {node.type() or 'mask'}; select a paint layer"
+        )
     if node.colorModel() != "RGBA":
-        raise StylizeInputError(f"layer {node.name()!r} is in {node.colorModel()}; convert it "
-                                f"to RGB/Alpha (Image > Convert Image Color Space)")
+        raise StylizeInputError(
+            f"layer {node.name()!r} is in {node.colorModel()}; convert it "
+            f"to RGB/Alpha (Image > Convert Image Color Space)"
+        )
     depth = node.colorDepth()
     if depth not in SUPPORTED_DEPTHS:
-        raise StylizeInputError(f"layer {node.name()!r} is {depth}; 8-bit and 16-bit integer "
-                                f"channels are supported")
+        raise StylizeInputError(
+            f"layer {node.name()!r} is {depth}; 8-bit and 16-bit integer channels are supported"
+        )
     x, y, width, height, selection = _selection_rect(document)
     if min(width, height) < MIN_SIDE:
-        raise StylizeInputError(f"the area to stylize is {width}x{height} px; it needs at "
-                                f"least {MIN_SIDE} px on each side")
+        raise StylizeInputError(
+            f"the area to stylize is {width}x{height} px; it needs at "
+            f"least {MIN_SIDE} px on each side"
+        )
     raw = bytes(node.pixelData(x, y, width, height))
     expected = width * height * pixels.pixel_size(SUPPORTED_DEPTHS[depth])
     if len(raw) != expected:
-        raise StylizeInputError(f"Krita returned {len(raw)} bytes for a {width}x{height} "
-                                f"{depth} area (expected {expected})")
+        raise StylizeInputError(
+            f"Krita returned {len(raw)} bytes for a {width}x{height} "
+            f"{depth} area (expected {expected})"
+        )
     wire, dtype = layouts.krita_to_wire(raw, depth)
     mask = bytes(selection.pixelData(x, y, width, height)) if selection is not None else None
     if mask is not None and not any(mask):
@@ -91,9 +99,20 @@ def capture(document: Any) -> Capture:
     visible = wire if mask is None else pixels.mask_alpha(wire, dtype, mask)
     if pixels.alpha_is_empty(visible, dtype):
         raise StylizeInputError(f"layer {node.name()!r} is empty in the area to stylize")
-    return Capture(document=document, node=node, node_id=node.uniqueId(),
-                   source_name=node.name(), depth=depth, x=x, y=y, width=width, height=height,
-                   wire=wire, dtype=dtype, mask=mask)
+    return Capture(
+        document=document,
+        node=node,
+        node_id=node.uniqueId(),
+        source_name=node.name(),
+        depth=depth,
+        x=x,
+        y=y,
+        width=width,
+        height=height,
+        wire=wire,
+        dtype=dtype,
+        mask=mask,
+    )
 
 
 def result_name(source_name: str, style_name: str) -> str:
@@ -134,8 +153,7 @@ def add_result_layer(cap: Capture, wire: bytes, style_name: str) -> tuple[Any, s
     layer = document.createNode(result_name(cap.source_name, style_name), "paintlayer")
     if (layer.colorModel(), layer.colorDepth()) != (cap.node.colorModel(), cap.depth):
         layer.setColorSpace(cap.node.colorModel(), cap.depth, cap.node.colorProfile())
-    layer.setPixelData(layouts.wire_to_krita(wire, cap.dtype), cap.x, cap.y, cap.width,
-                       cap.height)
+    layer.setPixelData(layouts.wire_to_krita(wire, cap.dtype), cap.x, cap.y, cap.width, cap.height)
     source = _find_node(document.rootNode(), cap.node_id)
     note = ""
     if source is not None and source.parentNode() is not None:

@@ -54,8 +54,7 @@ class DaemonSettings:
         return "zmq"
 
 
-def load_settings(path: Path = CONFIG_PATH,
-                  env: dict[str, str] | None = None) -> DaemonSettings:
+def load_settings(path: Path = CONFIG_PATH, env: dict[str, str] | None = None) -> DaemonSettings:
     """The config file's values, then environment overrides; SettingsError names what is bad."""
     env = dict(os.environ if env is None else env)
     data: dict[str, Any] = {}
@@ -63,8 +62,9 @@ def load_settings(path: Path = CONFIG_PATH,
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise SettingsError(f"cannot read {path}: {exc}; reinstall with "
-                                f"`nst install-plugin krita`") from None
+            raise SettingsError(
+                f"cannot read {path}: {exc}; reinstall with `nst install-plugin krita`"
+            ) from None
         if not isinstance(data, dict):
             raise SettingsError(f"{path} must hold a JSON object")
     settings = DaemonSettings()
@@ -74,20 +74,27 @@ def load_settings(path: Path = CONFIG_PATH,
     try:
         settings.timeout_s = float(data.get("timeout_s", settings.timeout_s))
     except (TypeError, ValueError):
-        raise SettingsError(f"{path}: timeout_s must be a number, got "
-                            f"{data.get('timeout_s')!r}") from None
+        raise SettingsError(
+            f"{path}: timeout_s must be a number, got {data.get('timeout_s')!r}"
+        ) from None
     if settings.transport not in TRANSPORTS:
-        raise SettingsError(f"transport must be one of {', '.join(TRANSPORTS)}, got "
-                            f"{settings.transport!r} (from NST_TRANSPORT or {path.name})")
+        raise SettingsError(
+            f"transport must be one of {', '.join(TRANSPORTS)}, got "
+            f"{settings.transport!r} (from NST_TRANSPORT or {path.name})"
+        )
     return settings
 
 
 def connect(settings: DaemonSettings) -> Any:
     """A protocol Client on the chosen transport (call from a worker thread, not the GUI)."""
     transport = settings.resolved_transport()
-    return client.connect(settings.endpoint, transport=transport, python=settings.python,
-                          timeout_s=settings.timeout_s,
-                          client_name=f"{CLIENT_NAME}/{transport}")
+    return client.connect(
+        settings.endpoint,
+        transport=transport,
+        python=settings.python,
+        timeout_s=settings.timeout_s,
+        client_name=f"{CLIENT_NAME}/{transport}",
+    )
 
 
 def describe_welcome(welcome: dict[str, Any], settings: DaemonSettings) -> str:
@@ -97,5 +104,4 @@ def describe_welcome(welcome: dict[str, Any], settings: DaemonSettings) -> str:
         device = device.get("name") or device.get("type") or json.dumps(device)
     elif isinstance(device, (list, tuple)):
         device = ", ".join(str(d) for d in device)
-    return (f"Daemon connected: {device} via {settings.resolved_transport()} "
-            f"({settings.endpoint})")
+    return f"Daemon connected: {device} via {settings.resolved_transport()} ({settings.endpoint})"

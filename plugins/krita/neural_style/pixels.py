@@ -25,7 +25,7 @@ def alpha_is_empty(rgba: bytes, dtype: str) -> bool:
     """True when every pixel of an RGBA buffer is fully transparent."""
     size = BYTES_PER_VALUE[dtype]
     step = 4 * size
-    return all(not any(rgba[3 * size + k::step]) for k in range(size))
+    return all(not any(rgba[3 * size + k :: step]) for k in range(size))
 
 
 def mask_alpha(rgba: bytes, dtype: str, mask: bytes) -> bytes:
@@ -37,18 +37,19 @@ def mask_alpha(rgba: bytes, dtype: str, mask: bytes) -> bytes:
     size = BYTES_PER_VALUE[dtype]
     bpp = 4 * size
     if len(rgba) != len(mask) * bpp:
-        raise ValueError(f"mask of {len(mask)} pixels does not match an image of "
-                         f"{len(rgba) // bpp} pixels")
+        raise ValueError(
+            f"mask of {len(mask)} pixels does not match an image of {len(rgba) // bpp} pixels"
+        )
     out = bytearray(rgba)
     for run in _ZERO_RUN.finditer(mask):
         start, end = run.span()
-        out[start * bpp:end * bpp] = bytes((end - start) * bpp)
+        out[start * bpp : end * bpp] = bytes((end - start) * bpp)
     for hit in _PARTIAL.finditer(mask):
         i = hit.start()
         weight = mask[i]
         at = i * bpp + 3 * size
-        alpha = int.from_bytes(out[at:at + size], "little")
-        out[at:at + size] = ((alpha * weight + 127) // 255).to_bytes(size, "little")
+        alpha = int.from_bytes(out[at : at + size], "little")
+        out[at : at + size] = ((alpha * weight + 127) // 255).to_bytes(size, "little")
     return bytes(out)
 
 
@@ -64,7 +65,7 @@ def add_alpha(data: bytes, channels: int, dtype: str) -> bytes:
     for c in range(3):
         src_c = 0 if channels == 1 else c
         for k in range(size):
-            out[c * size + k::4 * size] = data[src_c * size + k::channels * size]
+            out[c * size + k :: 4 * size] = data[src_c * size + k :: channels * size]
     return bytes(out)
 
 
@@ -75,5 +76,5 @@ def copy_alpha(rgba: bytes, alpha_from: bytes, dtype: str) -> bytes:
         raise ValueError("copy_alpha needs two buffers of the same size")
     out = bytearray(rgba)
     for k in range(size):
-        out[3 * size + k::4 * size] = alpha_from[3 * size + k::4 * size]
+        out[3 * size + k :: 4 * size] = alpha_from[3 * size + k :: 4 * size]
     return bytes(out)

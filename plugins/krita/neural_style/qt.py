@@ -86,7 +86,6 @@ def qimage_bytes(image: Any) -> bytes:
     return bytes(ptr)
 
 
-def qimage_from_bytes(data: bytes, width: int, height: int, bytes_per_line: int,
-                      fmt: Any) -> Any:
+def qimage_from_bytes(data: bytes, width: int, height: int, bytes_per_line: int, fmt: Any) -> Any:
     """A QImage that owns a copy of data (QImage(bytes, ...) would only borrow it)."""
     return QImage(data, width, height, bytes_per_line, fmt).copy()

@@ -49,9 +49,15 @@ class StylizeWorker(QThread):
     cancelled = pyqtSignal()
     connected = pyqtSignal(str)  # status line once the daemon said hello
 
-    def __init__(self, settings: link.DaemonSettings, content: link.RawImage,
-                 style: link.RawImage, params: dict[str, Any], preview_every: int = 5,
-                 parent: Any = None) -> None:
+    def __init__(
+        self,
+        settings: link.DaemonSettings,
+        content: link.RawImage,
+        style: link.RawImage,
+        params: dict[str, Any],
+        preview_every: int = 5,
+        parent: Any = None,
+    ) -> None:
         super().__init__(parent)
         self.settings = settings
         self.content = content
@@ -78,11 +84,15 @@ class StylizeWorker(QThread):
                 self.connected.emit(link.describe_welcome(welcome, self.settings))
                 if self._cancel.is_set():
                     raise link.JobCancelled("cancelled before it started")
-                job = client.submit(self.content, [(self.style, 1.0)], self.params,
-                                    self.preview_every)
-                result = client.follow(job, on_progress=self._on_progress,
-                                       should_cancel=self._cancel.is_set,
-                                       idle_timeout_s=max(30.0, 6 * self.settings.timeout_s))
+                job = client.submit(
+                    self.content, [(self.style, 1.0)], self.params, self.preview_every
+                )
+                result = client.follow(
+                    job,
+                    on_progress=self._on_progress,
+                    should_cancel=self._cancel.is_set,
+                    idle_timeout_s=max(30.0, 6 * self.settings.timeout_s),
+                )
             self.succeeded.emit(result)
         except link.JobCancelled:
             self.cancelled.emit()
