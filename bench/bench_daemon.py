@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from nst_core import layouts
-from nst_daemon.client import Client
+from nst_client import layouts
+from nst_client.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -55,13 +55,13 @@ def timed_job(
         layouts.from_array(content, 1), [(layouts.from_array(style, 2), 1.0)], params
     )
     first: list[float] = []
-    desc, _ = client.follow(
+    done = client.follow(
         job,
-        on_progress=lambda p: first or first.append(time.perf_counter() - t0),
+        on_progress=lambda p: None if first else first.append(time.perf_counter() - t0),
         idle_timeout_s=600,
     )
     total = time.perf_counter() - t0
-    return (first[0] if first else float("nan")), total, desc["stats"]
+    return (first[0] if first else float("nan")), total, dict(done.stats)
 
 
 def med(values: list[float]) -> str:
@@ -93,7 +93,7 @@ def main() -> int:
         [
             sys.executable,
             "-m",
-            "nst_daemon.server",
+            "nst_daemon",
             "--endpoint",
             endpoint,
             "--device",
@@ -105,6 +105,7 @@ def main() -> int:
         text=True,
         cwd=ROOT,
     )
+    assert proc.stdout is not None
     ready = proc.stdout.readline().strip()
     start_s = time.perf_counter() - t0
     if not ready.startswith("ready"):

@@ -170,7 +170,9 @@ def main() -> None:
 
     # Memory bound on a large layer: one full-size L-BFGS iteration, whole vs tiled.
     big = args.big
-    write_image(content, np.asarray(Image.fromarray(photo).resize((big, big), Image.BICUBIC)))
+    write_image(
+        content, np.asarray(Image.fromarray(photo).resize((big, big), Image.Resampling.BICUBIC))
+    )
     print(f"\nlarge layer {big}x{big}, full size, 1 iteration: whole image vs tiles")
     print(f"{'tile_size':>9} {'tiles':>5} {'wall s':>7} {'peak MiB':>9}")
     for tile in (8192, args.tile):

@@ -79,7 +79,7 @@ def sheet(images: list[np.ndarray], labels: list[str], path: Path, height: int =
     tiles = []
     for img, label in zip(images, labels, strict=True):
         im = Image.fromarray(img[..., :3])
-        im = im.resize((round(im.width * height / im.height), height), Image.LANCZOS)
+        im = im.resize((round(im.width * height / im.height), height), Image.Resampling.LANCZOS)
         tile = Image.new("RGB", (im.width, height + 18), "white")
         tile.paste(im, (0, 0))
         ImageDraw.Draw(tile).text((4, height + 3), label, fill="black")
@@ -105,7 +105,7 @@ def main() -> int:
     from nst_core.engine import load_model, stylize
 
     print(f"engine: {sys.modules['nst_core'].__file__}", flush=True)
-    model = load_model("caffe", "auto", "max")
+    model = load_model("caffe", "auto")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = json.loads(args.params)

@@ -1,6 +1,6 @@
 """Neural style transfer after Gatys et al. (arXiv 1508.06576) on a pretrained VGG-19.
 
-`nst_core.layouts` and `nst_core.params` are pure Python; the engine (and torch) load only
+`nst_core.params` and `nst_core.errors` are pure Python; the engine (and torch) load only
 when `stylize` and friends are first used, so clients stay light.
 """
 
@@ -20,9 +20,9 @@ __all__ = [
 
 _LAZY = {
     "stylize": "nst_core.engine",
-    "StylizeCancelled": "nst_core.engine",
+    "StylizeCancelled": "nst_core.errors",
     "StyleImage": "nst_core.engine",
-    "OptimisationFailed": "nst_core.optim",
+    "OptimisationFailed": "nst_core.errors",
     "StyleParams": "nst_core.params",
     "make_params": "nst_core.params",
     "ParamError": "nst_core.params",

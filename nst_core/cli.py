@@ -15,6 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nst_client.progress import Progress
+from nst_client.protocol import DEFAULT_ENDPOINT
+from nst_client.settings import TRANSPORTS
+from nst_plugins.install import HOSTS
+
 from .imageio import ImageFileError
 from .params import PARAM_NAMES, ParamError, StyleParams, make_params
 
@@ -150,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--daemon",
         nargs="?",
-        const="tcp://127.0.0.1:5757",
+        const=DEFAULT_ENDPOINT,
         metavar="ENDPOINT",
         help="run the job on the warm daemon (default endpoint %(const)s)",
     )
@@ -162,16 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(size=256, iterations=100)
 
     st = sub.add_parser("status", help="show the daemon's state")
-    st.add_argument("--endpoint", default="tcp://127.0.0.1:5757")
+    st.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
     st.add_argument("--timeout", type=float, default=5.0)
 
     for verb in ("install-plugin", "uninstall-plugin"):
         p = sub.add_parser(verb, help=f"{verb.split('-')[0]} the GIMP or Krita plug-in")
-        p.add_argument("host", choices=("gimp", "krita"))
+        p.add_argument("host", choices=HOSTS)
         p.add_argument("--dest", help="the editor's plug-in folder (default: found)")
         if verb == "install-plugin":
-            p.add_argument("--endpoint", default="tcp://127.0.0.1:5757")
-            p.add_argument("--transport", default="auto", choices=("auto", "zmq", "bridge"))
+            p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+            p.add_argument("--transport", default="auto", choices=TRANSPORTS)
 
     fw = sub.add_parser("fetch-weights", help="download torchvision's VGG-19 once (internet)")
     fw.add_argument("which", choices=("torchvision",))
@@ -179,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Bar:
-    """tqdm progress bar fed by engine or daemon progress."""
+    """tqdm progress bar in thousandths of the job, fed by engine or daemon progress."""
 
     def __init__(self) -> None:
         from tqdm import tqdm
@@ -187,29 +192,20 @@ class _Bar:
         self._tqdm = tqdm
         self.bar: Any = None
 
-    def update(
-        self,
-        iteration: int,
-        total: int,
-        scale: int,
-        scales: int,
-        loss: dict[str, float],
-        eta_s: float,
-    ) -> None:
+    def update(self, p: Progress) -> None:
         if self.bar is None:
             self.bar = self._tqdm(
-                total=total,
-                unit="it",
+                total=1000,
                 dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+                bar_format="{l_bar}{bar}| {postfix}",
             )
-        self.bar.set_description(f"scale {scale}/{scales}", refresh=False)
+        self.bar.set_description(p.text(), refresh=False)
         self.bar.set_postfix_str(
-            f"left ~{eta_s:.0f}s, J={loss['total']:.3g} Jc={loss['content']:.3g} "
-            f"Js={loss['style']:.3g}",
+            f"step {p.iteration}/{p.iterations}, J={p.loss_total:.3g} Jc={p.loss_content:.3g} "
+            f"Js={p.loss_style:.3g}",
             refresh=False,
         )
-        self.bar.update(iteration - self.bar.n)
+        self.bar.update(int(p.fraction * 1000) - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -228,7 +224,7 @@ def _failed(message: str) -> int:
 def _stylize_local(
     content: Any,
     styles: list[tuple[Any, float]],
-    params: Any,
+    params: StyleParams,
     args: argparse.Namespace,
     output: Path,
 ) -> int:
@@ -237,21 +233,14 @@ def _stylize_local(
     from .vgg import WeightsError
 
     try:
-        model = load_model(args.weights, params.device, params.pooling, args.allow_download)
+        model = load_model(args.weights, params.device, args.allow_download)
     except (WeightsError, ValueError) as exc:
         raise UserError(str(exc)) from None
     stop = threading.Event()
     bar = _Bar()
 
-    def on_progress(p: Any) -> None:
-        bar.update(
-            p.iteration,
-            p.iterations,
-            p.scale,
-            p.scales,
-            {"total": p.loss_total, "content": p.loss_content, "style": p.loss_style},
-            p.eta_s,
-        )
+    def on_progress(p: Progress) -> None:
+        bar.update(p)
         if p.preview is not None:
             write_image(_save_every_path(output, p.iteration), p.preview)
 
@@ -290,33 +279,29 @@ def _stylize_daemon(
     args: argparse.Namespace,
     output: Path,
 ) -> int:
-    from nst_daemon.client import Client, DaemonError, DaemonUnavailable, JobCancelled
-    from nst_daemon.protocol import OPTIMISATION_FAILED
+    from nst_client import layouts
+    from nst_client.client import DaemonError, DaemonUnavailable, JobCancelled, connect
+    from nst_client.protocol import OPTIMISATION_FAILED
+    from nst_client.settings import Settings
 
-    from . import layouts
     from .imageio import write_image
 
     stop = threading.Event()
     bar = _Bar()
-    sent = {
-        k: v
-        for k, v in params.to_dict().items()
-        if k != "device" and v != StyleParams().to_dict()[k]
-    }
+    defaults = StyleParams().to_dict()
+    sent = {k: v for k, v in params.to_dict().items() if k != "device" and v != defaults[k]}
 
-    def on_progress(h: dict[str, Any]) -> None:
-        bar.update(h["iteration"], h["iterations"], h["scale"], h["scales"], h["loss"], h["eta_s"])
-        if "preview_image" in h:
-            write_image(
-                _save_every_path(output, h["iteration"]), layouts.to_array(*h["preview_image"])
-            )
+    def on_progress(p: Progress) -> None:
+        bar.update(p)
+        if p.preview is not None:
+            write_image(_save_every_path(output, p.iteration), layouts.to_array(*p.preview))
 
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        with Client(args.daemon, timeout_s=5.0, client_name="nst-cli") as client:
+        with connect(Settings(endpoint=args.daemon, transport="zmq"), "nst-cli") as client:
             client.hello()
             raw = [(layouts.from_array(a, 0), w) for a, w in styles]
-            desc, data = client.stylize_raw(
+            done = client.stylize_raw(
                 layouts.from_array(content, 0),
                 raw,
                 sent,
@@ -336,7 +321,7 @@ def _stylize_daemon(
     finally:
         signal.signal(signal.SIGINT, previous)
     bar.close()
-    write_image(output, layouts.to_array(desc, data))
+    write_image(output, layouts.to_array(done.image, done.data))
     print(f"wrote {output}")
     return 0
 
@@ -396,10 +381,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from nst_daemon.client import Client, DaemonError, DaemonUnavailable
+    from nst_client.client import DaemonError, DaemonUnavailable, connect
+    from nst_client.settings import Settings
 
+    settings = Settings(endpoint=args.endpoint, transport="zmq", timeout_s=args.timeout)
     try:
-        with Client(args.endpoint, timeout_s=args.timeout, client_name="nst-cli") as client:
+        with connect(settings, "nst-cli") as client:
             status = client.status()
     except (DaemonUnavailable, DaemonError) as exc:
         raise UserError(str(exc)) from None

@@ -21,21 +21,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import costs, layouts, optim
-from .optim import OptimisationFailed as OptimisationFailed  # re-exported for callers
+from nst_client.layouts import wire_dtype
+from nst_client.progress import Progress
+
+from . import costs, optim, pixels
+from .errors import OptimisationFailed as OptimisationFailed  # re-exported for callers
+from .errors import StylizeCancelled as StylizeCancelled
 from .params import TILE_OVERLAP, StyleParams, make_params
 from .vgg import VGGFeatures, build
 
-ProgressFn = Callable[["Progress"], None]
+ProgressFn = Callable[[Progress], None]
 CancelFn = Callable[[], bool]
-
-
-class StylizeCancelled(Exception):
-    """The run was cancelled; `partial` holds the image as far as it got (content's layout)."""
-
-    def __init__(self, partial: np.ndarray | None = None) -> None:
-        super().__init__("stylize cancelled")
-        self.partial = partial
 
 
 @dataclass
@@ -44,22 +40,6 @@ class StyleImage:
 
     pixels: np.ndarray
     weight: float = 1.0
-
-
-@dataclass
-class Progress:
-    """One report per iteration (iteration counts run over all scales and tiles)."""
-
-    iteration: int
-    iterations: int
-    scale: int
-    scales: int
-    loss_total: float
-    loss_content: float
-    loss_style: float
-    elapsed_s: float
-    eta_s: float
-    preview: np.ndarray | None = None
 
 
 # --- devices and models --------------------------------------------------------------------
@@ -99,16 +79,16 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if amx is not None and amx() else None
 
 
-_MODELS: dict[tuple[str, str, str], VGGFeatures] = {}
+_MODELS: dict[tuple[str, str], VGGFeatures] = {}
 _MODELS_LOCK = threading.Lock()
 
 
 def load_model(
-    weights: str = "caffe", device: str = "auto", pooling: str = "max", allow_download: bool = False
+    weights: str = "caffe", device: str = "auto", allow_download: bool = False
 ) -> VGGFeatures:
-    """A warm VGG-19 for (weights, device, pooling), loaded once per process."""
+    """A warm VGG-19 for (weights, device), loaded once per process (any pooling)."""
     dev = resolve_device(device)
-    key = (weights, str(dev), pooling)
+    key = (weights, str(dev))
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
@@ -119,7 +99,7 @@ def load_model(
                 # Late L-BFGS iterations produce subnormal floats, which run 2-4x slower on
                 # x86 CPUs; flushing them to zero changes no visible pixel.
                 torch.set_flush_denormal(True)
-            model = build(weights, pooling, dev, allow_download)
+            model = build(weights, dev, allow_download)
             _MODELS[key] = model
         return model
 
@@ -270,7 +250,7 @@ def _check_image(arr: Any, what: str) -> np.ndarray:
         raise ValueError(f"{what}: expected H x W x C with C in 1..4, got shape {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{what}: empty image {arr.shape}")
-    layouts.wire_dtype(arr)  # raises for other dtypes
+    wire_dtype(arr)  # raises for other dtypes
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int(arr.size - np.isfinite(arr).sum())
         raise ValueError(f"{what}: {bad} pixel values are not finite (NaN or infinity)")
@@ -316,7 +296,7 @@ class _Run:
         side = max(1, round(max(hw) * self.p.style_scale))
         blended: dict[str, torch.Tensor] = {}
         for style in styles:
-            rgb = layouts.split_alpha(style.pixels)[0]
+            rgb = pixels.split_alpha(style.pixels)[0]
             key_src = hashlib.sha1(np.ascontiguousarray(rgb).tobytes())
             key_src.update(
                 repr(
@@ -326,7 +306,7 @@ class _Run:
                         side,
                         self.style_layers,
                         self.model.weights_name,
-                        self.model.pooling,
+                        self.p.pooling,
                         str(self.model.device),
                         self.p.preserve_colors,
                     )
@@ -338,12 +318,12 @@ class _Run:
             key = key_src.hexdigest()
             targets = self.cache.get(key) if self.cache is not None else None
             if targets is None:
-                x = _to_tensor(layouts.to_unit_float(rgb), self.model.device)
+                x = _to_tensor(pixels.to_unit_float(rgb), self.model.device)
                 x = resize(x, _fit(x.shape[-2], x.shape[-1], side))
                 if self.p.preserve_colors:
                     x = luminance_only(x, match=content)
                 with torch.no_grad():
-                    feats = self.model(x, self.style_layers)
+                    feats = self.model(x, self.style_layers, self.p.pooling)
                 targets = {n: costs.style_target(a) for n, a in feats.items()}
                 if self.cache is not None:
                     self.cache.put(key, targets)
@@ -387,13 +367,15 @@ class _Run:
             dtype=self.autocast or torch.float32,
             enabled=self.autocast is not None,
         ):
-            feats = self.model(x, [self.p.content_layer, *self.style_layers])
+            feats = self.model(x, [self.p.content_layer, *self.style_layers], self.p.pooling)
         feats = {name: a.float() for name, a in feats.items()}  # the costs stay in fp32
         j_content = content_factor * costs.content_cost(content_target, feats[self.p.content_layer])
-        j_style = sum(
-            w * costs.layer_style_cost_from_target(style_targets[n], feats[n])
-            for n, w in layer_factors.items()
-        )
+        j_style = torch.stack(
+            [
+                w * costs.layer_style_cost_from_target(style_targets[n], feats[n])
+                for n, w in layer_factors.items()
+            ]
+        ).sum()
         j = costs.total_cost(j_content, j_style, self.p.content_weight, self.p.beta)
         if self.p.tv_weight:
             # Per pixel value of the 0..1 image, so its weight means the same at every size.
@@ -410,7 +392,9 @@ class _Run:
     ) -> torch.Tensor:
         """p.iterations guarded optimiser steps on x (1, 3, h, w), reporting each one."""
         with torch.no_grad():
-            content_target = self.model(content, [self.p.content_layer])[self.p.content_layer]
+            content_target = self.model(content, [self.p.content_layer], self.p.pooling)[
+                self.p.content_layer
+            ]
         pixels = x.shape[-1] * x.shape[-2]
         weights = self.cost_weights(content_target, style_targets)
         best_parts = [math.inf, 0.0, 0.0]  # J, Jc and Js of the best image so far
@@ -507,14 +491,14 @@ def stylize(
         StyleImage(_check_image(s.pixels, f"styles[{i}]"), s.weight)
         for i, s in enumerate(_as_styles(styles))
     ]
-    model = model or load_model("caffe", p.device, p.pooling)
-    if model.pooling != p.pooling:
-        raise ValueError(f"pooling: the model uses {model.pooling} pooling, params ask {p.pooling}")
+    if p.iterations == 0:
+        return content.copy()  # nothing to optimise: the content as sent, bit for bit
+    model = model or load_model("caffe", p.device)
     device = model.device
     height, width, channels = content.shape
-    dtype = layouts.wire_dtype(content)
-    colour, alpha = layouts.split_alpha(content)
-    rgb = _to_tensor(layouts.to_unit_float(colour), device)
+    dtype = wire_dtype(content)
+    colour, alpha = pixels.split_alpha(content)
+    rgb = _to_tensor(pixels.to_unit_float(colour), device)
 
     def finish(x: torch.Tensor) -> np.ndarray:
         """Working image -> the caller's layout at full size (colours restored if asked)."""
@@ -525,11 +509,9 @@ def stylize(
                 yiq[:, :1] = rgb_to_yiq(x)[:, :1]
                 x = yiq_to_rgb(yiq).clamp(0.0, 1.0)
             out = x[0].permute(1, 2, 0).cpu().numpy()
-        out = layouts.from_unit_float(out, dtype)
-        return layouts.join_alpha(out, alpha, channels)
+        out = pixels.from_unit_float(out, dtype)
+        return pixels.join_alpha(out, alpha, channels)
 
-    if p.iterations == 0:
-        return finish(rgb)
     sizes = scale_sizes(height, width, p.size, p.min_scale)
     tiles_per_scale = [
         len(tile_spans(h, p.tile_size)) * len(tile_spans(w, p.tile_size)) for h, w in sizes

@@ -22,6 +22,8 @@ import scipy.optimize
 import torch
 from threadpoolctl import threadpool_limits
 
+from .errors import OptimisationFailed as OptimisationFailed  # raised here
+
 #: A cost of x (1, 3, h, w) in [0, 1] as a scalar tensor with a graph back to x.
 Objective = Callable[[torch.Tensor], torch.Tensor]
 #: Called after every counted evaluation.
@@ -36,11 +38,6 @@ MAX_IDLE_RESTARTS = 2
 #: Adam: a step whose cost exceeds this many times the best so far is rejected like a
 #: non-finite one (a fixed step size can overshoot by far when the optimum is near).
 ADAM_EXPLODED = 2.0
-
-
-class OptimisationFailed(RuntimeError):
-    """The cost did not fall, or turned non-finite and could not recover; the message says
-    which and what to change."""
 
 
 class _Stop(Exception):

@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from nst_client import strength as strength_scale
+
 #: Convolutions per block in VGG-19.
 VGG19_BLOCKS = (2, 2, 4, 4, 4)
 
@@ -40,19 +42,6 @@ MIN_TILE_SIZE = 4 * TILE_OVERLAP
 #: The largest weight (alpha, beta, TV, a style layer's) accepted: past it only rounding moves.
 MAX_WEIGHT = 1e6
 
-#: The strength scale: 0 = a hint of the style, STRENGTH_DEFAULT = the classic look, 100 =
-#: only the painting's texture left. Each STRENGTH_DECADE steps multiply beta by 10.
-STRENGTH_MIN, STRENGTH_DEFAULT, STRENGTH_MAX = 0.0, 50.0, 100.0
-STRENGTH_DECADE = 25.0
-#: beta at STRENGTH_DEFAULT (alpha = 1): see docs/quality.md for how it was chosen.
-STYLE_WEIGHT_AT_DEFAULT = 5.0
-
-
-def strength_to_style_weight(strength: float) -> float:
-    """beta for a strength on the 0..100 scale: the one mapping every client and the CLI use."""
-    strength = min(max(float(strength), STRENGTH_MIN), STRENGTH_MAX)
-    return STYLE_WEIGHT_AT_DEFAULT * 10.0 ** ((strength - STRENGTH_DEFAULT) / STRENGTH_DECADE)
-
 
 class ParamError(ValueError):
     """A parameter with a bad name, type or value; the message names it."""
@@ -70,7 +59,7 @@ class StyleParams:
     """Optimizer iterations at each scale (coarse scales are cheap: 1/4 the pixels each)."""
     size: int | str = 512
     """Long side of the last optimised scale; 'full' = the content's own size."""
-    strength: float = STRENGTH_DEFAULT
+    strength: float = strength_scale.DEFAULT
     """How much style, 0 (a hint) .. 100 (only the painting's texture); sets beta."""
     content_weight: float = 1.0
     """alpha in J = alpha*Jc + beta*Js."""
@@ -94,8 +83,8 @@ class StyleParams:
     pooling: str = "max"
     content_layer: str = "relu4_2"
     style_layers: list[tuple[str, float]] = field(
-        default_factory=lambda: [list(p) for p in DEFAULT_STYLE_LAYER_WEIGHTS]
-    )  # type: ignore
+        default_factory=lambda: list(DEFAULT_STYLE_LAYER_WEIGHTS)
+    )
     min_scale: int = 128
     """Long side of the first (coarsest) scale."""
     tile_size: int = 1024
@@ -110,7 +99,7 @@ class StyleParams:
         """The style weight a run uses: `style_weight` if given, else the strength's."""
         if self.style_weight is not None:
             return self.style_weight
-        return strength_to_style_weight(self.strength)
+        return strength_scale.style_weight(self.strength)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -175,7 +164,7 @@ def make_params(values: dict[str, Any] | StyleParams | None = None) -> StylePara
             if value != "full":
                 value = _number(name, value, int, 16, 1 << 16)
         elif name == "strength":
-            value = _number(name, value, float, STRENGTH_MIN, STRENGTH_MAX)
+            value = _number(name, value, float, strength_scale.MINIMUM, strength_scale.MAXIMUM)
         elif name in ("content_weight", "tv_weight"):
             value = _number(name, value, float, 0.0, MAX_WEIGHT)
         elif name == "style_weight":

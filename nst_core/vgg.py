@@ -143,12 +143,9 @@ class VGGFeatures(nn.Module):
         self,
         state: dict[str, torch.Tensor],
         convention: str = "caffe",
-        pooling: str = "max",
         name: str = "caffe",
     ) -> None:
         super().__init__()
-        if pooling not in ("max", "avg"):
-            raise ValueError(f"pooling must be max or avg, got {pooling!r}")
         self.convs = nn.ModuleDict()
         for conv, (c_out, c_in) in CONV_SHAPES.items():
             layer = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
@@ -159,9 +156,9 @@ class VGGFeatures(nn.Module):
                     f"expected {(c_out, c_in, 3, 3)}"
                 )
             layer.weight.data.copy_(weight)
+            assert layer.bias is not None  # Conv2d makes one by default
             layer.bias.data.copy_(bias)
             self.convs[conv] = layer
-        self.pooling = pooling
         self.convention = convention
         self.weights_name = name
         self.requires_grad_(False)
@@ -169,7 +166,9 @@ class VGGFeatures(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.convs["conv1_1"].weight.device
+        first = self.convs["conv1_1"]
+        assert isinstance(first, nn.Conv2d)
+        return first.weight.device
 
     def preprocess(self, rgb01: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) RGB in 0..1 -> the input this network's weights expect."""
@@ -180,8 +179,15 @@ class VGGFeatures(nn.Module):
         std = torch.tensor(IMAGENET_STD, device=rgb01.device, dtype=rgb01.dtype)
         return (rgb01 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
-    def forward(self, rgb01: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Activations of `layers` for an RGB 0..1 batch; stops after the deepest one."""
+    def forward(
+        self, rgb01: torch.Tensor, layers: Iterable[str], pooling: str = "max"
+    ) -> dict[str, torch.Tensor]:
+        """Activations of `layers` for an RGB 0..1 batch; stops after the deepest one.
+
+        pooling (max or avg) is chosen per pass: it has no weights, so one model serves both.
+        """
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be max or avg, got {pooling!r}")
         wanted = set(layers)
         unknown = wanted - set(LAYER_NAMES)
         if unknown:
@@ -196,7 +202,7 @@ class VGGFeatures(nn.Module):
                 x = self.convs[name](x)
             elif name.startswith("relu"):
                 x = F.relu(x)
-            elif self.pooling == "max":
+            elif pooling == "max":
                 x = F.max_pool2d(x, 2, 2, ceil_mode=True)
             else:
                 x = F.avg_pool2d(x, 2, 2, ceil_mode=True)
@@ -207,7 +213,6 @@ class VGGFeatures(nn.Module):
 
 def build(
     weights: str = "caffe",
-    pooling: str = "max",
     device: torch.device | str = "cpu",
     allow_download: bool = False,
 ) -> VGGFeatures:
@@ -215,7 +220,6 @@ def build(
     model = VGGFeatures(
         state,
         convention,
-        pooling,
         name=weights if weights in ("caffe", "torchvision") else str(weights),
     )
     model = model.to(device)

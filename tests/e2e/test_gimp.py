@@ -5,6 +5,7 @@ trixie rootfs with GIMP 3; the plug-in goes into the chroot user's plug-ins fold
 real installer; gimp-console-3.0 runs tests/hosts/gimp_driver.py, which calls
 plug-in-nst-stylize non-interactively and dumps pixels into the shared /io folder; this side
 judges them with nst_core (style cost). Needs root (chroot, mounts); skipped otherwise.
+docs/hosts.md describes the host and how it is driven.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import numpy as np
 import pytest
 from daemon_process import DaemonProc, free_port
 
-from nst_core import layouts
-from nst_plugins import install as installer
+import nst_client
+from nst_client import layouts
+from nst_client.settings import CONFIG_NAME, load
+from nst_core.pixels import from_unit_float, to_unit_float
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +38,8 @@ TESTER_PLUGINS = "home/tester/.config/GIMP/3.0/plug-ins"
 W, H = 64, 48
 ITERATIONS, SIZE = 20, 64
 TIMEOUT_S = 3.0
+#: What the bridge run's plug-in claims to be (the daemon is nst_client.__version__).
+STALE_VERSION = "0.0.1-stale"
 #: Result vs style Gram cost must be below this fraction of source vs style.
 STYLE_COST_RATIO = 0.5
 
@@ -78,7 +83,7 @@ def _alpha() -> np.ndarray:
 
 
 def _encode(values: np.ndarray, dtype: str) -> bytes:
-    return layouts.from_array(layouts.from_unit_float(values, dtype), 0)[1]
+    return layouts.from_array(from_unit_float(values, dtype), 0)[1]
 
 
 def _content(name: str, channels: int, dtype: str, io: Path) -> dict[str, Any]:
@@ -107,8 +112,11 @@ def _style(io: Path) -> np.ndarray:
 
 
 def _cases(io: Path, transport: str, dead_endpoint: str) -> list[dict[str, Any]]:
-    common = {"style": "/io/swirls.png", "args": {"iterations": ITERATIONS, "size": SIZE}}
-    cases = [
+    common: dict[str, Any] = {
+        "style": "/io/swirls.png",
+        "args": {"iterations": ITERATIONS, "size": SIZE},
+    }
+    cases: list[dict[str, Any]] = [
         {"name": "rgba_u8", "content": _content("rgba_u8", 4, "u8", io), "offset": [7, 5]},
         {"name": "rgb_u16", "content": _content("rgb_u16", 3, "u16", io)},
     ]
@@ -152,7 +160,7 @@ def _read(io: Path, info: dict[str, Any], dtype: str) -> np.ndarray:
     channels = len(info["format"].split()[0].replace("'", ""))
     desc = layouts.describe(info["width"], info["height"], channels, dtype, 1)
     data = (io / "out" / Path(info["file"]).name).read_bytes()
-    return layouts.to_unit_float(layouts.to_array(desc, data))
+    return to_unit_float(layouts.to_array(desc, data))
 
 
 class StyleJudge:
@@ -192,11 +200,13 @@ def _colour(img: np.ndarray) -> np.ndarray:
 
 
 def _bridge_files(io: Path) -> None:
-    """An in-chroot Python that runs the real bridge (it imports no torch), logging each start."""
-    pylib = io / "pylib" / "nst_daemon"
-    pylib.mkdir(parents=True)
-    for name in ("__init__.py", "protocol.py", "client.py", "bridge.py"):
-        shutil.copyfile(REPO / "daemon" / name, pylib / name)
+    """An in-chroot Python that runs the real bridge (`python -m nst_client.bridge`, standard
+    library + pyzmq/msgpack, which the chroot has), logging each start."""
+    shutil.copytree(
+        Path(nst_client.__file__).parent,
+        io / "pylib" / "nst_client",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     wrapper = io / "nst-python"
     wrapper.write_text(
         '#!/bin/sh\necho "$$ $*" >> /io/out/bridge-starts.log\n'
@@ -260,8 +270,12 @@ def _open_io(io: Path) -> None:
         (io / "nst-python").chmod(0o755)
 
 
-def _install_plugin(gimp_root: Path, endpoint: str) -> Path:
-    """`nst install-plugin gimp --dest` into the chroot user's GIMP 3 plug-ins folder."""
+def _install_plugin(gimp_root: Path, endpoint: str, version: str | None = None) -> Path:
+    """`nst install-plugin gimp --dest` into the chroot user's GIMP 3 plug-ins folder.
+
+    version: make the plug-in's client copy claim this version (a plug-in an upgrade left
+    behind), so that it warns and still works.
+    """
     dest = gimp_root / TESTER_PLUGINS
     nst = Path(sys.executable).with_name("nst")
     done = subprocess.run(
@@ -274,12 +288,18 @@ def _install_plugin(gimp_root: Path, endpoint: str) -> Path:
     plugin_dir = dest / "plug-in-nst-stylize"
     assert str(plugin_dir) in done.stdout, done.stdout
     script = plugin_dir / "plug-in-nst-stylize.py"
-    assert os.access(script, os.X_OK) and (plugin_dir / "nst_client" / "client.py").is_file()
-    config = json.loads((plugin_dir / installer.CONFIG_NAME).read_text())
-    assert config["endpoint"] == endpoint and config["transport"] == "auto"
+    assert os.access(script, os.X_OK) and (plugin_dir / "nst_gimp_job.py").is_file()
+    assert (plugin_dir / "nst_client" / "client.py").is_file()
+    settings = load(plugin_dir / CONFIG_NAME, env={})
+    assert settings.endpoint == endpoint and settings.transport == "auto"
     # The bridge runs in the chroot, so it needs a Python that exists there.
-    config.update(python="/io/nst-python", timeout_s=TIMEOUT_S)
-    installer.write_config(plugin_dir, config)
+    settings.python, settings.timeout_s = "/io/nst-python", TIMEOUT_S
+    settings.save(plugin_dir / CONFIG_NAME)
+    if version is not None:
+        init = plugin_dir / "nst_client" / "__init__.py"
+        line = f'__version__ = "{nst_client.__version__}"'
+        assert line in init.read_text()
+        init.write_text(init.read_text().replace(line, f'__version__ = "{version}"'))
     subprocess.run(
         ["chown", "-R", "1000:1000", str(gimp_root / "home" / "tester" / ".config")], check=True
     )
@@ -295,7 +315,9 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
     (io / "cases.json").write_text(json.dumps(cases, indent=1))
     shutil.copyfile(HOSTS / "gimp_driver.py", io / "driver.py")
     _open_io(io)
-    _install_plugin(gimp_root, daemon_endpoint)
+    # The bridge run doubles as a stale plug-in's: it tells the user and works all the same.
+    stale = STALE_VERSION if transport == "bridge" else None
+    _install_plugin(gimp_root, daemon_endpoint, stale)
 
     env = {"NST_TRANSPORT": "bridge"} if transport == "bridge" else {}
     started = time.monotonic()
@@ -310,9 +332,15 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
     if transport == "bridge":
         starts = bridge_log.read_text().splitlines() if bridge_log.exists() else []
         assert len(starts) == len(cases), f"bridge starts: {starts}\n{log[-4000:]}"
-        assert all("-m nst_daemon.bridge" in s for s in starts)
+        assert all("-m nst_client.bridge" in s for s in starts)
     else:
         assert not bridge_log.exists(), "auto transport should use pyzmq inside GIMP"
+    notes = [line for line in log.splitlines() if "reinstall the plug-in" in line]
+    if stale is not None:
+        assert len(notes) == len(cases), log[-6000:]
+        assert all(stale in n and "`nst install-plugin gimp`" in n for n in notes), notes
+    else:
+        assert not notes, notes
 
     judge = StyleJudge(style)
     report = []
@@ -362,6 +390,7 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
             f"({c_new / c_src:.2f}) in {res['seconds']:.1f} s"
         )
         assert c_new < STYLE_COST_RATIO * c_src, report[-1]
+    report += [f"note: {n}" for n in notes[:1]]
     print(f"\n[{transport}] gimp-console {gimp_s:.1f} s\n  " + "\n  ".join(report))
 
 

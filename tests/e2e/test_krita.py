@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from daemon_process import DaemonProc
 
-from nst_core import layouts
+from nst_client import layouts
 from nst_plugins import install as plugin_install
-from nst_plugins.krita import installer as krita_installer
+from nst_plugins import krita_installer
 
 pytestmark = pytest.mark.e2e
 
@@ -191,7 +191,7 @@ def _content_float() -> np.ndarray:
     from skimage import data
 
     photo = data.astronaut()[32:416, 0:512]
-    small = Image.fromarray(photo).resize((W, H), Image.LANCZOS)
+    small = Image.fromarray(photo).resize((W, H), Image.Resampling.LANCZOS)
     return np.asarray(small, dtype=np.float64) / 255.0
 
 
@@ -218,8 +218,7 @@ def _krita_bytes(rgba: np.ndarray) -> bytes:
 
 def _from_krita(path: str, depth: str) -> np.ndarray:
     wire, dtype = layouts.krita_to_wire(Path(path).read_bytes(), depth)
-    desc = {"width": W, "height": H, "channels": 4, "dtype": dtype, "frame": 1}
-    return layouts.to_array(desc, wire)
+    return layouts.to_array(layouts.describe(W, H, 4, dtype, 1), wire)
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +254,7 @@ class StyleMeter:
         # The engine sizes the style to the working size (long side SIZE, style_scale 1).
         from PIL import Image
 
-        small = Image.fromarray(style_u8).resize((SIZE, SIZE), Image.LANCZOS)
+        small = Image.fromarray(style_u8).resize((SIZE, SIZE), Image.Resampling.LANCZOS)
         self.style = self._features(np.asarray(small, dtype=np.float64) / 255.0)
 
     def _features(self, rgb01: np.ndarray) -> dict[str, Any]:
@@ -301,6 +300,9 @@ def _krita_with_plugin(
         monkeypatch.setenv(key, value)
     package = plugin_install.install("krita", None, endpoint, transport)
     assert package == run / "data" / "krita" / "pykrita" / "neural_style"
+    # Krita puts pykrita on sys.path: the client package sits beside the plug-in package.
+    assert (package.parent / "nst_client" / "client.py").is_file()
+    assert not (package / "nst_client").exists()
     assert "enable_neural_style=true" in (run / "config" / "kritarc").read_text()
     _install_driver(run)
     return run
@@ -387,7 +389,9 @@ def test_docker_stylizes_8bit_layer_and_undo_removes_it(
 ) -> None:
     assert zmq_run["docker_found"]
     assert zmq_run["daemon_answered"], zmq_run["daemon_status_at_start"]
-    assert "Daemon connected: cpu via zmq" in zmq_run["daemon_status_at_start"]
+    status = zmq_run["daemon_status_at_start"]
+    assert status.startswith("Daemon connected: cpu via zmq"), status
+    assert "reinstall" not in status, "the installed client is not the daemon's version"
     rec = _check_stylized(zmq_run, "rgba8", "U8", images)
     result = _from_krita(rec["result"], "U8")
     assert (result[:, :, 3] == 255).all()

@@ -10,6 +10,7 @@ this script raises only when GIMP itself misbehaves, so gimp-console exits non-z
 import json
 import time
 import traceback
+from typing import Any
 
 import gi
 
@@ -21,13 +22,13 @@ IO = "/io"
 PROC = "plug-in-nst-stylize"
 
 
-def fmt(drawable, kind):
+def fmt(drawable: Any, kind: str) -> str:
     """Babl format covering the drawable's channels (plus alpha when with_alpha)."""
     model = "Y'" if drawable.is_gray() else "R'G'B'"
     return f"{model}{'A' if drawable.has_alpha() else ''} {kind}"
 
 
-def dump(drawable, path, kind):
+def dump(drawable: Any, path: str, kind: str) -> dict[str, Any]:
     w, h = drawable.get_width(), drawable.get_height()
     data = drawable.get_buffer().get(
         Gegl.Rectangle.new(0, 0, w, h), 1.0, fmt(drawable, kind), Gegl.AbyssPolicy.CLAMP
@@ -42,7 +43,7 @@ KINDS = {"u8": "u8", "u16": "u16", "f32": "float"}
 LAYER_TYPES = {1: "GRAY_IMAGE", 2: "GRAYA_IMAGE", 3: "RGB_IMAGE", 4: "RGBA_IMAGE"}
 
 
-def new_image(content):
+def new_image(content: dict[str, Any]) -> tuple[Any, Any]:
     """An image at the content's precision holding its raw pixels in one layer."""
     w, h, c, dtype = content["width"], content["height"], content["channels"], content["dtype"]
     base = Gimp.ImageBaseType.GRAY if c <= 2 else Gimp.ImageBaseType.RGB
@@ -60,7 +61,7 @@ def new_image(content):
     return image, layer
 
 
-def run_case(case):
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
     out = f"{IO}/out/{case['name']}"
     kind = KINDS[case["content"]["dtype"]]
     image, source = new_image(case["content"])
@@ -113,7 +114,7 @@ def run_case(case):
     return result
 
 
-def main():
+def main() -> None:
     with open(f"{IO}/cases.json") as f:
         cases = json.load(f)
     results = []

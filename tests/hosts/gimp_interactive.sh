@@ -2,6 +2,7 @@
 # Inside the GIMP chroot: an interactive run of plug-in-nst-stylize on a virtual display.
 # A "user" (xdotool) presses OK in the procedure dialog, then Escape (Cancel) in the progress
 # dialog once the job runs; gimp_interactive_driver.py records what came of it in /io/out.
+# Run by tests/e2e/test_gimp.py through gimp_rootfs.sh run (see docs/hosts.md).
 D=":$(( $$ % 900 + 100 ))"   # abstract X sockets are shared with the host's network namespace
 Xvfb "$D" -screen 0 1280x1024x24 -nolisten tcp -noreset >/io/out/xvfb.log 2>&1 &
 XVFB=$!

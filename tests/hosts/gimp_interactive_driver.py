@@ -8,6 +8,7 @@ shows whether the cancel reached it.
 import json
 import sys
 import time
+from pathlib import Path
 
 import gi
 
@@ -34,11 +35,11 @@ result = {
     "layers": [layer.get_name() for layer in image.get_layers()],
 }
 sys.path.insert(0, PLUGIN_DIR)
-from nst_client import client  # noqa: E402
+from nst_client import client, settings  # noqa: E402
 
-with open(f"{PLUGIN_DIR}/nst_config.json") as f:
-    endpoint = json.load(f)["endpoint"]
-with client.connect(endpoint, transport="zmq") as conn:
+installed = settings.load(Path(PLUGIN_DIR) / settings.CONFIG_NAME)
+installed.transport = "zmq"
+with client.connect(installed, "gimp-interactive-test") as conn:
     time.sleep(0.5)  # the daemon ends a cancelled job within one iteration
     result["daemon"] = conn.status()
 with open("/io/out/interactive.json", "w") as f:

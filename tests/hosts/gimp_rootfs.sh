@@ -2,8 +2,9 @@
 # A Debian 13 (trixie) chroot with GIMP 3.0.x, as a real test host for the GIMP plug-in.
 #
 # Why a chroot: CI runs Debian 12, whose GIMP 2.10 has no Python 3 plug-ins; trixie's GIMP 3
-# does (see shared/notes/gimp3-host.md). Needs root. The rootfs lives outside the repository,
-# under $NST_TEST_CACHE (default ~/.cache/nst-tests), so later runs skip the ~3 min build.
+# does. docs/hosts.md has the recipe, how the tests drive GIMP, and what was seen. Needs root.
+# The rootfs lives outside the repository, under $NST_TEST_CACHE (default ~/.cache/nst-tests),
+# so later runs skip the ~3 min build.
 #
 #   gimp_rootfs.sh prepare            build or restore the rootfs; prints its path last
 #   gimp_rootfs.sh pack               save the rootfs as a .tar.zst next to it (for CI caches)

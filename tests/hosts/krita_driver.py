@@ -20,10 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from krita import Extension, Krita, Selection
-from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtCore import Qt as _Qt
+from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QCursor
-from PyQt5.QtTest import QTest
+from PyQt5.QtTest import QTest as _QTest
 from PyQt5.QtWidgets import QApplication, QDockWidget, QWidget
+
+# PyQt5's stubs declare QTest's static methods as instance methods and know only the scoped
+# enum names (Qt.Key.Key_Return); this driver uses the unscoped ones Krita's PyQt5 has.
+QTest: Any = _QTest
+Qt: Any = _Qt
 
 JOB = json.loads(Path(os.environ["NST_KRITA_JOB"]).read_text())
 OUT = Path(JOB["out"])
@@ -80,7 +86,7 @@ class Runner:
             finish()
             return
         except Exception:
-            excepthook(*sys.exc_info())  # type: ignore[arg-type]
+            excepthook(*sys.exc_info())
             finish()
             return
         if isinstance(command, int):
@@ -93,7 +99,7 @@ class Runner:
         try:
             done = predicate()
         except Exception:
-            excepthook(*sys.exc_info())  # type: ignore[arg-type]
+            excepthook(*sys.exc_info())
             done = False
         if done or time.monotonic() > deadline:
             self.advance(bool(done))
@@ -155,7 +161,9 @@ class LoopMonitor:
 
 def grab_screen(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    QApplication.primaryScreen().grabWindow(0).save(str(path))
+    screen = QApplication.primaryScreen()
+    assert screen is not None
+    screen.grabWindow(0).save(str(path))  # type: ignore[arg-type]  # 0 = the whole screen; the stubs want a sip.voidptr
 
 
 def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
@@ -223,13 +231,12 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
         if case.get("screenshots") and value >= 300 and "during" not in shots:
             shots["during"] = str(ART / f"krita_{name}_during_run.png")
             shots["docker_during"] = str(ART / f"krita_{name}_docker_during_run.png")
-            QTimer.singleShot(
-                0,
-                lambda: (
-                    grab_screen(Path(shots["during"])),
-                    dock.grab().save(shots["docker_during"]),
-                ),
-            )
+
+            def grab_both() -> None:
+                grab_screen(Path(shots["during"]))
+                dock.grab().save(shots["docker_during"])
+
+            QTimer.singleShot(0, grab_both)
 
     progress.valueChanged.connect(on_progress)
     monitor = LoopMonitor()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian's Krita (5.1.x) under Xvfb, as a real test host for the Krita plug-in.
 #
-# See shared/notes/krita-host.md: Krita runs pykrita plug-ins with the system python3, needs an
+# See docs/hosts.md: Krita runs pykrita plug-ins with the system python3, needs an
 # X server (Xvfb; the offscreen platform aborts), and python3-pyqt5 is only "recommended" by
 # the krita package, so it is named here. python3-zmq/msgpack let the plug-in talk ZeroMQ
 # directly; the bridge path is tested by forcing it in the plug-in's config.

@@ -5,12 +5,13 @@ Thin on purpose: no torch, no numpy, no PIL. GIMP reads and writes the pixels (G
 vendored `nst_client` (copied here by `nst install-plugin gimp`) carries them to the daemon,
 either straight over ZeroMQ (when GIMP's Python has pyzmq + msgpack) or through the bridge,
 a subprocess of the product's own Python. The source layer is only ever read.
+
+This file is the GIMP glue (registration, pixels, dialogs); the rules that need no GIMP are in
+nst_gimp_job.py beside it. GIMP 3 runs only the file named like its folder.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 import traceback
@@ -26,70 +27,15 @@ from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 PLUGIN_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(PLUGIN_DIR))
-from nst_client import client as nst  # noqa: E402
+import nst_gimp_job as job  # noqa: E402
+
 from nst_client import layouts  # noqa: E402
+from nst_client.client import JobCancelled, RawImage  # noqa: E402
+from nst_client.progress import Progress  # noqa: E402
 
-PROC_NAME = "plug-in-nst-stylize"
-CONFIG_FILE = PLUGIN_DIR / "nst_config.json"
-#: Style images are scaled down in GIMP to at most this many times the working size first:
-#: the daemon resizes them anyway, and a 24-megapixel photo need not cross the socket.
-STYLE_MAX_FACTOR = 2
-#: How long a job may stay silent (no progress, no pong) before the daemon counts as gone.
-IDLE_TIMEOUT_S = 60.0
+PROC_NAME = job.PROC_NAME
 
-
-class PluginError(Exception):
-    """A failure to show the user as is: the message says what happened and what to do."""
-
-
-# --- configuration -----------------------------------------------------------------------
-
-
-def load_config() -> dict[str, Any]:
-    """nst_config.json written at install time, with $NST_TRANSPORT / $NST_ENDPOINT on top."""
-    config: dict[str, Any] = {
-        "endpoint": "tcp://127.0.0.1:5757",
-        "transport": "auto",
-        "python": None,
-        "timeout_s": 5.0,
-    }
-    try:
-        config.update(json.loads(CONFIG_FILE.read_text()))
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as exc:
-        raise PluginError(
-            f"Cannot read the plug-in settings {CONFIG_FILE}: {exc}. "
-            "Reinstall with `nst install-plugin gimp`."
-        ) from exc
-    if os.environ.get("NST_TRANSPORT"):
-        config["transport"] = os.environ["NST_TRANSPORT"]
-    if os.environ.get("NST_ENDPOINT"):
-        config["endpoint"] = os.environ["NST_ENDPOINT"]
-    if config["transport"] not in ("auto", "zmq", "bridge"):
-        raise PluginError(
-            f"Transport {config['transport']!r} in the settings must be auto, zmq or bridge."
-        )
-    return config
-
-
-# --- pixels ------------------------------------------------------------------------------
-
-
-def wire_dtype(image: Gimp.Image) -> str:
-    """The wire dtype for the image's precision: u8, u16, else f32 (u32/half/double too)."""
-    name = image.get_precision().value_nick  # e.g. "u8-non-linear", "half-linear"
-    if name.startswith("u8"):
-        return "u8"
-    if name.startswith("u16"):
-        return "u16"
-    return "f32"
-
-
-def channels_of(drawable: Gimp.Drawable) -> int:
-    """1, 2, 3 or 4: grey or RGB, with or without alpha."""
-    base = 1 if drawable.is_gray() else 3
-    return base + (1 if drawable.has_alpha() else 0)
+# --- pixels --------------------------------------------------------------------------------
 
 
 def read_pixels(
@@ -102,105 +48,30 @@ def read_pixels(
     return bytes(data)
 
 
-def load_style(path: str, dtype: str, size: int) -> tuple[dict[str, Any], bytes]:
+def load_style(path: str, dtype: str, size: int) -> RawImage:
     """Open the style file with GIMP's own loaders, read it as RGB, close it again."""
-    if not path or not os.path.isfile(path):
-        raise PluginError(
-            f"Style image {path or '(none)'} does not exist: choose an image file as the style."
-        )
     try:
         style = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
     except GLib.Error as exc:
-        raise PluginError(f"GIMP cannot open the style image {path}: {exc.message}") from exc
+        raise job.PluginError(f"GIMP cannot open the style image {path}: {exc.message}") from exc
     if style is None:
-        raise PluginError(f"GIMP cannot open the style image {path}.")
+        raise job.PluginError(f"GIMP cannot open the style image {path}.")
     try:
         if style.get_base_type() != Gimp.ImageBaseType.RGB:
             style.convert_rgb()
         layer = style.flatten()
         w, h = layer.get_width(), layer.get_height()
-        limit = max(size, 256) * STYLE_MAX_FACTOR
-        if max(w, h) > limit:
-            k = limit / max(w, h)
-            w, h = max(1, round(w * k)), max(1, round(h * k))
-            style.scale(w, h)
+        sw, sh = job.style_size(w, h, size)
+        if (sw, sh) != (w, h):
+            style.scale(sw, sh)
             layer = style.get_layers()[0]
-        data = read_pixels(layer, 0, 0, w, h, dtype, 3)
-        return layouts.describe(w, h, 3, dtype, 0), data
+        data = read_pixels(layer, 0, 0, sw, sh, dtype, 3)
+        return layouts.describe(sw, sh, 3, dtype, 0), data
     finally:
         style.delete()
 
 
-# --- the daemon --------------------------------------------------------------------------
-
-
-def progress_text(header: dict[str, Any]) -> tuple[float, str]:
-    """(fraction done, status text) from a progress message."""
-    it, its = int(header.get("iteration", 0)), max(int(header.get("iterations", 1)), 1)
-    scale, scales = int(header.get("scale", 1)), max(int(header.get("scales", 1)), 1)
-    elapsed, eta = float(header.get("elapsed_s") or 0.0), header.get("eta_s")
-    if eta is not None and elapsed + float(eta) > 0:
-        frac = elapsed / (elapsed + float(eta))
-    else:
-        frac = (min(max(scale - 1, 0), scales - 1) + it / its) / scales
-    text = f"Neural style transfer: iteration {it}/{its}"
-    if scales > 1:
-        text += f", scale {scale}/{scales}"
-    if eta is not None:
-        text += f", about {_duration(float(eta))} left"
-    return min(max(frac, 0.0), 1.0), text
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(int(round(seconds)), 0)
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
-def stylize(
-    content: tuple[dict[str, Any], bytes],
-    style: tuple[dict[str, Any], bytes],
-    params: dict[str, Any],
-    endpoint: str,
-    config: dict[str, Any],
-    on_progress: Any,
-    should_cancel: Any,
-) -> tuple[dict[str, Any], bytes]:
-    """One job on the daemon; PluginError with a readable message for every failure."""
-    timeout = float(config.get("timeout_s") or 5.0)
-    try:
-        conn = nst.connect(
-            endpoint,
-            transport=config["transport"],
-            python=config.get("python") or None,
-            timeout_s=timeout,
-            client_name="gimp-plug-in",
-        )
-    except nst.DaemonUnavailable as exc:
-        raise PluginError(str(exc)) from exc
-    except ImportError as exc:
-        raise PluginError(
-            f"The zmq transport needs pyzmq and msgpack in GIMP's Python "
-            f'({exc}); set "transport": "bridge" in {CONFIG_FILE}.'
-        ) from exc
-    try:
-        conn.hello()
-        return conn.stylize_raw(
-            content,
-            [(style, 1.0)],
-            params,
-            on_progress=on_progress,
-            should_cancel=should_cancel,
-            idle_timeout_s=IDLE_TIMEOUT_S,
-        )
-    except nst.DaemonUnavailable as exc:
-        raise PluginError(f"{exc}.") from exc
-    except nst.DaemonError as exc:
-        raise PluginError(f"The NST daemon refused the job: {exc}") from exc
-    finally:
-        conn.close()
-
-
-# --- the procedure -----------------------------------------------------------------------
+# --- the procedure -------------------------------------------------------------------------
 
 
 def _fail(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
@@ -230,7 +101,7 @@ class ProgressDialog:
         self.dialog = GimpUi.Dialog(title=title, role=PROC_NAME)
         self.dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
         self.dialog.connect("response", self._on_response)
-        self.dialog.connect("delete-event", lambda *a: self._on_response(None, None) or True)
+        self.dialog.connect("delete-event", self._on_delete)
         self.bar = GimpUi.ProgressBar.new()  # becomes this plug-in's progress
         self.bar.set_size_request(360, -1)
         box = self.dialog.get_content_area()
@@ -242,6 +113,11 @@ class ProgressDialog:
     def _on_response(self, _dialog: Any, _response: Any) -> None:
         self.cancelled = True
         Gimp.progress_set_text("Cancelling...")
+
+    def _on_delete(self, *_args: Any) -> bool:
+        """Closing the window cancels too; True keeps it open until the job has ended."""
+        self._on_response(None, None)
+        return True
 
     def pump(self) -> bool:
         """Let GTK draw and handle clicks; returns whether the user cancelled."""
@@ -287,10 +163,10 @@ def run(
         else None
     )
     try:
-        layer = stylize_layer(image, source, config, ui)
-    except PluginError as exc:
+        layer = stylize_layer(image, source, job_args(config), ui)
+    except job.PluginError as exc:
         return _fail(procedure, str(exc))
-    except nst.JobCancelled:
+    except JobCancelled:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
     except Exception as exc:  # a bug: still a message in GIMP, the traceback on stderr
         traceback.print_exc()
@@ -302,72 +178,75 @@ def run(
     return _success(layer)
 
 
+def job_args(config: Gimp.ProcedureConfig) -> job.JobArgs:
+    """The procedure's values."""
+    style_file = config.get_property("style-file")
+    return job.JobArgs(
+        style_path=(style_file.get_path() or "") if style_file is not None else "",
+        strength=float(config.get_property("strength")),
+        iterations=int(config.get_property("iterations")),
+        size=int(config.get_property("size")),
+        preserve_colors=bool(config.get_property("preserve-colors")),
+        seed=int(config.get_property("seed")),
+        endpoint=config.get_property("endpoint") or "",
+    )
+
+
 def stylize_layer(
-    image: Gimp.Image, source: Gimp.Layer, config: Gimp.ProcedureConfig, ui: ProgressDialog | None
+    image: Gimp.Image, source: Gimp.Layer, args: job.JobArgs, ui: ProgressDialog | None
 ) -> Gimp.Layer:
     """Send the layer (or its part under the selection) and add the result above it."""
-    settings = load_config()
-    style_file = config.get_property("style-file")
-    style_path = style_file.get_path() if style_file is not None else ""
-    size = int(config.get_property("size"))
-    params: dict[str, Any] = {
-        "iterations": int(config.get_property("iterations")),
-        "size": size,
-        "strength": float(config.get_property("strength")),
-        "preserve_colors": bool(config.get_property("preserve-colors")),
-        "seed": int(config.get_property("seed")),
-    }
-    endpoint = (config.get_property("endpoint") or "").strip() or settings["endpoint"]
-
+    settings = job.load_settings(PLUGIN_DIR, args.endpoint)
     ok, x, y, w, h = source.mask_intersect()
     if not ok or w <= 0 or h <= 0:
-        raise PluginError(
+        raise job.PluginError(
             "The selection does not cover any of the layer: select part of the layer or nothing."
         )
     has_selection = not Gimp.Selection.is_empty(image)
-    dtype = wire_dtype(image)
-    channels = channels_of(source)
+    dtype = job.wire_dtype(image.get_precision().value_nick)
+    channels = job.channels(source.is_gray(), source.has_alpha())
 
-    Gimp.progress_init("Neural style transfer: sending the layer")
+    Gimp.progress_init(f"{job.TITLE}: sending the layer")
     content = (
         layouts.describe(w, h, channels, dtype, 0),
         read_pixels(source, x, y, w, h, dtype, channels),
     )
-    style = load_style(style_path, dtype, size)
 
-    def on_progress(header: dict[str, Any]) -> None:
-        frac, text = progress_text(header)
-        Gimp.progress_set_text(text)
-        Gimp.progress_update(frac)
+    def on_progress(progress: Progress) -> None:
+        Gimp.progress_set_text(job.progress_text(progress))
+        Gimp.progress_update(progress.fraction)
 
     def should_cancel() -> bool:
         return ui.pump() if ui is not None else False
 
     started = time.monotonic()
-    desc, data = stylize(content, style, params, endpoint, settings, on_progress, should_cancel)
-    if (desc["width"], desc["height"]) != (w, h):
-        raise PluginError(
-            f"The daemon returned {desc['width']}x{desc['height']} pixels for a {w}x{h} layer."
-        )
-    took = _duration(time.monotonic() - started)
-    Gimp.progress_set_text(f"Neural style transfer: done in {took}")
+    done = job.run_job(
+        settings,
+        content,
+        args.style_path,
+        lambda path: load_style(path, dtype, args.size),
+        job.build_params(args),
+        on_progress=on_progress,
+        should_cancel=should_cancel,
+        on_note=Gimp.message,
+    )
+    Gimp.progress_set_text(job.done_text(time.monotonic() - started))
     Gimp.progress_update(1.0)
-    return add_result_layer(image, source, (x, y, w, h), desc, data, has_selection, style_path)
+    name = job.result_layer_name(source.get_name(), args.style_path)
+    return add_result_layer(image, source, (x, y, w, h), done.raw, has_selection, name)
 
 
 def add_result_layer(
     image: Gimp.Image,
     source: Gimp.Layer,
     box: tuple[int, int, int, int],
-    desc: dict[str, Any],
-    data: bytes,
+    result: RawImage,
     has_selection: bool,
-    style_path: str,
+    name: str,
 ) -> Gimp.Layer:
     """New layer directly above the source, at its offsets, masked by the selection; one undo."""
     x, y, w, h = box
-    style_name = Path(style_path).stem or "style"
-    name = f"{source.get_name()} ({style_name})"
+    desc, data = result
     _, ox, oy = source.get_offsets()
     image.undo_group_start()
     try:
@@ -430,27 +309,21 @@ class NstStylize(Gimp.PlugIn):
             "strength",
             "S_trength",
             "How much style: 0 = a hint, 50 = the classic look, 100 = only the painting's texture",
-            0.0,
-            100.0,
-            50.0,
+            *job.STRENGTH,
             flags,
         )
         proc.add_int_argument(
             "iterations",
             "_Quality (iterations)",
             "Optimizer iterations per scale",
-            1,
-            5000,
-            300,
+            *job.ITERATIONS,
             flags,
         )
         proc.add_int_argument(
             "size",
             "_Working size",
             "Long side in pixels at which the style is computed",
-            16,
-            8192,
-            512,
+            *job.SIZE,
             flags,
         )
         proc.add_boolean_argument(
@@ -460,7 +333,7 @@ class NstStylize(Gimp.PlugIn):
             False,
             flags,
         )
-        proc.add_int_argument("seed", "See_d", "Random seed", 0, 2**31 - 1, 0, flags)
+        proc.add_int_argument("seed", "See_d", "Random seed", *job.SEED, flags)
         proc.add_string_argument(
             "endpoint",
             "Daemon _endpoint",
@@ -472,4 +345,5 @@ class NstStylize(Gimp.PlugIn):
         return proc
 
 
-Gimp.main(NstStylize.__gtype__, sys.argv)
+if __name__ == "__main__":
+    Gimp.main(NstStylize.__gtype__, sys.argv)

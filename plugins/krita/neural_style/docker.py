@@ -13,6 +13,11 @@ from typing import Any
 
 from krita import DockWidget, Krita
 
+from nst_client import strength
+from nst_client.client import JobResult, RawImage
+from nst_client.progress import Progress, format_duration
+from nst_client.settings import SettingsError
+
 from . import images, job_params, layer_ops, link
 from .qt import (
     ALIGN_CENTER,
@@ -63,6 +68,8 @@ class NeuralStyleDocker(DockWidget):
         self._capture: layer_ops.Capture | None = None
         self._style_name = ""
         self._started = 0.0
+        #: Where the strength slider starts: the daemon's default once it said hello.
+        self._strength_start = round(strength.DEFAULT)
         self.last_layer: Any = None
         self._build()
         self._load_recent()
@@ -107,10 +114,11 @@ class NeuralStyleDocker(DockWidget):
         form = QFormLayout()
         self.strength = QSlider(HORIZONTAL, root)
         self.strength.setObjectName("nst_strength")
-        self.strength.setRange(0, 100)
-        self.strength.setValue(job_params.STRENGTH_DEFAULT)
+        self.strength.setRange(int(strength.MINIMUM), int(strength.MAXIMUM))
+        self.strength.setValue(self._strength_start)
         self.strength.setToolTip(
-            "How much style: 0 = a hint, 50 = the classic look, 100 = only the painting's texture"
+            f"How much style: {strength.MINIMUM:g} = a hint, {strength.DEFAULT:g} = the classic "
+            f"look, {strength.MAXIMUM:g} = only the painting's texture"
         )
         form.addRow("Strength", self.strength)
         self.iterations = QSpinBox(root)
@@ -196,11 +204,12 @@ class NeuralStyleDocker(DockWidget):
             return
         try:
             settings = link.load_settings()
-        except link.SettingsError as exc:
-            self.daemon_status.setText(f"Daemon settings: {exc}")
+        except SettingsError as exc:
+            self._daemon_unavailable(f"Daemon settings: {exc}")
             return
         worker = StatusWorker(settings, self)
-        worker.answered.connect(self._daemon_answered)
+        worker.welcomed.connect(self._welcomed)
+        worker.unavailable.connect(self._daemon_unavailable)
         worker.finished.connect(self._status_done)
         self._status_worker = worker
         worker.start()
@@ -210,9 +219,19 @@ class NeuralStyleDocker(DockWidget):
             self._status_worker.deleteLater()
         self._status_worker = None
 
-    def _daemon_answered(self, ok: bool, text: str) -> None:
-        self.daemon_status.setStyleSheet("" if ok else "color: #c0392b;")
+    def _daemon_unavailable(self, text: str) -> None:
+        self.daemon_status.setStyleSheet("color: #c0392b;")
         self.daemon_status.setText(text)
+
+    def _welcomed(self, line: str, welcome: dict[str, Any]) -> None:
+        """The daemon said hello: its device, a stale-plug-in warning, its default strength."""
+        note = link.version_warning(welcome)
+        self.daemon_status.setStyleSheet("color: #d35400;" if note else "")
+        self.daemon_status.setText(f"{line}\nWarning: {note}" if note else line)
+        start = round(strength.default_strength(welcome))
+        if self.strength.value() == self._strength_start:  # not moved by the user
+            self.strength.setValue(start)
+        self._strength_start = start
 
     # -- style picking ----------------------------------------------------------------------
     def _browse(self) -> None:
@@ -288,7 +307,7 @@ class NeuralStyleDocker(DockWidget):
             style_path = self.style_path.text().strip()
             style, _ = images.load_style(style_path)
             capture = layer_ops.capture(Krita.instance().activeDocument())
-        except (link.SettingsError, images.ImageError, layer_ops.StylizeInputError) as exc:
+        except (SettingsError, images.ImageError, layer_ops.StylizeInputError) as exc:
             self._say(f"Cannot stylize: {exc}", error=True)
             self.progress.setValue(0)
             self.progress.setFormat("idle")
@@ -306,9 +325,8 @@ class NeuralStyleDocker(DockWidget):
         self._style_name = Path(style_path).stem
         self._started = time.monotonic()
         worker = StylizeWorker(settings, capture.content(), style, params, PREVIEW_EVERY, self)
-        worker.connected.connect(self._daemon_answered_ok)
+        worker.welcomed.connect(self._welcomed)
         worker.progressed.connect(self._progressed)
-        worker.previewed.connect(self._previewed)
         worker.succeeded.connect(self._succeeded)
         worker.failed.connect(self._failed)
         worker.cancelled.connect(self._cancelled)
@@ -330,14 +348,13 @@ class NeuralStyleDocker(DockWidget):
             self.cancel_button.setEnabled(False)
             self.progress.setFormat("cancelling…")
 
-    def _daemon_answered_ok(self, text: str) -> None:
-        self._daemon_answered(True, text)
+    def _progressed(self, progress: Progress) -> None:
+        self.progress.setFormat(progress.text())  # first: valueChanged then shows this text
+        self.progress.setValue(int(progress.fraction * 1000))
+        if progress.preview is not None:
+            self._show_preview(progress.preview)
 
-    def _progressed(self, header: dict[str, Any]) -> None:
-        self.progress.setValue(int(job_params.progress_fraction(header) * 1000))
-        self.progress.setFormat(job_params.progress_text(header))
-
-    def _previewed(self, raw: link.RawImage) -> None:
+    def _show_preview(self, raw: RawImage) -> None:
         try:
             image = images.to_qimage(*raw)
         except Exception as exc:  # a bad preview must not end the job
@@ -347,12 +364,12 @@ class NeuralStyleDocker(DockWidget):
             QPixmap.fromImage(image.scaled(PREVIEW_W, PREVIEW_H, KEEP_ASPECT, SMOOTH))
         )
 
-    def _succeeded(self, raw: link.RawImage) -> None:
+    def _succeeded(self, result: JobResult) -> None:
         capture = self._capture
         if capture is None:
             return
         try:
-            wire = layer_ops.fit_result(capture, *raw)
+            wire = layer_ops.fit_result(capture, result.image, result.data)
             layer, note = layer_ops.add_result_layer(capture, wire, self._style_name)
         except Exception as exc:
             self._say(f"Could not add the result layer: {exc}", error=True)
@@ -360,9 +377,9 @@ class NeuralStyleDocker(DockWidget):
             return
         self.last_layer = layer
         self.progress.setValue(1000)
-        took = job_params.format_seconds(time.monotonic() - self._started)
+        took = format_duration(time.monotonic() - self._started)
         self.progress.setFormat(f"done in {took}")
-        self._previewed(raw)
+        self._show_preview(result.raw)
         self._say(f"Added layer {layer.name()!r}{note}. Edit > Undo removes it.")
         self.job_finished.emit("done")
 

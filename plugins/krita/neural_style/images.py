@@ -1,4 +1,4 @@
-"""QImage <-> wire images: loading the style picture, previews and resizing (Qt, no PIL/numpy).
+"""QImage <-> wire images: loading the style picture and showing previews (Qt, no PIL/numpy).
 
 Krita's Python has neither PIL nor numpy, so QImage does the decoding and scaling. Wire u16
 RGBA equals QImage.Format_RGBA64 on little-endian machines (every machine Krita ships for).
@@ -9,14 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import pixels
-from .link import layouts
+from nst_client import layouts
+from nst_client.client import RawImage
+from nst_client.protocol import ImageDesc
+
 from .qt import (
-    FORMAT_GRAYSCALE8,
-    FORMAT_RGB888,
     FORMAT_RGBA64,
     FORMAT_RGBA8888,
-    IGNORE_ASPECT,
     KEEP_ASPECT,
     SMOOTH,
     QImage,
@@ -24,9 +23,10 @@ from .qt import (
     qimage_from_bytes,
 )
 
-RawImage = tuple[dict[str, Any], bytes]
 #: Style pictures are shrunk to this long side before sending: the engine works far below it.
 MAX_STYLE_SIDE = 2048
+#: The QImage format of each wire RGBA dtype the plug-in sends (and so gets back).
+QIMAGE_FORMATS = {"u8": (FORMAT_RGBA8888, 4), "u16": (FORMAT_RGBA64, 8)}
 
 
 class ImageError(ValueError):
@@ -48,43 +48,16 @@ def load_style(path: str, max_side: int = MAX_STYLE_SIDE) -> tuple[RawImage, Any
     if max(image.width(), image.height()) > max_side:
         image = image.scaled(max_side, max_side, KEEP_ASPECT, SMOOTH)
     image = image.convertToFormat(FORMAT_RGBA8888)
-    desc = {"width": image.width(), "height": image.height(), "channels": 4, "dtype": "u8"}
+    # Frame 0: the client places the style in its message when it sends it.
+    desc = layouts.describe(image.width(), image.height(), 4, "u8", 0)
     return (desc, qimage_bytes(image)), image
 
 
-def to_qimage(desc: dict[str, Any], data: bytes) -> Any:
-    """A wire image as a QImage (for previews and scaling); u16 RGBA stays 16-bit."""
-    width, height, channels, dtype = (
-        desc["width"],
-        desc["height"],
-        desc["channels"],
-        desc["dtype"],
-    )
-    if dtype == "f32":
-        data, dtype = layouts.convert_dtype(data, "f32", "u8"), "u8"
-    if dtype == "u16" and channels == 4:
-        return qimage_from_bytes(data, width, height, width * 8, FORMAT_RGBA64)
-    if dtype == "u16":
-        data, dtype = layouts.convert_dtype(data, "u16", "u8"), "u8"
-    if channels == 4:
-        return qimage_from_bytes(data, width, height, width * 4, FORMAT_RGBA8888)
-    if channels == 3:
-        return qimage_from_bytes(data, width, height, width * 3, FORMAT_RGB888)
-    if channels == 1:
-        return qimage_from_bytes(data, width, height, width, FORMAT_GRAYSCALE8)
-    grey = bytes(data[0::2])  # grey + alpha: show the grey
-    return qimage_from_bytes(grey, width, height, width, FORMAT_GRAYSCALE8)
-
-
-def resize_rgba(
-    data: bytes, dtype: str, width: int, height: int, new_width: int, new_height: int
-) -> bytes:
-    """Smoothly rescale a wire RGBA image (u8 or u16), for a result at another size."""
-    fmt = FORMAT_RGBA64 if dtype == "u16" else FORMAT_RGBA8888
-    bpp = pixels.pixel_size(dtype)
-    image = qimage_from_bytes(data, width, height, width * bpp, fmt)
-    scaled = image.scaled(new_width, new_height, IGNORE_ASPECT, SMOOTH).convertToFormat(fmt)
-    out = qimage_bytes(scaled)
-    if len(out) != new_width * new_height * bpp:
-        raise ImageError(f"resizing {width}x{height} to {new_width}x{new_height} failed")
-    return out
+def to_qimage(desc: ImageDesc, data: bytes) -> Any:
+    """A wire RGBA u8/u16 image (the layout the plug-in sends) as a QImage; u16 stays 16-bit."""
+    fmt = QIMAGE_FORMATS.get(desc["dtype"])
+    if desc["channels"] != 4 or fmt is None:
+        raise ImageError(f"cannot show a {desc['channels']}-channel {desc['dtype']} image")
+    layouts.check_buffer(desc, data)
+    width = desc["width"]
+    return qimage_from_bytes(data, width, desc["height"], width * fmt[1], fmt[0])

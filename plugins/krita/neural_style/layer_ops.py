@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import images, pixels
-from .link import layouts
+from nst_client import layouts
+from nst_client.client import RawImage
+from nst_client.protocol import ImageDesc
+
+from . import pixels
 
 SUPPORTED_DEPTHS = {"U8": "u8", "U16": "u16"}
+CHANNEL_NAMES = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}
 MIN_SIDE = 16
 
 
@@ -39,9 +43,8 @@ class Capture:
     dtype: str
     mask: bytes | None
 
-    def content(self) -> tuple[dict[str, Any], bytes]:
-        desc = {"width": self.width, "height": self.height, "channels": 4, "dtype": self.dtype}
-        return desc, self.wire
+    def content(self) -> RawImage:
+        return layouts.describe(self.width, self.height, 4, self.dtype, 1), self.wire
 
 
 def _selection_rect(document: Any) -> tuple[int, int, int, int, Any]:
@@ -86,7 +89,7 @@ def capture(document: Any) -> Capture:
             f"least {MIN_SIDE} px on each side"
         )
     raw = bytes(node.pixelData(x, y, width, height))
-    expected = width * height * pixels.pixel_size(SUPPORTED_DEPTHS[depth])
+    expected = layouts.nbytes(width, height, 4, SUPPORTED_DEPTHS[depth])
     if len(raw) != expected:
         raise StylizeInputError(
             f"Krita returned {len(raw)} bytes for a {width}x{height} "
@@ -129,22 +132,25 @@ def _find_node(parent: Any, unique_id: Any) -> Any:
     return None
 
 
-def fit_result(cap: Capture, desc: dict[str, Any], data: bytes) -> bytes:
-    """The daemon's image as wire RGBA at the capture's depth, size and selection."""
-    layouts.check_buffer({**desc, "frame": 1}, data, "result")
-    dtype, channels = desc["dtype"], desc["channels"]
-    width, height = desc["width"], desc["height"]
-    if dtype != cap.dtype:
-        data = layouts.convert_dtype(data, dtype, cap.dtype)
-    if channels != 4:
-        data = pixels.add_alpha(data, channels, cap.dtype)
-    if (width, height) != (cap.width, cap.height):
-        data = images.resize_rgba(data, cap.dtype, width, height, cap.width, cap.height)
-    if channels != 4:
-        data = pixels.copy_alpha(data, cap.wire, cap.dtype)
-    if cap.mask is not None:
-        data = pixels.mask_alpha(data, cap.dtype, cap.mask)
-    return data
+def _layout(width: int, height: int, channels: int, dtype: str) -> str:
+    return f"{width}x{height} {CHANNEL_NAMES.get(channels, f'{channels}-channel')} {dtype}"
+
+
+def fit_result(cap: Capture, image: ImageDesc, data: bytes) -> bytes:
+    """The daemon's result as the new layer's wire RGBA: outside the selection transparent.
+
+    The daemon returns the content's own layout (the engine keeps alpha); anything else is a
+    daemon this plug-in does not match, and no layer is made from it.
+    """
+    want = (cap.width, cap.height, 4, cap.dtype)
+    got = (image["width"], image["height"], image["channels"], image["dtype"])
+    if got != want:
+        raise layouts.LayoutError(
+            f"the daemon sent back a {_layout(*got)} image for a {_layout(*want)} area; "
+            f"update the daemon and reinstall the plug-in (`nst install-plugin krita`)"
+        )
+    layouts.check_buffer(image, data, "result")
+    return data if cap.mask is None else pixels.mask_alpha(data, cap.dtype, cap.mask)
 
 
 def add_result_layer(cap: Capture, wire: bytes, style_name: str) -> tuple[Any, str]:

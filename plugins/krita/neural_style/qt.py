@@ -6,7 +6,7 @@ Enum members are resolved once into module constants because PyQt6 only has scop
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     from PyQt5.QtCore import QObject, QSize, Qt, QThread, QTimer, pyqtSignal  # noqa: F401
@@ -31,27 +31,28 @@ try:
     )
 
     QT_API = "PyQt5"
-except ImportError:  # Krita 6
-    from PyQt6.QtCore import QObject, QSize, Qt, QThread, QTimer, pyqtSignal  # type: ignore # noqa: F401
-    from PyQt6.QtGui import QImage, QPixmap  # type: ignore # noqa: F401
-    from PyQt6.QtWidgets import (  # type: ignore # noqa: F401
-        QApplication,
-        QCheckBox,
-        QComboBox,
-        QDockWidget,
-        QFileDialog,
-        QFormLayout,
-        QHBoxLayout,
-        QLabel,
-        QLineEdit,
-        QProgressBar,
-        QPushButton,
-        QSizePolicy,
-        QSlider,
-        QSpinBox,
-        QVBoxLayout,
-        QWidget,
-    )
+except ImportError:  # Krita 6. mypy checks the PyQt5 names above (PyQt6 has the same).
+    if not TYPE_CHECKING:
+        from PyQt6.QtCore import QObject, QSize, Qt, QThread, QTimer, pyqtSignal  # noqa: F401
+        from PyQt6.QtGui import QImage, QPixmap  # noqa: F401
+        from PyQt6.QtWidgets import (  # noqa: F401
+            QApplication,
+            QCheckBox,
+            QComboBox,
+            QDockWidget,
+            QFileDialog,
+            QFormLayout,
+            QHBoxLayout,
+            QLabel,
+            QLineEdit,
+            QProgressBar,
+            QPushButton,
+            QSizePolicy,
+            QSlider,
+            QSpinBox,
+            QVBoxLayout,
+            QWidget,
+        )
 
     QT_API = "PyQt6"
 
@@ -65,13 +66,10 @@ def _enum(owner: Any, scope: str, name: str) -> Any:
 
 
 FORMAT_RGBA8888 = _enum(QImage, "Format", "Format_RGBA8888")
-FORMAT_RGB888 = _enum(QImage, "Format", "Format_RGB888")
-FORMAT_GRAYSCALE8 = _enum(QImage, "Format", "Format_Grayscale8")
 FORMAT_RGBA64 = _enum(QImage, "Format", "Format_RGBA64")
 ALIGN_CENTER = _enum(Qt, "AlignmentFlag", "AlignCenter")
 HORIZONTAL = _enum(Qt, "Orientation", "Horizontal")
 KEEP_ASPECT = _enum(Qt, "AspectRatioMode", "KeepAspectRatio")
-IGNORE_ASPECT = _enum(Qt, "AspectRatioMode", "IgnoreAspectRatio")
 SMOOTH = _enum(Qt, "TransformationMode", "SmoothTransformation")
 TEXT_SELECTABLE = _enum(Qt, "TextInteractionFlag", "TextSelectableByMouse")
 SIZE_EXPANDING = _enum(QSizePolicy, "Policy", "Expanding")

@@ -9,24 +9,29 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from nst_client.client import DaemonError, DaemonUnavailable, JobCancelled, RawImage
+from nst_client.settings import Settings, SettingsError
+
 from . import link
 from .qt import QThread, pyqtSignal
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, link.DaemonError):
+def message(exc: BaseException) -> str:
+    """An exception in words for the docker's status line."""
+    if isinstance(exc, DaemonError):
         return f"the daemon refused the job ({exc.code}): {exc.message}"
-    if isinstance(exc, (link.DaemonUnavailable, link.SettingsError)):
+    if isinstance(exc, (DaemonUnavailable, SettingsError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
 class StatusWorker(QThread):
-    """Says hello to the daemon once; emits the status line for the docker."""
+    """Says hello to the daemon once: `welcomed` with its welcome, or `unavailable`."""
 
-    answered = pyqtSignal(bool, str)
+    welcomed = pyqtSignal(str, object)  # status line, the welcome message
+    unavailable = pyqtSignal(str)
 
-    def __init__(self, settings: link.DaemonSettings, parent: Any = None) -> None:
+    def __init__(self, settings: Settings, parent: Any = None) -> None:
         super().__init__(parent)
         self.settings = settings
 
@@ -34,26 +39,25 @@ class StatusWorker(QThread):
         try:
             with link.connect(self.settings) as client:
                 welcome = client.hello()
-            self.answered.emit(True, link.describe_welcome(welcome, self.settings))
+            self.welcomed.emit(link.status_line(welcome, self.settings), welcome)
         except Exception as exc:  # shown in the status line, never raised into Krita
-            self.answered.emit(False, f"Daemon not connected: {_message(exc)}")
+            self.unavailable.emit(f"Daemon not connected: {message(exc)}")
 
 
 class StylizeWorker(QThread):
-    """Runs one stylize job: submit, relay progress and previews, return the result."""
+    """Runs one stylize job: relays progress (with previews), then the result or why not."""
 
-    progressed = pyqtSignal(object)  # the progress header (without the preview)
-    previewed = pyqtSignal(object)  # (descriptor, bytes) of the image so far
-    succeeded = pyqtSignal(object)  # (descriptor, bytes) of the result
+    welcomed = pyqtSignal(str, object)  # status line, the welcome message
+    progressed = pyqtSignal(object)  # nst_client.progress.Progress (.preview: RawImage | None)
+    succeeded = pyqtSignal(object)  # nst_client.client.JobResult
     failed = pyqtSignal(str)
     cancelled = pyqtSignal()
-    connected = pyqtSignal(str)  # status line once the daemon said hello
 
     def __init__(
         self,
-        settings: link.DaemonSettings,
-        content: link.RawImage,
-        style: link.RawImage,
+        settings: Settings,
+        content: RawImage,
+        style: RawImage,
         params: dict[str, Any],
         preview_every: int = 5,
         parent: Any = None,
@@ -70,31 +74,24 @@ class StylizeWorker(QThread):
         """Ask the running job to stop (thread-safe; the daemon answers `cancelled`)."""
         self._cancel.set()
 
-    def _on_progress(self, header: dict[str, Any]) -> None:
-        preview = header.pop("preview_image", None)
-        header.pop("preview", None)
-        self.progressed.emit(header)
-        if preview is not None:
-            self.previewed.emit(preview)
-
     def run(self) -> None:
         try:
             with link.connect(self.settings) as client:
                 welcome = client.hello()
-                self.connected.emit(link.describe_welcome(welcome, self.settings))
+                self.welcomed.emit(link.status_line(welcome, self.settings), welcome)
                 if self._cancel.is_set():
-                    raise link.JobCancelled("cancelled before it started")
-                job = client.submit(
-                    self.content, [(self.style, 1.0)], self.params, self.preview_every
-                )
-                result = client.follow(
-                    job,
-                    on_progress=self._on_progress,
+                    raise JobCancelled("cancelled before it started")
+                result = client.stylize_raw(
+                    self.content,
+                    [(self.style, 1.0)],
+                    self.params,
+                    on_progress=self.progressed.emit,
                     should_cancel=self._cancel.is_set,
+                    preview_every=self.preview_every,
                     idle_timeout_s=max(30.0, 6 * self.settings.timeout_s),
                 )
             self.succeeded.emit(result)
-        except link.JobCancelled:
+        except JobCancelled:
             self.cancelled.emit()
         except Exception as exc:  # reported in the docker, never raised into Krita
-            self.failed.emit(_message(exc))
+            self.failed.emit(message(exc))

@@ -1,0 +1,132 @@
+"""`nst-daemon`: options -> DaemonConfig -> Server; a one-line reason for every refusal."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+from .server import DaemonConfig, Server
+from .transport import SetupError
+
+log = logging.getLogger("nst_daemon")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DaemonConfig()
+    p = argparse.ArgumentParser(
+        prog="nst-daemon",
+        description="Serve neural style transfer from a warm VGG-19 over ZeroMQ "
+        "(protocol v1, see docs/protocol.md).",
+    )
+    p.add_argument(
+        "--endpoint",
+        default=d.endpoint,
+        help="tcp://HOST:PORT or ipc://PATH (default %(default)s); a non-loopback "
+        "address needs --curve-secret-key and --curve-allow",
+    )
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--weights", default=d.weights, help="VGG-19 weights (default %(default)s)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=d.max_pixels,
+        help="largest image (width x height) accepted (default %(default)s)",
+    )
+    p.add_argument(
+        "--client-timeout",
+        type=float,
+        default=d.client_timeout_s,
+        help="seconds of silence after which a client's jobs are cancelled "
+        "(clients ping every second while waiting; default %(default)s)",
+    )
+    p.add_argument(
+        "--style-cache-mb",
+        type=int,
+        default=d.style_cache_mb,
+        help="memory bound of the style-target cache (default %(default)s)",
+    )
+    p.add_argument(
+        "--memory-fraction",
+        type=float,
+        default=d.memory_fraction,
+        help="cap this process at this fraction of the GPU's memory (0 = no cap)",
+    )
+    p.add_argument(
+        "--curve-secret-key",
+        metavar="FILE",
+        help="server certificate with its secret key (zmq.auth .key_secret file)",
+    )
+    p.add_argument(
+        "--curve-allow",
+        metavar="DIR",
+        help="directory of allowed client public certificates (*.key)",
+    )
+    p.add_argument(
+        "--no-warmup", action="store_true", help="skip the tiny warm-up job after loading the model"
+    )
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> DaemonConfig:
+    return DaemonConfig(
+        endpoint=args.endpoint,
+        device=args.device,
+        weights=args.weights,
+        max_pixels=args.max_pixels,
+        client_timeout_s=args.client_timeout,
+        style_cache_mb=args.style_cache_mb,
+        memory_fraction=args.memory_fraction,
+        curve_secret_key=args.curve_secret_key,
+        curve_allow=args.curve_allow,
+        warmup=not args.no_warmup,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s nst-daemon %(levelname)s %(message)s",
+    )
+    server = Server(config_from_args(args))
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only set a flag: the handler runs on the main thread, which may hold the job lock.
+        server.stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        server.bind()
+    except SetupError as exc:
+        print(f"nst-daemon: {exc}", file=sys.stderr)
+        server.close()
+        return 2
+    try:
+        server.load()
+    except Exception as exc:  # noqa: BLE001 - a clear message instead of a traceback
+        log.debug("load failed", exc_info=True)
+        print(f"nst-daemon: cannot load the model: {type(exc).__name__}: {exc}", file=sys.stderr)
+        server.close()
+        return 1
+    if server.stop_requested.is_set():
+        server.close()
+        return 0
+    print(
+        f"ready endpoint={server.config.endpoint} device={server.describe_device()} "
+        f"weights={server.weights_name} max_pixels={server.config.max_pixels} pid={os.getpid()}",
+        flush=True,
+    )
+    server.serve()
+    log.info("bye")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Reading requests: every field checked and named before any pixel is touched.
+
+Runs on the socket thread, so it stays cheap: descriptors are checked against the frames and
+--max-pixels, params against nst_core.params; no buffer is converted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nst_client import layouts
+from nst_client import protocol as P
+from nst_core.params import ParamError, StyleParams, make_params
+
+from .jobs import Job
+
+
+def require(header: P.Header, key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    """header[key] of the given type, or ProtocolError(bad_request) naming the field."""
+    name = f"{where}{key}"
+    if key not in header:
+        raise P.ProtocolError(P.BAD_REQUEST, f"missing field '{name}'")
+    value = header[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise P.ProtocolError(P.BAD_REQUEST, f"field '{name}' has the wrong type (bool)")
+    if not isinstance(value, kind):
+        raise P.ProtocolError(
+            P.BAD_REQUEST, f"field '{name}' has the wrong type ({type(value).__name__})"
+        )
+    return value
+
+
+def envelope(header: P.Header) -> tuple[str, str]:
+    """(type, id) of a request whose type, id and protocol are valid."""
+    kind = require(header, "type", str)
+    request_id = require(header, "id", str)
+    if kind not in P.REQUESTS:
+        raise P.ProtocolError(
+            P.BAD_REQUEST,
+            f"field 'type': unknown request type {kind!r:.60} (known: {', '.join(P.REQUESTS)})",
+        )
+    protocol = header.get("protocol", P.PROTOCOL_VERSION)
+    if protocol != P.PROTOCOL_VERSION or isinstance(protocol, bool):
+        raise P.ProtocolError(
+            P.UNSUPPORTED_PROTOCOL,
+            f"field 'protocol': this daemon speaks protocol {P.PROTOCOL_VERSION}, "
+            f"not {protocol!r:.60}",
+        )
+    return kind, request_id
+
+
+def check_image(desc: Any, buffers: Sequence[P.Buffer], field: str, max_pixels: int) -> P.ImageDesc:
+    """Validate one descriptor against --max-pixels and its frame, before any allocation."""
+    try:
+        checked = layouts.check_descriptor(desc, field)
+    except layouts.LayoutError as exc:
+        raise P.ProtocolError(P.BAD_REQUEST, str(exc)) from None
+    pixels = checked["width"] * checked["height"]
+    if pixels > max_pixels:
+        raise P.ProtocolError(
+            P.TOO_LARGE,
+            f"{field}: {checked['width']}x{checked['height']} = {pixels} pixels is "
+            f"over this daemon's limit of {max_pixels} (--max-pixels)",
+        )
+    frame = checked["frame"]
+    if not 1 <= frame <= len(buffers):
+        raise P.ProtocolError(
+            P.BAD_REQUEST,
+            f"{field}.frame: {frame} is out of range (this message has "
+            f"{len(buffers)} image frame(s), numbered from 1)",
+        )
+    try:
+        layouts.check_buffer(checked, buffers[frame - 1], field)
+    except layouts.LayoutError as exc:
+        raise P.ProtocolError(P.BAD_IMAGE, str(exc)) from None
+    return checked
+
+
+def parse_params(raw: Any, device_type: str) -> StyleParams:
+    """Client params -> StyleParams; the daemon's device is fixed, so `device` may only agree."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise P.ProtocolError(
+            P.BAD_REQUEST, f"field 'params' has the wrong type ({type(raw).__name__})"
+        )
+    device = raw.get("device", "auto")
+    if device not in ("auto", device_type):
+        raise P.ProtocolError(
+            P.BAD_REQUEST,
+            f"params.device: the daemon's device is fixed at start "
+            f"({device_type}); send 'auto' or leave it out, not {device!r:.60}",
+        )
+    try:
+        return make_params({k: v for k, v in raw.items() if k != "device"})
+    except ParamError as exc:
+        raise P.ProtocolError(P.BAD_REQUEST, f"params.{exc}") from None
+
+
+def parse_stylize(
+    header: P.Header,
+    buffers: Sequence[P.Buffer],
+    client: bytes,
+    max_pixels: int,
+    device_type: str,
+) -> Job:
+    """A stylize request -> a Job (frames kept as they came; the runner converts them)."""
+    request_id = require(header, "id", str)
+    content = check_image(require(header, "content", dict), buffers, "content", max_pixels)
+    raw_styles = require(header, "styles", list)
+    if not raw_styles:
+        raise P.ProtocolError(P.BAD_REQUEST, "field 'styles' is empty: send at least one style")
+    if len(raw_styles) > P.MAX_STYLES:
+        raise P.ProtocolError(
+            P.BAD_REQUEST, f"field 'styles' has {len(raw_styles)} entries (at most {P.MAX_STYLES})"
+        )
+    styles: list[P.StyleDesc] = []
+    for i, desc in enumerate(raw_styles):
+        name = f"styles[{i}]"
+        checked = check_image(desc, buffers, name, max_pixels)
+        weight = desc.get("weight", 1.0)
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (0 <= weight < float("inf"))
+        ):
+            raise P.ProtocolError(
+                P.BAD_REQUEST, f"{name}.weight: expected a number >= 0, got {weight!r:.60}"
+            )
+        styles.append({**checked, "weight": float(weight)})
+    params = parse_params(header.get("params"), device_type)
+    preview_every = header.get("preview_every", 0)
+    if preview_every is None:
+        preview_every = 0
+    if (
+        isinstance(preview_every, bool)
+        or not isinstance(preview_every, int)
+        or not (0 <= preview_every <= P.MAX_PREVIEW_EVERY)
+    ):
+        raise P.ProtocolError(
+            P.BAD_REQUEST,
+            f"field 'preview_every': expected an integer 0..{P.MAX_PREVIEW_EVERY}, "
+            f"got {preview_every!r:.60}",
+        )
+    return Job(
+        client=client,
+        id=request_id,
+        content=content,
+        styles=styles,
+        frames=list(buffers),
+        params=params,
+        preview_every=preview_every,
+    )

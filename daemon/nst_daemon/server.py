@@ -1,0 +1,378 @@
+"""The daemon's socket loop: requests in, replies out, one worker thread running jobs.
+
+Threads: the main thread owns the ROUTER socket and nothing else touches it, so status, cancel,
+ping and new submissions are answered within milliseconds while a job runs. One worker thread
+runs jobs in FIFO order (jobs.Scheduler, runner.Runner); it hands its outgoing messages to the
+main thread over an inproc PAIR socket.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from nst_client import __version__
+from nst_client import protocol as P
+from nst_core.params import StyleParams
+
+from . import requests
+from .jobs import Job, Scheduler
+from .runner import Runner
+from .transport import RouterSocket, SetupError
+
+log = logging.getLogger("nst_daemon")
+
+Handler = Callable[[bytes, P.Header, list[P.Buffer]], None]
+
+
+@dataclass
+class DaemonConfig:
+    """Everything the daemon is started with (nst-daemon's options)."""
+
+    endpoint: str = P.DEFAULT_ENDPOINT
+    device: str = "auto"
+    weights: str = "caffe"
+    max_pixels: int = P.DEFAULT_MAX_PIXELS
+    client_timeout_s: float = 10.0
+    style_cache_mb: int = 512
+    memory_fraction: float = 0.0
+    curve_secret_key: str | None = None
+    curve_allow: str | None = None
+    warmup: bool = True
+
+    def check(self) -> None:
+        """SetupError naming the first option out of range."""
+        if self.max_pixels <= 0:
+            raise SetupError("--max-pixels must be positive")
+        if self.client_timeout_s <= 0:
+            raise SetupError("--client-timeout must be positive")
+        if self.style_cache_mb < 0:
+            raise SetupError("--style-cache-mb must be 0 or more")
+        if not 0.0 <= self.memory_fraction <= 1.0:
+            raise SetupError("--memory-fraction must be within 0..1")
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+class Server:
+    """Socket loop (main thread) + worker thread around one warm model."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.sched = Scheduler()
+        self.started = time.monotonic()
+        self.last_seen: dict[bytes, float] = {}
+        self.stop_requested = threading.Event()
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.router: RouterSocket | None = None
+        self.runner: Runner | None = None
+        self.device_name = "?"
+        self.device_type = "cpu"
+        self.weights_name = config.weights
+        self._torch: Any = None
+        self._inbox_addr = f"inproc://nst-worker-{id(self)}"
+        self._inbox: zmq.Socket[Any] | None = None
+        self._worker: threading.Thread | None = None
+        self._worker_ready = threading.Event()
+        self.handlers: dict[str, Handler] = {
+            P.HELLO: self.on_hello,
+            P.PING: self.on_ping,
+            P.STATUS: self.on_status,
+            P.CANCEL: self.on_cancel,
+            P.STYLIZE: self.on_stylize,
+        }
+
+    # -- setup ---------------------------------------------------------------------------------
+    def bind(self) -> None:
+        """Bind the ROUTER (with CURVE when keys are given); fails fast before the model loads."""
+        c = self.config
+        c.check()
+        self.router = RouterSocket(self.ctx, c.endpoint, c.curve_secret_key, c.curve_allow)
+        self._inbox = self.ctx.socket(zmq.PAIR)
+        self._inbox.bind(self._inbox_addr)
+
+    def load(self) -> None:
+        """Import the engine, load the model and run one tiny job so the first real one is fast."""
+        import numpy as np
+        import torch
+
+        from nst_core import engine
+
+        c = self.config
+        model = engine.load_model(weights=c.weights, device=c.device)
+        device = model.device
+        self._torch = torch
+        self.device_type = device.type
+        self.device_name = str(device)
+        self.weights_name = model.weights_name
+        if c.memory_fraction and self.device_type == "cuda":
+            torch.cuda.set_per_process_memory_fraction(c.memory_fraction, device)
+        cache = engine.StyleTargetCache(max_bytes=c.style_cache_mb << 20)
+        self.runner = Runner(engine.stylize, model, cache, self.device_name, self._free_memory)
+        if c.warmup:
+            rng = np.random.default_rng(0)
+            img, style = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+            engine.stylize(
+                img, [style], {"iterations": 1, "size": 32, "min_scale": 32}, model=model
+            )
+
+    def _free_memory(self) -> None:
+        if self._torch is not None and self.device_type == "cuda":
+            self._torch.cuda.empty_cache()
+
+    def describe_device(self) -> str:
+        if self.device_type == "cuda" and self._torch is not None:
+            try:
+                return f"{self.device_name} ({self._torch.cuda.get_device_name(self.device_name)})"
+            except Exception:  # noqa: BLE001 - only cosmetic
+                pass
+        return self.device_name
+
+    # -- messages ------------------------------------------------------------------------------
+    def send(
+        self, client: bytes, message: Mapping[str, Any], buffers: Sequence[P.Buffer] = ()
+    ) -> None:
+        """Send to one client (socket thread only); a vanished client gets its jobs cancelled."""
+        assert self.router is not None
+        if not self.router.send(client, message, buffers):
+            self.client_gone(client, "disconnected")
+
+    def error(self, client: bytes, request_id: Any, code: str, message: str) -> None:
+        log.info("error %s to %s: %s", code, client.hex(), message)
+        request_id = request_id if isinstance(request_id, str) else None
+        self.send(client, P.error(request_id, code, message))
+
+    def client_gone(self, client: bytes, why: str) -> None:
+        """Cancel everything a vanished client queued or is running."""
+        self.last_seen.pop(client, None)
+        for job in self.sched.jobs_of(client):
+            log.warning("client %s %s: cancelling its job %r", client.hex(), why, job.id)
+            self.sched.cancel(job.key)
+
+    def handle(self, frames: Sequence[zmq.Frame]) -> None:
+        """One incoming message: answer it or queue its job; never raises."""
+        client = frames[0].bytes
+        self.last_seen[client] = time.monotonic()
+        request_id: Any = None
+        try:
+            header, buffers = P.unpack([f.buffer for f in frames[1:]])
+            request_id = header.get("id")
+            kind, _ = requests.envelope(header)
+            self.handlers[kind](client, header, buffers)
+        except P.ProtocolError as exc:
+            self.error(client, request_id, exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001 - the daemon must outlive any request
+            log.error("internal error on a request: %s", traceback.format_exc())
+            self.error(client, request_id, P.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    def on_hello(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
+        requests.require(header, "protocol", int)
+        name = header.get("client")
+        log.info("hello from %s (%s)", client.hex(), name if isinstance(name, str) else "?")
+        defaults = StyleParams().to_dict()
+        self.send(
+            client,
+            P.welcome(
+                header["id"],
+                version=__version__,
+                device=self.device_name,
+                weights=self.weights_name,
+                max_pixels=self.config.max_pixels,
+                client_timeout_s=self.config.client_timeout_s,
+                defaults=defaults,
+            ),
+        )
+
+    def on_ping(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
+        self.send(client, P.pong(header["id"]))
+
+    def on_status(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
+        running, queue = self.sched.snapshot(client)
+        memory: P.Memory = {"rss_bytes": rss_bytes()}
+        if self.device_type == "cuda" and self._torch is not None:
+            cuda = self._torch.cuda
+            memory["device_allocated_bytes"] = cuda.memory_allocated(self.device_name)
+            memory["device_reserved_bytes"] = cuda.memory_reserved(self.device_name)
+            props = cuda.get_device_properties(self.device_name)
+            memory["device_total_bytes"] = props.total_memory
+        cache = self.runner.style_cache if self.runner is not None else None
+        self.send(
+            client,
+            P.status(
+                header["id"],
+                running=running,
+                queue=queue,
+                device=self.device_name,
+                memory=memory,
+                uptime_s=round(time.monotonic() - self.started, 3),
+                counts=self.sched.counts(),
+                style_cache={
+                    "hits": cache.hits if cache else 0,
+                    "misses": cache.misses if cache else 0,
+                },
+            ),
+        )
+
+    def on_cancel(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
+        job_id = requests.require(header, "job", str)
+        where = self.sched.cancel((client, job_id))
+        if where is None:
+            raise P.ProtocolError(
+                P.UNKNOWN_JOB,
+                f"field 'job': no queued or running job {job_id!r:.80} from this client",
+            )
+        log.info("cancel %r (%s)", job_id, where)
+        if where == "queued":
+            self.send(client, P.cancelled(job_id))
+        # A running job's worker sends `cancelled` once the engine stops (within an iteration).
+
+    def on_stylize(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
+        job = requests.parse_stylize(
+            header, buffers, client, self.config.max_pixels, self.device_type
+        )
+        position = self.sched.submit(job)
+        log.info(
+            "job %r from %s accepted at position %d (%dx%d, %d style(s))",
+            job.id,
+            client.hex(),
+            position,
+            job.content["width"],
+            job.content["height"],
+            len(job.styles),
+        )
+        self.send(client, P.accepted(job.id, position))
+
+    # -- liveness ------------------------------------------------------------------------------
+    def reap(self) -> None:
+        """Cancel the jobs of clients silent for longer than --client-timeout."""
+        now = time.monotonic()
+        timeout = self.config.client_timeout_s
+        for client in self.sched.clients():
+            seen = self.last_seen.get(client)
+            if seen is None or now - seen > timeout:
+                self.client_gone(client, f"silent for over {timeout:g} s")
+        # Forget idle clients with nothing queued so the table stays small.
+        busy = self.sched.clients()
+        for client in [
+            c for c, t in self.last_seen.items() if c not in busy and now - t > 10 * timeout
+        ]:
+            del self.last_seen[client]
+
+    # -- worker --------------------------------------------------------------------------------
+    def _worker_main(self) -> None:
+        assert self.runner is not None
+        runner = self.runner
+        out = self.ctx.socket(zmq.PAIR)
+        out.connect(self._inbox_addr)
+        self._worker_ready.set()
+
+        def post(client: bytes, message: Mapping[str, Any], buffers: Sequence[P.Buffer]) -> None:
+            """Worker -> socket thread: [client, header, *buffers] over the inproc PAIR."""
+            out.send_multipart([client, *P.pack(message, buffers)], copy=False)
+
+        try:
+            while True:
+                job = self.sched.take()
+                if job is None:
+                    return
+                reply: Mapping[str, Any]
+                buffers: list[bytes]
+
+                def post_progress(message: P.Progress, data: list[bytes], job: Job = job) -> None:
+                    post(job.client, message, data)
+
+                try:
+                    reply, buffers = runner.run(job, post_progress)
+                except Exception as exc:  # noqa: BLE001 - the worker must outlive any job
+                    log.error("job %r crashed: %s", job.id, traceback.format_exc())
+                    reply = P.error(job.id, P.INTERNAL, f"{type(exc).__name__}: {exc}")
+                    buffers = []
+                job.frames = []
+                # Bookkeeping first, so a status right after the reply already shows it done.
+                self.sched.finish(job, reply["type"])
+                post(job.client, reply, buffers)
+        finally:
+            out.close(0)
+
+    # -- main loop -----------------------------------------------------------------------------
+    def serve(self) -> None:
+        assert self.router is not None and self._inbox is not None
+        self._worker = threading.Thread(target=self._worker_main, name="nst-worker", daemon=True)
+        self._worker.start()
+        self._worker_ready.wait()
+        poller = zmq.Poller()
+        poller.register(self.router.sock, zmq.POLLIN)
+        poller.register(self._inbox, zmq.POLLIN)
+        next_reap = time.monotonic() + 0.5
+        while not self.stop_requested.is_set():
+            try:
+                events = dict(poller.poll(100))
+            except zmq.ZMQError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if self._inbox in events:
+                self._forward_outbox()
+            if self.router.sock in events:
+                for _ in range(100):  # bounded, so worker output is never starved
+                    frames = self.router.recv()
+                    if frames is None:
+                        break
+                    self.handle(frames)
+            if time.monotonic() >= next_reap:
+                self.reap()
+                next_reap = time.monotonic() + 0.5
+        self.shutdown()
+
+    def _forward_outbox(self) -> None:
+        assert self._inbox is not None and self.router is not None
+        while True:
+            try:
+                frames = self._inbox.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if not self.router.send_frames(frames):
+                self.client_gone(frames[0].bytes, "disconnected")
+
+    def shutdown(self) -> None:
+        """Cancel the running job, tell queued clients, close the socket."""
+        log.info("shutting down")
+        for job in self.sched.stop():
+            self.send(job.client, P.cancelled(job.id))
+        if self._worker is not None:
+            deadline = time.monotonic() + 10.0
+            while self._worker.is_alive() and time.monotonic() < deadline:
+                self._worker.join(0.05)
+                self._forward_outbox()
+            self._forward_outbox()
+        self.close()
+
+    def close(self) -> None:
+        if self.router is not None:
+            self.router.close()
+            self.router = None
+        if self._inbox is not None:
+            self._inbox.close(0)
+            self._inbox = None
+        if self._worker is None or not self._worker.is_alive():
+            self.ctx.term()  # would block on a worker still inside a long iteration

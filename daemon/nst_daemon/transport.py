@@ -1,0 +1,155 @@
+"""The daemon's socket: which endpoints it may bind, CURVE, and the one send to a client.
+
+A non-loopback endpoint faces the network and is served only with CURVE encryption and an
+allow-list of client keys. A send to a client that has gone returns False instead of raising,
+so every caller handles a vanished peer the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import zmq
+
+from nst_client import protocol as P
+
+log = logging.getLogger("nst_daemon")
+
+
+class SetupError(Exception):
+    """The daemon cannot start with these options; the message says why."""
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """True for ipc://, inproc:// and tcp:// on a loopback address (no CURVE needed)."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    if not endpoint.startswith("tcp://"):
+        return False
+    hostport = endpoint[len("tcp://") :]
+    host = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '*', an interface name or a host name: may face the network
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Reject endpoints ZeroMQ would take but the daemon does not serve (e.g. pgm://)."""
+    if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
+        raise SetupError(f"--endpoint {endpoint!r}: expected tcp://HOST:PORT or ipc://PATH")
+
+
+class RouterSocket:
+    """The daemon's ROUTER socket, bound under the endpoint policy; main thread only."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        endpoint: str,
+        curve_secret_key: str | None = None,
+        curve_allow: str | None = None,
+    ) -> None:
+        check_endpoint(endpoint)
+        curve = bool(curve_secret_key or curve_allow)
+        if curve and not (curve_secret_key and curve_allow):
+            raise SetupError("CURVE needs both --curve-secret-key and --curve-allow")
+        if not is_local_endpoint(endpoint) and not curve:
+            raise SetupError(
+                f"refusing to bind {endpoint}: it is not a loopback or ipc endpoint, and "
+                f"serving the network needs CURVE encryption. Give --curve-secret-key "
+                f"SERVER.key_secret and --curve-allow DIR (client public .key files, made with "
+                f"zmq.auth.create_certificates), or bind tcp://127.0.0.1:PORT / ipc://PATH"
+            )
+        self.endpoint = endpoint
+        self._auth: Any = None
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 500)
+        sock.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished peer shows as EHOSTUNREACH
+        sock.setsockopt(zmq.SNDHWM, 10000)
+        sock.setsockopt(zmq.RCVHWM, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        try:
+            if curve_secret_key and curve_allow:
+                self._auth = _setup_curve(ctx, sock, curve_secret_key, curve_allow)
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self._close(sock)
+            raise SetupError(f"cannot bind {endpoint}: {exc}") from None
+        except SetupError:
+            self._close(sock)
+            raise
+        self.sock = sock
+
+    def _close(self, sock: zmq.Socket[Any]) -> None:
+        sock.close(0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+    def recv(self) -> list[zmq.Frame] | None:
+        """One waiting message ([client id, header, *buffers]) or None."""
+        try:
+            return self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+
+    def send(
+        self, client: bytes, header: Mapping[str, Any], buffers: Sequence[P.Buffer] = ()
+    ) -> bool:
+        """Send one message to a client; False when the client is gone."""
+        return self.send_frames([client, *P.pack(header, buffers)])
+
+    def send_frames(self, frames: Sequence[Any]) -> bool:
+        """Send [client id, header, *buffers] as packed; False when the client is gone."""
+        client = bytes(frames[0])
+        try:
+            self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            log.warning("client %s is not reading; dropped a message", client.hex())
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return False
+            log.error("send to %s failed: %s", client.hex(), exc)
+        return True
+
+    def close(self) -> None:
+        self.sock.close(500)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+
+def _setup_curve(ctx: zmq.Context[Any], sock: zmq.Socket[Any], secret_key: str, allow: str) -> Any:
+    """CURVE server keys on sock and an authenticator that admits only the allowed keys."""
+    import zmq.auth
+    from zmq.auth.thread import ThreadAuthenticator
+
+    if not os.path.isdir(allow):
+        raise SetupError(
+            f"--curve-allow {allow!r}: expected a directory of client public key files (*.key)"
+        )
+    try:
+        public, secret = zmq.auth.load_certificate(secret_key)
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"--curve-secret-key {secret_key!r}: {exc}") from None
+    if not secret:
+        raise SetupError(
+            f"--curve-secret-key {secret_key!r} holds no secret key (give the .key_secret file)"
+        )
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve(domain="*", location=allow)
+    sock.curve_server = True
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+    return auth

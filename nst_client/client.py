@@ -1,0 +1,407 @@
+"""Client for the NST daemon: one API over two transports, with timeouts everywhere.
+
+`ZmqTransport` talks to the daemon directly (needs pyzmq + msgpack). `BridgeTransport` starts
+`python -m nst_client.bridge` from the product's own Python and talks to it over pipes (needs
+only the standard library), for editors whose bundled Python lacks pyzmq. Images travel as
+(descriptor, bytes) pairs; numpy arrays are accepted where numpy is installed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from . import __version__, layouts
+from . import protocol as P
+from .progress import Progress
+from .settings import Settings, check_transport
+
+#: An image on the wire: its descriptor and its bytes.
+RawImage = tuple[P.ImageDesc, bytes]
+ProgressFn = Callable[[Progress], None]
+Received = tuple[P.Header, list[bytes]]
+
+
+class DaemonUnavailable(ConnectionError):
+    """No daemon answered within the timeout."""
+
+
+class DaemonError(RuntimeError):
+    """The daemon answered a request with an `error` reply."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class JobCancelled(RuntimeError):
+    """The job ended with `cancelled`."""
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job: the image in the content's layout, and the daemon's figures."""
+
+    image: P.ImageDesc
+    data: bytes
+    stats: P.Stats
+
+    @property
+    def raw(self) -> RawImage:
+        return self.image, self.data
+
+
+def unavailable(endpoint: str, timeout_s: float) -> DaemonUnavailable:
+    return DaemonUnavailable(
+        f"no NST daemon answered at {endpoint} within {timeout_s:g} s; start one with "
+        f"`nst-daemon --endpoint {endpoint}` (or check the endpoint in the plug-in settings)"
+    )
+
+
+def version_note(welcome: Mapping[str, Any], reinstall: str) -> str | None:
+    """A warning when this copy of the client is not the daemon's version, else None.
+
+    reinstall: the command that brings the plug-in up to date (`nst install-plugin gimp`).
+    """
+    theirs = welcome.get("version")
+    if not isinstance(theirs, str) or theirs == __version__:
+        return None
+    return (
+        f"the plug-in is version {__version__} but the engine is {theirs}: "
+        f"reinstall the plug-in with `{reinstall}` and restart the editor"
+    )
+
+
+class Transport(Protocol):
+    """Carries whole messages to and from one daemon."""
+
+    def send(self, header: Mapping[str, Any], buffers: Sequence[P.Buffer] = ()) -> None: ...
+
+    def recv(self, timeout_s: float) -> Received | None: ...
+
+    def close(self) -> None: ...
+
+
+class ZmqTransport:
+    """A DEALER socket connected to the daemon's ROUTER."""
+
+    def __init__(
+        self,
+        endpoint: str = P.DEFAULT_ENDPOINT,
+        curve_server_key: bytes | None = None,
+        curve_keypair: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        import zmq
+
+        self.endpoint = endpoint
+        self._sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        self._sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        if curve_server_key is not None:
+            public, secret = curve_keypair or zmq.curve_keypair()
+            self._sock.setsockopt(zmq.CURVE_SERVERKEY, curve_server_key)
+            self._sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            self._sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        self._sock.connect(endpoint)
+
+    def send(self, header: Mapping[str, Any], buffers: Sequence[P.Buffer] = ()) -> None:
+        self._sock.send_multipart(P.pack(header, buffers), copy=False)
+
+    def recv(self, timeout_s: float) -> Received | None:
+        if not self._sock.poll(int(timeout_s * 1000)):
+            return None
+        frames = self._sock.recv_multipart(copy=False)
+        header, buffers = P.unpack([f.buffer for f in frames])
+        return header, [bytes(b) for b in buffers]
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+
+class BridgeTransport:
+    """Pipes to `python -m nst_client.bridge`, which relays to the daemon over ZeroMQ."""
+
+    def __init__(self, endpoint: str, python: str) -> None:
+        self.endpoint = endpoint
+        cmd = [python, "-m", "nst_client.bridge", "--endpoint", endpoint]
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, creationflags=flags
+            )
+        except OSError as exc:
+            raise DaemonUnavailable(f"cannot start the bridge {cmd[0]!r}: {exc}") from exc
+        self._inbox: queue.Queue[Received | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_loop, daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        assert self._proc.stdout is not None
+        try:
+            while True:
+                self._inbox.put(P.read_pipe_message(self._proc.stdout))
+        except (EOFError, OSError, ValueError):
+            self._inbox.put(None)
+
+    def send(self, header: Mapping[str, Any], buffers: Sequence[P.Buffer] = ()) -> None:
+        assert self._proc.stdin is not None
+        try:
+            P.write_pipe_message(self._proc.stdin, header, buffers)
+        except OSError as exc:
+            raise DaemonUnavailable(f"the bridge process exited: {exc}") from exc
+
+    def recv(self, timeout_s: float) -> Received | None:
+        try:
+            item = self._inbox.get(timeout=max(timeout_s, 0.0))
+        except queue.Empty:
+            return None
+        if item is None:
+            self._inbox.put(None)
+            raise DaemonUnavailable(f"the bridge process exited (code {self._proc.poll()})")
+        return item
+
+    def close(self) -> None:
+        if self._proc.stdin:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+
+
+class Client:
+    """Requests to one daemon. Not thread-safe: use one Client per thread."""
+
+    def __init__(
+        self,
+        endpoint: str = P.DEFAULT_ENDPOINT,
+        *,
+        transport: Transport | None = None,
+        timeout_s: float = 5.0,
+        client_name: str = "nst-client",
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.client_name = client_name
+        self._transport: Transport = transport or ZmqTransport(endpoint)
+        self._ids = itertools.count(1)
+        self._prefix = uuid.uuid4().hex[:8]
+        self._stash: list[Received] = []
+        #: ids whose replies nobody waits for any more (pings of a finished follow): dropped.
+        self._orphans: set[str] = set()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def new_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def send(self, message: P.Request, buffers: Sequence[P.Buffer] = ()) -> str:
+        self._transport.send(message, buffers)
+        return message["id"]
+
+    def receive(self, request_id: str, timeout_s: float) -> Received | None:
+        """Next message for request_id within timeout_s (others are kept for later)."""
+        for i, (header, buffers) in enumerate(self._stash):
+            if header.get("id") == request_id:
+                del self._stash[i]
+                return header, buffers
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            item = self._transport.recv(left)
+            if item is None:
+                return None
+            got = item[0].get("id")
+            if got == request_id:
+                return item
+            if isinstance(got, str) and got in self._orphans:
+                self._orphans.discard(got)
+                continue
+            self._stash.append(item)
+
+    def request(
+        self, message: P.Request, buffers: Sequence[P.Buffer] = (), timeout_s: float | None = None
+    ) -> Received:
+        """Send a one-reply request; DaemonUnavailable if nothing answers in time."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        request_id = self.send(message, buffers)
+        reply = self.receive(request_id, timeout)
+        if reply is None:
+            raise unavailable(self.endpoint, timeout)
+        if reply[0].get("type") == P.ERROR:
+            raise _daemon_error(reply[0])
+        return reply
+
+    # -- requests -------------------------------------------------------------------------
+    def hello(self) -> P.Welcome:
+        # Replies are trusted to have their documented shape once their type is right.
+        return cast(P.Welcome, self.request(P.hello(self.new_id(), self.client_name))[0])
+
+    def ping(self) -> P.Pong:
+        return cast(P.Pong, self.request(P.ping(self.new_id()))[0])
+
+    def status(self) -> P.Status:
+        return cast(P.Status, self.request(P.status_request(self.new_id()))[0])
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the daemon to cancel a job; its `cancelled` reply arrives on the job's id."""
+        self.send(P.cancel(self.new_id(), job_id))
+
+    def submit(
+        self,
+        content: RawImage,
+        styles: Sequence[tuple[RawImage, float]],
+        params: Mapping[str, Any] | None = None,
+        preview_every: int = 0,
+    ) -> str:
+        """Send a stylize request; returns its job id. Follow it with `follow`."""
+        buffers = [content[1]] + [data for (_, data), _ in styles]
+        style_descs: list[P.StyleDesc] = [
+            {**_descriptor(desc, i), "weight": float(weight)}
+            for i, ((desc, _), weight) in enumerate(styles, start=2)
+        ]
+        message = P.stylize(
+            self.new_id(), _descriptor(content[0], 1), style_descs, params or {}, preview_every
+        )
+        return self.send(message, buffers)
+
+    def follow(
+        self,
+        job_id: str,
+        on_progress: ProgressFn | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        idle_timeout_s: float = 30.0,
+        poll_s: float = 0.1,
+    ) -> JobResult:
+        """Wait for a job's result, relaying progress; cancels when should_cancel() is true.
+
+        While waiting it pings the daemon every second (progress or not): the daemon cancels
+        the jobs of a client it has not heard from for its --client-timeout, and a daemon that
+        died is noticed here within idle_timeout_s.
+        """
+        cancel_sent = False
+        last_heard = last_ping = time.monotonic()
+        ping_id: str | None = None
+        try:
+            while True:
+                if should_cancel is not None and not cancel_sent and should_cancel():
+                    self.cancel(job_id)
+                    cancel_sent = True
+                item = self.receive(job_id, poll_s)
+                now = time.monotonic()
+                if ping_id is not None and self.receive(ping_id, 0) is not None:
+                    ping_id, last_heard = None, now
+                if ping_id is None and now - last_ping >= 1.0:
+                    ping_id, last_ping = self.send(P.ping(self.new_id())), now
+                if item is None:
+                    if now - last_heard > idle_timeout_s:
+                        raise unavailable(self.endpoint, idle_timeout_s)
+                    continue
+                last_heard = now
+                result = self._on_job_message(job_id, item, on_progress)
+                if result is not None:
+                    return result
+        finally:
+            if ping_id is not None and self.receive(ping_id, 0) is None:
+                self._orphans.add(ping_id)
+
+    @staticmethod
+    def _on_job_message(
+        job_id: str, item: Received, on_progress: ProgressFn | None
+    ) -> JobResult | None:
+        """One message of a job: relay progress, return the result, raise on the others."""
+        header, buffers = item
+        kind = header.get("type")
+        if kind == P.PROGRESS:
+            if on_progress is not None:
+                on_progress(Progress.from_message(header, buffers))
+        elif kind == P.RESULT:
+            image = header.get("image")
+            if not isinstance(image, dict):
+                raise DaemonError(P.INTERNAL, "the result carries no image descriptor")
+            desc = layouts.check_descriptor(image, "result.image")
+            if not 1 <= desc["frame"] <= len(buffers):
+                raise DaemonError(P.INTERNAL, "the result's image frame is missing")
+            data = buffers[desc["frame"] - 1]
+            layouts.check_buffer(desc, data, "result.image")
+            return JobResult(desc, data, cast(P.Stats, header.get("stats") or {}))
+        elif kind == P.CANCELLED:
+            raise JobCancelled(f"job {job_id} was cancelled")
+        elif kind == P.ERROR:
+            raise _daemon_error(header)
+        return None
+
+    def stylize_raw(
+        self,
+        content: RawImage,
+        styles: Sequence[tuple[RawImage, float]],
+        params: Mapping[str, Any] | None = None,
+        *,
+        on_progress: ProgressFn | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        preview_every: int = 0,
+        idle_timeout_s: float = 30.0,
+    ) -> JobResult:
+        job_id = self.submit(content, styles, params, preview_every)
+        return self.follow(job_id, on_progress, should_cancel, idle_timeout_s)
+
+    def stylize(
+        self,
+        content: Any,
+        styles: Sequence[Any],
+        params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """numpy in, numpy out: content (H, W, C) and styles as arrays or (array, weight)."""
+        pairs = [s if isinstance(s, tuple) else (s, 1.0) for s in styles]
+        raw_styles = [(layouts.from_array(a, 0), float(w)) for a, w in pairs]
+        done = self.stylize_raw(layouts.from_array(content, 0), raw_styles, params, **kwargs)
+        return layouts.to_array(done.image, done.data)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _daemon_error(header: P.Header) -> DaemonError:
+    code, message = header.get("code"), header.get("message")
+    return DaemonError(
+        code if isinstance(code, str) else P.INTERNAL, message if isinstance(message, str) else ""
+    )
+
+
+def _descriptor(desc: P.ImageDesc, frame: int) -> P.ImageDesc:
+    """The wire descriptor of an image at a frame index (extra keys dropped)."""
+    return layouts.describe(desc["width"], desc["height"], desc["channels"], desc["dtype"], frame)
+
+
+def connect(settings: Settings | None = None, client_name: str = "nst-client") -> Client:
+    """A Client on the settings' transport: 'zmq', 'bridge', or 'auto' (zmq when importable)."""
+    settings = settings or Settings()
+    transport = check_transport(settings.resolved_transport())
+    link: Transport
+    if transport == "zmq":
+        link = ZmqTransport(settings.endpoint)
+    else:
+        link = BridgeTransport(settings.endpoint, settings.bridge_python())
+    return Client(
+        settings.endpoint, transport=link, timeout_s=settings.timeout_s, client_name=client_name
+    )

@@ -1,0 +1,97 @@
+"""How far a job is and how long it has left: the one formula every client shows.
+
+The fraction is elapsed / (elapsed + ETA) once the engine has an estimate: the engine weighs
+its steps by pixels, so the bar does not race through the cheap coarse scales and then stall
+at the last one (as iteration / iterations would). Before the first estimate it falls back to
+the iteration count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    """A finite number from a message field, else default (a progress bar never raises)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return float(value) if math.isfinite(value) else default
+
+
+def format_duration(seconds: float) -> str:
+    """'0:42', '12:05' or '1:02:03'."""
+    seconds = max(int(round(seconds)), 0)
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report, from the engine (in-process) or a daemon's `progress` message."""
+
+    iteration: int
+    iterations: int
+    scale: int
+    scales: int
+    loss_total: float
+    loss_content: float
+    loss_style: float
+    elapsed_s: float
+    eta_s: float | None
+    #: The image so far when previews were asked for: a (descriptor, bytes) pair from the
+    #: daemon, a numpy array from the engine.
+    preview: Any = None
+
+    @classmethod
+    def from_message(cls, header: Mapping[str, Any], buffers: Sequence[bytes] = ()) -> Progress:
+        """Read a `progress` message leniently: a bad field shows as 0, never as an error."""
+        loss = header.get("loss")
+        loss = loss if isinstance(loss, dict) else {}
+        eta = header.get("eta_s")
+        preview = None
+        desc = header.get("preview")
+        if isinstance(desc, dict):
+            frame = desc.get("frame")
+            if isinstance(frame, int) and 1 <= frame <= len(buffers):
+                preview = (desc, buffers[frame - 1])
+        return cls(
+            iteration=int(_number(header.get("iteration"))),
+            iterations=int(_number(header.get("iterations"))),
+            scale=int(_number(header.get("scale"), 1.0)),
+            scales=int(_number(header.get("scales"), 1.0)),
+            loss_total=_number(loss.get("total")),
+            loss_content=_number(loss.get("content")),
+            loss_style=_number(loss.get("style")),
+            elapsed_s=_number(header.get("elapsed_s")),
+            eta_s=None if eta is None else _number(eta),
+            preview=preview,
+        )
+
+    @property
+    def fraction(self) -> float:
+        """0..1 of the whole job."""
+        eta = self.eta_s
+        if eta is not None and self.elapsed_s + eta > 0 and self.iteration > 0:
+            value = self.elapsed_s / (self.elapsed_s + eta)
+        elif self.iterations > 0:
+            value = self.iteration / self.iterations
+        else:
+            value = 0.0
+        return min(max(value, 0.0), 1.0)
+
+    @property
+    def percent(self) -> int:
+        return int(self.fraction * 100)
+
+    def text(self) -> str:
+        """'42% · 1:15 left · scale 2/3' (elapsed time while there is no estimate yet)."""
+        where = f" · scale {self.scale}/{self.scales}" if self.scales > 1 else ""
+        if self.eta_s is not None and self.iteration > 0:
+            return f"{self.percent}% · {format_duration(self.eta_s)} left{where}"
+        if self.elapsed_s > 0:
+            return f"{self.percent}% · {format_duration(self.elapsed_s)} elapsed{where}"
+        return f"{self.percent}%{where}"

@@ -1,0 +1,462 @@
+"""Protocol v1 between the daemon and its clients: the one definition everyone imports.
+
+A message is multipart: frame 0 is a msgpack map (the header), further frames are raw image
+buffers that the header refers to by index (docs/protocol.md). The bridge carries the same
+messages over pipes with a JSON header, for editors whose Python has neither pyzmq nor msgpack.
+
+Every message has a TypedDict here and is built by the function of the same name in lower
+case (`hello(...)` -> `Hello`), so both sides write each message in one place. Pure Python;
+msgpack is imported only where a header is packed or unpacked.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, Literal, TypedDict
+
+PROTOCOL_VERSION = 1
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5757"
+#: Largest message the daemon accepts (ZeroMQ's maxmsgsize): 8192x8192 RGBA f32 plus headroom.
+MAX_MESSAGE_BYTES = 8192 * 8192 * 4 * 4 + (1 << 20)
+DEFAULT_MAX_PIXELS = 8192 * 8192
+MAX_QUEUED_PER_CLIENT = 4
+MAX_STYLES = 16
+#: Largest preview_every accepted (anything bigger means "no previews" anyway).
+MAX_PREVIEW_EVERY = 1 << 20
+
+# Request types
+HELLO, STYLIZE, CANCEL, STATUS, PING = "hello", "stylize", "cancel", "status", "ping"
+REQUESTS = (HELLO, STYLIZE, CANCEL, STATUS, PING)
+# Reply types
+WELCOME, ACCEPTED, PROGRESS, RESULT, ERROR, CANCELLED, PONG = (
+    "welcome",
+    "accepted",
+    "progress",
+    "result",
+    "error",
+    "cancelled",
+    "pong",
+)
+#: Replies after which no more messages come for that request id.
+FINAL_REPLIES = (WELCOME, RESULT, ERROR, CANCELLED, PONG, STATUS)
+
+# Error codes (stable; new codes go at the end)
+BAD_REQUEST = "bad_request"
+UNSUPPORTED_PROTOCOL = "unsupported_protocol"
+TOO_LARGE = "too_large"
+BAD_IMAGE = "bad_image"
+UNKNOWN_JOB = "unknown_job"
+QUEUE_FULL = "queue_full"
+OUT_OF_MEMORY = "out_of_memory"
+OPTIMISATION_FAILED = "optimisation_failed"
+INTERNAL = "internal"
+ERROR_CODES = (
+    BAD_REQUEST,
+    UNSUPPORTED_PROTOCOL,
+    TOO_LARGE,
+    BAD_IMAGE,
+    UNKNOWN_JOB,
+    QUEUE_FULL,
+    OUT_OF_MEMORY,
+    INTERNAL,
+    OPTIMISATION_FAILED,
+)
+
+
+class ProtocolError(Exception):
+    """A request the daemon cannot serve; becomes an `error` reply with this code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- message types ------------------------------------------------------------------------
+# `total=False` subclasses add the optional keys (Python 3.10 has no NotRequired).
+
+
+class ImageDesc(TypedDict):
+    """Where an image's pixels are and how to read them (see nst_client.layouts)."""
+
+    width: int
+    height: int
+    channels: int
+    dtype: str
+    frame: int
+
+
+class StyleDesc(ImageDesc, total=False):
+    weight: float
+
+
+class Loss(TypedDict):
+    total: float
+    content: float
+    style: float
+
+
+class CacheCounts(TypedDict):
+    hits: int
+    misses: int
+
+
+class Hello(TypedDict):
+    type: Literal["hello"]
+    id: str
+    protocol: int
+    client: str
+
+
+class Ping(TypedDict):
+    type: Literal["ping"]
+    id: str
+
+
+class StatusRequest(TypedDict):
+    type: Literal["status"]
+    id: str
+
+
+class Cancel(TypedDict):
+    type: Literal["cancel"]
+    id: str
+    job: str
+
+
+class _Stylize(TypedDict):
+    type: Literal["stylize"]
+    id: str
+    content: ImageDesc
+    styles: list[StyleDesc]
+    params: dict[str, Any]
+
+
+class Stylize(_Stylize, total=False):
+    preview_every: int
+
+
+Request = Hello | Ping | StatusRequest | Cancel | Stylize
+
+
+class Welcome(TypedDict):
+    type: Literal["welcome"]
+    id: str
+    protocol: int
+    version: str
+    device: str
+    weights: str
+    max_pixels: int
+    max_queued: int
+    client_timeout_s: float
+    defaults: dict[str, Any]
+
+
+class Accepted(TypedDict):
+    type: Literal["accepted"]
+    id: str
+    queue_position: int
+
+
+class _Progress(TypedDict):
+    type: Literal["progress"]
+    id: str
+    iteration: int
+    iterations: int
+    scale: int
+    scales: int
+    loss: Loss
+    elapsed_s: float
+    eta_s: float
+
+
+class Progress(_Progress, total=False):
+    preview: ImageDesc
+
+
+class Stats(TypedDict):
+    elapsed_s: float
+    queued_s: float
+    iterations: int
+    scales: int
+    loss: Loss | None
+    device: str
+    style_cache: CacheCounts
+    oom_retries: int
+
+
+class Result(TypedDict):
+    type: Literal["result"]
+    id: str
+    image: ImageDesc
+    stats: Stats
+
+
+class Error(TypedDict):
+    type: Literal["error"]
+    id: str | None
+    code: str
+    message: str
+
+
+class Cancelled(TypedDict):
+    type: Literal["cancelled"]
+    id: str
+
+
+class Pong(TypedDict):
+    type: Literal["pong"]
+    id: str
+
+
+class RunningJob(TypedDict):
+    id: str | None
+    mine: bool
+    iteration: int
+    iterations: int
+    elapsed_s: float
+
+
+class QueuedJob(TypedDict):
+    id: str | None
+    mine: bool
+
+
+class _Memory(TypedDict):
+    rss_bytes: int
+
+
+class Memory(_Memory, total=False):
+    device_allocated_bytes: int
+    device_reserved_bytes: int
+    device_total_bytes: int
+
+
+class Status(TypedDict):
+    type: Literal["status"]
+    id: str
+    running: RunningJob | None
+    queue: list[QueuedJob]
+    device: str
+    memory: Memory
+    uptime_s: float
+    jobs_done: int
+    jobs_failed: int
+    jobs_cancelled: int
+    style_cache: CacheCounts
+
+
+Reply = Welcome | Accepted | Progress | Result | Error | Cancelled | Pong | Status
+Message = Request | Reply
+#: A header as it arrives, before anyone has checked it: a map of anything.
+Header = dict[str, Any]
+
+
+# --- builders: the one place each message is written -----------------------------------------
+
+
+def hello(request_id: str, client: str) -> Hello:
+    return {"type": "hello", "id": request_id, "protocol": PROTOCOL_VERSION, "client": client}
+
+
+def ping(request_id: str) -> Ping:
+    return {"type": "ping", "id": request_id}
+
+
+def status_request(request_id: str) -> StatusRequest:
+    return {"type": "status", "id": request_id}
+
+
+def cancel(request_id: str, job: str) -> Cancel:
+    return {"type": "cancel", "id": request_id, "job": job}
+
+
+def stylize(
+    request_id: str,
+    content: ImageDesc,
+    styles: Sequence[StyleDesc],
+    params: Mapping[str, Any],
+    preview_every: int = 0,
+) -> Stylize:
+    message: Stylize = {
+        "type": "stylize",
+        "id": request_id,
+        "content": content,
+        "styles": list(styles),
+        "params": dict(params),
+    }
+    if preview_every:
+        message["preview_every"] = int(preview_every)
+    return message
+
+
+def welcome(
+    request_id: str,
+    *,
+    version: str,
+    device: str,
+    weights: str,
+    max_pixels: int,
+    client_timeout_s: float,
+    defaults: dict[str, Any],
+) -> Welcome:
+    return {
+        "type": "welcome",
+        "id": request_id,
+        "protocol": PROTOCOL_VERSION,
+        "version": version,
+        "device": device,
+        "weights": weights,
+        "max_pixels": max_pixels,
+        "max_queued": MAX_QUEUED_PER_CLIENT,
+        "client_timeout_s": client_timeout_s,
+        "defaults": defaults,
+    }
+
+
+def accepted(request_id: str, queue_position: int) -> Accepted:
+    return {"type": "accepted", "id": request_id, "queue_position": queue_position}
+
+
+def progress(
+    request_id: str,
+    *,
+    iteration: int,
+    iterations: int,
+    scale: int,
+    scales: int,
+    loss: Loss,
+    elapsed_s: float,
+    eta_s: float,
+    preview: ImageDesc | None = None,
+) -> Progress:
+    message: Progress = {
+        "type": "progress",
+        "id": request_id,
+        "iteration": iteration,
+        "iterations": iterations,
+        "scale": scale,
+        "scales": scales,
+        "loss": loss,
+        "elapsed_s": elapsed_s,
+        "eta_s": eta_s,
+    }
+    if preview is not None:
+        message["preview"] = preview
+    return message
+
+
+def result(request_id: str, image: ImageDesc, stats: Stats) -> Result:
+    return {"type": "result", "id": request_id, "image": image, "stats": stats}
+
+
+def error(request_id: str | None, code: str, message: str) -> Error:
+    return {"type": "error", "id": request_id, "code": code, "message": message}
+
+
+def cancelled(request_id: str) -> Cancelled:
+    return {"type": "cancelled", "id": request_id}
+
+
+def pong(request_id: str) -> Pong:
+    return {"type": "pong", "id": request_id}
+
+
+def status(
+    request_id: str,
+    *,
+    running: RunningJob | None,
+    queue: list[QueuedJob],
+    device: str,
+    memory: Memory,
+    uptime_s: float,
+    counts: tuple[int, int, int],
+    style_cache: CacheCounts,
+) -> Status:
+    """counts: jobs (done, failed, cancelled) since the daemon started."""
+    return {
+        "type": "status",
+        "id": request_id,
+        "running": running,
+        "queue": queue,
+        "device": device,
+        "memory": memory,
+        "uptime_s": uptime_s,
+        "jobs_done": counts[0],
+        "jobs_failed": counts[1],
+        "jobs_cancelled": counts[2],
+        "style_cache": style_cache,
+    }
+
+
+# --- framing ---------------------------------------------------------------------------------
+
+Frames = list[bytes]
+#: What may be sent as an image frame: bytes, or a buffer ZeroMQ can send without a copy.
+Buffer = bytes | bytearray | memoryview
+
+
+def pack(header: Mapping[str, Any], buffers: Sequence[Buffer] = ()) -> list[Buffer]:
+    """Header + image buffers -> the frames of one ZeroMQ multipart message."""
+    import msgpack
+
+    return [msgpack.packb(dict(header), use_bin_type=True), *buffers]
+
+
+def unpack(frames: Sequence[Buffer]) -> tuple[Header, list[Buffer]]:
+    """Frames of one message -> (header, buffers); ProtocolError(bad_request) if malformed."""
+    import msgpack
+
+    if not frames:
+        raise ProtocolError(BAD_REQUEST, "empty message")
+    try:
+        header = msgpack.unpackb(bytes(frames[0]), raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(BAD_REQUEST, f"frame 0 is not a msgpack map: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(
+            BAD_REQUEST, f"frame 0 must be a msgpack map, got {type(header).__name__}"
+        )
+    return header, list(frames[1:])
+
+
+# --- pipe framing (bridge) ---------------------------------------------------------------
+# A message on a pipe: u32 frame count, then per frame u64 length + bytes (little-endian).
+# Frame 0 is the header as UTF-8 JSON, so the editor side needs only the standard library.
+
+
+def write_pipe_message(
+    stream: IO[bytes], header: Mapping[str, Any], buffers: Sequence[Buffer] = ()
+) -> None:
+    frames: list[Buffer] = [json.dumps(header).encode("utf-8"), *buffers]
+    stream.write(struct.pack("<I", len(frames)))
+    for frame in frames:
+        view = memoryview(frame).cast("B")
+        stream.write(struct.pack("<Q", len(view)))
+        stream.write(view)
+    stream.flush()
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            raise EOFError("pipe closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_pipe_message(stream: IO[bytes]) -> tuple[Header, list[bytes]]:
+    (count,) = struct.unpack("<I", _read_exact(stream, 4))
+    frames = []
+    for _ in range(count):
+        (length,) = struct.unpack("<Q", _read_exact(stream, 8))
+        frames.append(_read_exact(stream, length))
+    header = json.loads(frames[0].decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError("pipe message header is not a JSON object")
+    return header, frames[1:]

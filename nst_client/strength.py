@@ -1,0 +1,36 @@
+"""The artist's strength scale (0..100) and the style weight it stands for: the one mapping.
+
+Clients send `strength` as is; the engine turns it into beta with `style_weight` below, so a
+change of mapping needs no plug-in update. Sliders take their range from here and their start
+from the daemon's `welcome.defaults`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: 0 = a hint of the style, DEFAULT = the classic look, 100 = only the painting's texture.
+MINIMUM, DEFAULT, MAXIMUM = 0.0, 50.0, 100.0
+#: Each DECADE steps of strength multiply beta by 10.
+DECADE = 25.0
+#: beta at DEFAULT with alpha = 1: see docs/quality.md for how it was chosen.
+STYLE_WEIGHT_AT_DEFAULT = 5.0
+
+
+def clamp(strength: float) -> float:
+    return min(max(float(strength), MINIMUM), MAXIMUM)
+
+
+def style_weight(strength: float) -> float:
+    """beta for a strength on the 0..100 scale."""
+    return STYLE_WEIGHT_AT_DEFAULT * 10.0 ** ((clamp(strength) - DEFAULT) / DECADE)
+
+
+def default_strength(welcome: Mapping[str, Any] | None = None) -> float:
+    """Where a slider starts: the daemon's default when it said one, else this package's."""
+    defaults = (welcome or {}).get("defaults")
+    value = defaults.get("strength") if isinstance(defaults, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return clamp(value)
+    return DEFAULT

@@ -1,0 +1,214 @@
+"""Unit tests of the Krita plug-in's pure parts and its installer (no Krita, no daemon).
+
+The plug-in package is imported as Krita imports it (plugins/krita on sys.path), with
+tests/unit/krita_standin.py standing in for Krita's `krita` module.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import struct
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import krita_standin
+import pytest
+
+from nst_client import client, settings, strength
+from nst_core.params import StyleParams, make_params
+from nst_plugins import install as shared
+from nst_plugins import krita_installer as installer
+
+PLUGIN = shared.payload_dir("krita") / installer.PLUGIN_NAME
+
+
+@pytest.fixture(scope="module")
+def plugin() -> ModuleType:
+    return krita_standin.load_plugin()
+
+
+def _imports(tree: ast.AST) -> list[tuple[ast.stmt, str]]:
+    """(statement, absolute module name) of every import; relative ones as '.name'."""
+    found: list[tuple[ast.stmt, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node, "." * node.level + (node.module or "")))
+    return found
+
+
+def test_imports_only_nst_client_qt_and_krita() -> None:
+    """The plug-in runs in Krita's Python: the standard library, nst_client (installed beside
+    it, imported as a top-level package without fallbacks), krita, and PyQt in qt.py only (so
+    Krita 6's PyQt6 needs changes there alone). Never the engine, the daemon, torch, numpy, PIL.
+    """
+    seen = set()
+    for path in PLUGIN.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        guarded = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for n in ast.walk(t)}
+        for node, name in _imports(tree):
+            top = name.split(".")[0]
+            seen.add(top)
+            if name.startswith("."):
+                assert "nst_client" not in name, f"{path.name}: {name} (no vendored copy)"
+                continue
+            assert top in {"krita", "nst_client", "PyQt5", "PyQt6"} | sys.stdlib_module_names, (
+                f"{path.name} imports {name}"
+            )
+            if top in ("PyQt5", "PyQt6"):
+                assert path.name == "qt.py", f"{path.name} imports {name}"
+            if top == "nst_client":
+                assert id(node) not in guarded, f"{path.name}: {name} inside try (no fallback)"
+    assert "nst_client" in seen and not seen & {"nst_core", "nst_daemon", "torch", "numpy", "PIL"}
+
+
+def test_mask_alpha_composites_through_a_soft_selection(plugin: ModuleType) -> None:
+    px = plugin.pixels
+    rgba = bytes([10, 20, 30, 200] * 4)
+    out = px.mask_alpha(rgba, "u8", bytes([0, 255, 128, 1]))
+    assert list(out) == [0, 0, 0, 0, 10, 20, 30, 200, 10, 20, 30, 100, 10, 20, 30, 1]
+    r16 = struct.pack("<4H", 1, 2, 3, 65535) * 3
+    out16 = struct.unpack("<12H", px.mask_alpha(r16, "u16", bytes([0, 128, 255])))
+    assert out16 == (0, 0, 0, 0, 1, 2, 3, 32896, 1, 2, 3, 65535)
+    with pytest.raises(ValueError, match="does not match"):
+        px.mask_alpha(rgba, "u8", bytes(3))
+
+
+def test_alpha_is_empty(plugin: ModuleType) -> None:
+    px = plugin.pixels
+    assert px.alpha_is_empty(bytes(8), "u8")
+    assert not px.alpha_is_empty(bytes([0, 0, 0, 0, 9, 9, 9, 1]), "u8")
+    assert not px.alpha_is_empty(struct.pack("<4H", 5, 5, 5, 256), "u16")  # high byte only
+    assert px.alpha_is_empty(struct.pack("<4H", 5, 5, 5, 0), "u16")
+
+
+def test_the_slider_sends_the_engines_strength_scale(plugin: ModuleType) -> None:
+    assert StyleParams().strength == strength.DEFAULT
+    for slider in (strength.MINIMUM, strength.DEFAULT, strength.MAXIMUM):
+        params = plugin.job_params.build_params(
+            iterations=20, size=512, strength=slider, preserve_colors=False, area=(64, 48)
+        )
+        assert params["strength"] == slider and "style_weight" not in params
+        assert make_params(params).beta == strength.style_weight(slider)
+
+
+def test_params_are_engine_params(plugin: ModuleType) -> None:
+    build = plugin.job_params.build_params
+    params = build(iterations=20, size=512, strength=170, preserve_colors=True, area=(64, 48))
+    assert params["size"] == 64  # never above the area's own long side
+    assert params["strength"] == strength.MAXIMUM
+    make_params(params)  # the engine accepts every name and value
+    small = build(iterations=1, size=4, strength=0, preserve_colors=False, area=(800, 600))
+    assert small["size"] == plugin.job_params.MIN_SIZE
+
+
+def test_settings_come_from_the_file_beside_the_package(
+    plugin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = plugin.link
+    assert link.CONFIG_PATH == PLUGIN.resolve() / settings.CONFIG_NAME
+    config = tmp_path / settings.CONFIG_NAME
+    config.write_text('{"endpoint": "tcp://127.0.0.1:9", "transport": "zmq", "timeout_s": 2}')
+    monkeypatch.setattr(link, "CONFIG_PATH", config)
+    for name in ("NST_ENDPOINT", "NST_TRANSPORT", "NST_PYTHON", "NST_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    s = link.load_settings()
+    assert (s.endpoint, s.transport, s.timeout_s) == ("tcp://127.0.0.1:9", "zmq", 2.0)
+    monkeypatch.setenv("NST_TRANSPORT", "bridge")
+    assert link.load_settings().resolved_transport() == "bridge"
+    monkeypatch.setenv("NST_TRANSPORT", "carrier-pigeon")
+    with pytest.raises(settings.SettingsError, match="NST_TRANSPORT: must be one of"):
+        link.load_settings()
+
+
+def test_connect_names_the_plugin_and_its_transport(
+    plugin: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+
+    class Transport:
+        def __init__(self, endpoint: str) -> None:
+            made.append(endpoint)
+
+        def send(self, header: Any, buffers: Any = ()) -> None: ...
+
+        def recv(self, timeout_s: float) -> None: ...
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(client, "ZmqTransport", Transport)
+    daemon = settings.Settings(endpoint="tcp://127.0.0.1:7", transport="zmq", timeout_s=3.0)
+    with plugin.link.connect(daemon) as connection:
+        assert isinstance(connection, client.Client)
+        assert connection.client_name == "krita-neural-style/zmq"
+        assert (connection.endpoint, connection.timeout_s) == ("tcp://127.0.0.1:7", 3.0)
+    assert made == ["tcp://127.0.0.1:7"]
+
+
+def test_status_line_and_version_warning(plugin: ModuleType) -> None:
+    link = plugin.link
+    daemon = settings.Settings(endpoint="tcp://127.0.0.1:7", transport="bridge")
+    welcome = {"device": "cuda:0", "version": client.__version__}
+    assert link.status_line(welcome, daemon) == (
+        "Daemon connected: cuda:0 via bridge (tcp://127.0.0.1:7)"
+    )
+    assert link.version_warning(welcome) is None
+    note = link.version_warning({**welcome, "version": "99.0"})
+    assert note is not None and "`nst install-plugin krita`" in note and "99.0" in note
+
+
+def test_platform_paths() -> None:
+    env = {
+        "HOME": "/home/a",
+        "APPDATA": r"C:\Users\a\AppData\Roaming",
+        "LOCALAPPDATA": r"C:\Users\a\AppData\Local",
+    }
+    assert installer.pykrita_dir(env, "linux") == Path("/home/a/.local/share/krita/pykrita")
+    assert installer.kritarc_path(env, "linux") == Path("/home/a/.config/kritarc")
+    xdg = {**env, "XDG_DATA_HOME": "/x/data", "XDG_CONFIG_HOME": "/x/config"}
+    assert installer.pykrita_dir(xdg, "linux") == Path("/x/data/krita/pykrita")
+    assert installer.kritarc_path(xdg, "linux") == Path("/x/config/kritarc")
+    assert installer.pykrita_dir(env, "darwin") == Path(
+        "/home/a/Library/Application Support/krita/pykrita"
+    )
+    assert installer.pykrita_dir(env, "win32") == Path(env["APPDATA"]) / "krita" / "pykrita"
+    assert installer.kritarc_path(env, "win32") == Path(env["LOCALAPPDATA"]) / "kritarc"
+
+
+def test_kritarc_enable_line(tmp_path: Path) -> None:
+    rc = tmp_path / "kritarc"
+    assert installer.set_enabled(rc, True)
+    assert rc.read_text() == "[python]\nenable_neural_style=true\n"
+    assert not installer.set_enabled(rc, True)  # idempotent
+    rc.write_text("[General]\nx=1\n")
+    installer.set_enabled(rc, True)
+    assert rc.read_text() == "[General]\nx=1\n\n[python]\nenable_neural_style=true\n"
+    installer.set_enabled(rc, False)
+    assert "enable_neural_style" not in rc.read_text()
+    assert rc.read_text().startswith("[General]\nx=1\n")
+
+
+def test_install_and_uninstall(tmp_path: Path) -> None:
+    dest, rc = tmp_path / "pykrita", tmp_path / "kritarc"
+    original = "[General]\nfoo=1\n\n[python]\nenable_other=true\n"
+    rc.write_text(original)
+    package = installer.install(dest, "tcp://127.0.0.1:1", "bridge", kritarc=rc)
+    assert package == dest / "neural_style"
+    # The client goes beside the plug-in (Krita puts pykrita on sys.path), not inside it.
+    assert (dest / "nst_client" / "client.py").exists()
+    assert not (package / "nst_client").exists()
+    assert {p.name for p in package.glob("*.py")} == {p.name for p in PLUGIN.glob("*.py")}
+    assert (dest / "neural_style.desktop").exists()
+    config = json.loads((package / settings.CONFIG_NAME).read_text())
+    assert config["transport"] == "bridge"
+    assert "style_weight" not in config  # strength goes to the engine, which maps it
+    assert "enable_neural_style=true" in rc.read_text()
+    removed = installer.uninstall(dest, kritarc=rc)
+    assert set(removed) == {package, dest / "neural_style.desktop", dest / "nst_client", rc}
+    assert not package.exists() and rc.read_text() == original
+    with pytest.raises(ValueError, match="must be one of"):
+        installer.install(dest, "tcp://127.0.0.1:1", "pigeon", kritarc=rc)
