@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nst_client.protocol import DEFAULT_ENDPOINT
-from nst_client.settings import CONFIG_NAME, check_transport
+from nst_client.settings import CONFIG_NAME, TRANSPORTS, check_transport
 
 from . import install as shared
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", type=Path, help="pykrita folder (default: Krita's own)")
     parser.add_argument("--kritarc", type=Path, help="kritarc file (default: Krita's own)")
     parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
-    parser.add_argument("--transport", choices=("auto", "zmq", "bridge"), default="auto")
+    parser.add_argument("--transport", choices=TRANSPORTS, default="auto")
     args = parser.parse_args(argv)
     if args.action == "install":
         package = install(args.dest, args.endpoint, args.transport, args.kritarc)

@@ -7,11 +7,11 @@ import ast
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scripted_transport import Reply, ScriptedTransport
 
 import nst_client
 from nst_client import protocol as P
@@ -212,7 +212,6 @@ W, H = 4, 3
 CONTENT = (P.ImageDesc(width=W, height=H, channels=4, dtype="u8", frame=0), bytes(range(48)))
 STYLE = (P.ImageDesc(width=2, height=2, channels=3, dtype="u8", frame=0), bytes(12))
 STATS = {"elapsed_s": 1.0, "queued_s": 0.0, "iterations": 20, "scales": 1}
-Reply = tuple[dict[str, Any], list[bytes]]
 
 
 def _welcome(version: str = nst_client.__version__) -> dict[str, Any]:
@@ -240,40 +239,11 @@ PROGRESS: Reply = (
 )
 
 
-class ScriptedDaemon:
-    """A transport that answers from a script: each request type gets its listed replies, on
-    the request's id (a cancel's on its job's id, as the daemon does)."""
-
-    def __init__(self, script: Mapping[str, Sequence[Reply | dict[str, Any]]]) -> None:
-        self.script = script
-        self.sent: list[dict[str, Any]] = []
-        self.frames: list[int] = []
-        self.inbox: list[Reply] = []
-        self.closed = False
-
-    def send(self, header: Mapping[str, Any], buffers: Sequence[P.Buffer] = ()) -> None:
-        self.sent.append(dict(header))
-        self.frames.append(len(buffers))
-        reply_id = header.get("job", header["id"])
-        for reply in self.script.get(header["type"], []):
-            head, frames = reply if isinstance(reply, tuple) else (reply, [])
-            self.inbox.append(({**head, "id": reply_id}, list(frames)))
-
-    def recv(self, timeout_s: float) -> Reply | None:
-        return self.inbox.pop(0) if self.inbox else None
-
-    def close(self) -> None:
-        self.closed = True
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [h for h in self.sent if h["type"] == kind]
-
-
 SETTINGS = Settings(endpoint="tcp://127.0.0.1:1", timeout_s=0.05)
 
 
 def _run(
-    daemon: ScriptedDaemon, style_path: str, **kwargs: Any
+    daemon: ScriptedTransport, style_path: str, **kwargs: Any
 ) -> tuple[Any, list[str], list[str]]:
     """run_job against DAEMON; returns (result, client names that connected, style reads)."""
     names: list[str] = []
@@ -304,7 +274,7 @@ def style_file(tmp_path: Path) -> str:
 
 
 def test_job_success(style_file: str) -> None:
-    daemon = ScriptedDaemon(
+    daemon = ScriptedTransport(
         {"hello": [_welcome()], "stylize": [{"type": "accepted"}, PROGRESS, _result()]}
     )
     seen: list[Progress] = []
@@ -330,7 +300,7 @@ def test_job_success(style_file: str) -> None:
 
 
 def test_version_note_shown_and_job_still_runs(style_file: str) -> None:
-    daemon = ScriptedDaemon({"hello": [_welcome("9.9.9")], "stylize": [_result()]})
+    daemon = ScriptedTransport({"hello": [_welcome("9.9.9")], "stylize": [_result()]})
     notes: list[str] = []
     done, _, _ = _run(daemon, style_file, on_note=notes.append)
     assert done.data == bytes(48)
@@ -338,25 +308,25 @@ def test_version_note_shown_and_job_still_runs(style_file: str) -> None:
     assert "9.9.9" in note and nst_client.__version__ in note
     assert "`nst install-plugin gimp`" in note
     # Without a listener the note is dropped, never an error.
-    daemon = ScriptedDaemon({"hello": [_welcome("9.9.9")], "stylize": [_result()]})
+    daemon = ScriptedTransport({"hello": [_welcome("9.9.9")], "stylize": [_result()]})
     assert _run(daemon, style_file)[0].data == bytes(48)
 
 
 def test_daemon_error(style_file: str) -> None:
     refusal = {"type": "error", "code": "too_large", "message": "the image is too large"}
-    daemon = ScriptedDaemon({"hello": [_welcome()], "stylize": [{"type": "accepted"}, refusal]})
+    daemon = ScriptedTransport({"hello": [_welcome()], "stylize": [{"type": "accepted"}, refusal]})
     with pytest.raises(job.PluginError) as info:
         _run(daemon, style_file)
     assert str(info.value) == "The NST daemon refused the job: too_large: the image is too large"
     assert daemon.closed
     # An error reply to hello (an old daemon, say) is a refusal too, before any style read.
-    daemon = ScriptedDaemon({"hello": [{**refusal, "code": "unsupported_protocol"}]})
+    daemon = ScriptedTransport({"hello": [{**refusal, "code": "unsupported_protocol"}]})
     with pytest.raises(job.PluginError, match="unsupported_protocol"):
         _run(daemon, style_file)
 
 
 def test_cancel(style_file: str) -> None:
-    daemon = ScriptedDaemon(
+    daemon = ScriptedTransport(
         {
             "hello": [_welcome()],
             "stylize": [{"type": "accepted"}, PROGRESS],
@@ -371,7 +341,7 @@ def test_cancel(style_file: str) -> None:
 
 
 def test_daemon_unavailable(style_file: str) -> None:
-    daemon = ScriptedDaemon({})  # nothing answers hello
+    daemon = ScriptedTransport({})  # nothing answers hello
     with pytest.raises(job.PluginError) as info:
         _run(daemon, style_file)
     message = str(info.value)
@@ -393,7 +363,7 @@ def test_no_client_to_be_had(style_file: str) -> None:
 
 
 def test_missing_style_file(tmp_path: Path) -> None:
-    daemon = ScriptedDaemon({"hello": [_welcome()]})
+    daemon = ScriptedTransport({"hello": [_welcome()]})
     for path in ("", str(tmp_path / "gone.png"), str(tmp_path)):
         with pytest.raises(job.PluginError, match="does not exist: choose an image file"):
             _run(daemon, path)
@@ -401,9 +371,9 @@ def test_missing_style_file(tmp_path: Path) -> None:
 
 
 def test_wrong_size_or_malformed_result(style_file: str) -> None:
-    daemon = ScriptedDaemon({"hello": [_welcome()], "stylize": [_result(2, 2)]})
+    daemon = ScriptedTransport({"hello": [_welcome()], "stylize": [_result(2, 2)]})
     with pytest.raises(job.PluginError, match="returned 2x2 pixels for a 4x3 layer"):
         _run(daemon, style_file)
-    daemon = ScriptedDaemon({"hello": [_welcome()], "stylize": [_result(data=b"short")]})
+    daemon = ScriptedTransport({"hello": [_welcome()], "stylize": [_result(data=b"short")]})
     with pytest.raises(job.PluginError, match="malformed result"):
         _run(daemon, style_file)
