@@ -139,15 +139,18 @@ def gimp_format(dtype: str, channels: int) -> str:
 # --- numpy side (the engine, the daemon and clients that have numpy) -------------------------
 
 
-def to_array(desc: ImageDesc, buf: bytes | bytearray | memoryview) -> Any:
-    """Wire frame -> numpy array (H, W, C) of its dtype (a copy, so the frame may be freed)."""
+def to_array(desc: ImageDesc, buf: bytes | bytearray | memoryview, copy: bool = True) -> Any:
+    """Wire frame -> numpy array (H, W, C) of its dtype.
+
+    A copy by default, so the frame may be freed. copy=False gives a read-only view of the
+    frame where the machine's byte order allows (one 64 MiB copy less on a 4096^2 layer).
+    """
     import numpy as np
 
     check_buffer(desc, buf)
     arr = np.frombuffer(buf, dtype=NUMPY_DTYPES[desc["dtype"]])
-    return arr.reshape(desc["height"], desc["width"], desc["channels"]).astype(
-        arr.dtype.newbyteorder("="), copy=True
-    )
+    arr = arr.reshape(desc["height"], desc["width"], desc["channels"])
+    return arr.astype(arr.dtype.newbyteorder("="), copy=copy)
 
 
 def wire_dtype(arr: Any) -> str:

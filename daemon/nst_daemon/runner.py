@@ -89,12 +89,12 @@ class Runner:
         """Run one job; posts its progress, returns its final reply and buffers."""
         if job.cancel.is_set():
             return P.cancelled(job.id), []
-        content = layouts.to_array(job.content, job.frames[job.content["frame"] - 1])
+        # Read-only views of the request's frames: the engine only reads its inputs.
+        content = layouts.to_array(job.content, job.frames[job.content["frame"] - 1], copy=False)
         styles = [
-            (layouts.to_array(d, job.frames[d["frame"] - 1]), d.get("weight", 1.0))
+            (layouts.to_array(d, job.frames[d["frame"] - 1], copy=False), d.get("weight", 1.0))
             for d in job.styles
         ]
-        job.frames = []  # the arrays are copies; let the wire buffers go
         last: list[Progress] = []
 
         def on_progress(p: Progress) -> None:
