@@ -129,6 +129,21 @@ def wire_to_krita(buf: bytes | bytearray | memoryview, dtype: str) -> bytes:
     return swap_red_blue(buf, dtype)
 
 
+def channel_count(grey: bool, alpha: bool) -> int:
+    """1, 2, 3 or 4: the wire's grey | grey+alpha | RGB | RGBA."""
+    return (1 if grey else 3) + (1 if alpha else 0)
+
+
+def gimp_dtype(precision: str) -> str:
+    """The wire dtype for a GIMP precision's nick ("u8-non-linear", "half-linear", ...):
+    u8, u16, else f32 (u32, half and double too)."""
+    if precision.startswith("u8"):
+        return "u8"
+    if precision.startswith("u16"):
+        return "u16"
+    return "f32"
+
+
 def gimp_format(dtype: str, channels: int) -> str:
     """The Babl format name GIMP reads and writes for a wire layout (perceptual, as GIMP shows)."""
     model = {1: "Y'", 2: "Y'A", 3: "R'G'B'", 4: "R'G'B'A"}[channels]

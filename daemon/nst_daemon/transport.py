@@ -78,23 +78,17 @@ class RouterSocket:
         sock.setsockopt(zmq.RCVHWM, 1000)
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        self.sock = sock
         try:
             if curve_secret_key and curve_allow:
                 self._auth = _setup_curve(ctx, sock, curve_secret_key, curve_allow)
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
-            self._close(sock)
+            self.close(linger_ms=0)
             raise SetupError(f"cannot bind {endpoint}: {exc}") from None
         except SetupError:
-            self._close(sock)
+            self.close(linger_ms=0)
             raise
-        self.sock = sock
-
-    def _close(self, sock: zmq.Socket[Any]) -> None:
-        sock.close(0)
-        if self._auth is not None:
-            self._auth.stop()
-            self._auth = None
 
     def recv(self) -> list[zmq.Frame] | None:
         """One waiting message ([client id, header, *buffers]) or None."""
@@ -122,8 +116,9 @@ class RouterSocket:
             log.error("send to %s failed: %s", client.hex(), exc)
         return True
 
-    def close(self) -> None:
-        self.sock.close(500)
+    def close(self, linger_ms: int = 500) -> None:
+        """Close the socket (pending replies get linger_ms to leave) and stop CURVE's thread."""
+        self.sock.close(linger_ms)
         if self._auth is not None:
             self._auth.stop()
             self._auth = None

@@ -170,15 +170,6 @@ def test_style_size_limit() -> None:
     assert job.style_size(10000, 3, 512) == (1024, 1)  # never 0 pixels
 
 
-def test_pixel_format_rules() -> None:
-    assert job.wire_dtype("u8-non-linear") == "u8"
-    assert job.wire_dtype("u16-linear") == "u16"
-    assert [job.wire_dtype(n) for n in ("u32-linear", "half-linear", "double-perceptual")] == [
-        "f32"
-    ] * 3
-    assert [job.channels(g, a) for g in (True, False) for a in (False, True)] == [1, 2, 3, 4]
-
-
 def test_result_layer_name_and_texts() -> None:
     assert job.result_layer_name("Background", "/x/starry-night.jpg") == "Background (starry-night)"
     assert job.result_layer_name("Layer", "") == "Layer (style)"

@@ -74,3 +74,17 @@ def test_convert_dtype_between_wire_dtypes() -> None:
         [0, 128, 255]
     )
     assert struct.unpack("<2f", layouts.convert_dtype(bytes([0, 255]), "u8", "f32")) == (0.0, 1.0)
+
+
+def test_gimp_precision_and_channel_rules() -> None:
+    assert layouts.gimp_dtype("u8-non-linear") == "u8"
+    assert layouts.gimp_dtype("u16-linear") == "u16"
+    assert [layouts.gimp_dtype(n) for n in ("u32-linear", "half-linear", "double-perceptual")] == [
+        "f32"
+    ] * 3
+    assert [layouts.channel_count(g, a) for g in (True, False) for a in (False, True)] == [
+        1,
+        2,
+        3,
+        4,
+    ]

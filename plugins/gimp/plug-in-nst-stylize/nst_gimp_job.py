@@ -93,21 +93,6 @@ def style_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(1, round(width * k)), max(1, round(height * k))
 
 
-def wire_dtype(precision: str) -> str:
-    """The wire dtype for a GIMP precision's nick ("u8-non-linear", "half-linear", ...):
-    u8, u16, else f32 (u32, half and double too)."""
-    if precision.startswith("u8"):
-        return "u8"
-    if precision.startswith("u16"):
-        return "u16"
-    return "f32"
-
-
-def channels(is_gray: bool, has_alpha: bool) -> int:
-    """1, 2, 3 or 4: grey or RGB, with or without alpha."""
-    return (1 if is_gray else 3) + (1 if has_alpha else 0)
-
-
 def result_layer_name(source_name: str, style_path: str) -> str:
     """'Background (starry-night)': the source layer's name and the style file's."""
     return f"{source_name} ({Path(style_path).stem or 'style'})"

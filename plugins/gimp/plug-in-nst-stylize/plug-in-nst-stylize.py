@@ -203,8 +203,8 @@ def stylize_layer(
             "The selection does not cover any of the layer: select part of the layer or nothing."
         )
     has_selection = not Gimp.Selection.is_empty(image)
-    dtype = job.wire_dtype(image.get_precision().value_nick)
-    channels = job.channels(source.is_gray(), source.has_alpha())
+    dtype = layouts.gimp_dtype(image.get_precision().value_nick)
+    channels = layouts.channel_count(source.is_gray(), source.has_alpha())
 
     Gimp.progress_init(f"{job.TITLE}: sending the layer")
     content = (
