@@ -66,8 +66,9 @@ class Settings:
         return path
 
 
-def load(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
-    """The file's values (when path exists), then the environment's; SettingsError if bad."""
+def load(path: Path | None, env: Mapping[str, str] | None = None, endpoint: str = "") -> Settings:
+    """The file's values (when path exists), then the environment's, then `endpoint` (one
+    given for this run, e.g. in a dialog; blank = none); SettingsError if bad."""
     env = os.environ if env is None else env
     data: dict[str, object] = {}
     if path is not None and path.exists():
@@ -82,10 +83,12 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
         data = loaded
     where = path.name if path is not None else "the settings"
     settings = Settings()
-    endpoint = env.get("NST_ENDPOINT") or data.get("endpoint") or settings.endpoint
-    if not isinstance(endpoint, str) or "://" not in endpoint:
-        raise SettingsError(f"endpoint in {where}: expected tcp://HOST:PORT, got {endpoint!r}")
-    settings.endpoint = endpoint.strip()
+    given = endpoint.strip()
+    chosen = given or env.get("NST_ENDPOINT") or data.get("endpoint") or settings.endpoint
+    source = "the endpoint given" if given else f"endpoint in {where}"
+    if not isinstance(chosen, str) or "://" not in chosen:
+        raise SettingsError(f"{source}: expected tcp://HOST:PORT, got {chosen!r}")
+    settings.endpoint = chosen.strip()
     transport = env.get("NST_TRANSPORT") or data.get("transport") or "auto"
     source = "NST_TRANSPORT" if env.get("NST_TRANSPORT") else f"transport in {where}"
     settings.transport = check_transport(str(transport).lower(), source)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,18 +115,9 @@ def load_settings(
     """The installed settings (nst_config.json beside the plug-in, the NST_* variables on
     top), then the procedure's endpoint when it gives one."""
     try:
-        settings = load(plugin_dir / CONFIG_NAME, env)
+        return load(plugin_dir / CONFIG_NAME, env, endpoint)
     except SettingsError as exc:
         raise PluginError(f"The plug-in settings cannot be used: {exc}") from exc
-    endpoint = endpoint.strip()
-    if not endpoint:
-        return settings
-    if "://" not in endpoint:
-        raise PluginError(
-            f"Daemon endpoint {endpoint!r}: expected tcp://HOST:PORT, or nothing for the "
-            "installed setting."
-        )
-    return replace(settings, endpoint=endpoint)
 
 
 Connect = Callable[[Settings, str], Client]
