@@ -393,7 +393,6 @@ def status(
 
 # --- framing ---------------------------------------------------------------------------------
 
-Frames = list[bytes]
 #: What may be sent as an image frame: bytes, or a buffer ZeroMQ can send without a copy.
 Buffer = bytes | bytearray | memoryview
 
