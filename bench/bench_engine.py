@@ -126,8 +126,9 @@ def main() -> None:
     from PIL import Image
 
     from nst_core.demo import default_content, swirls
-    from nst_core.engine import resolve_precision, tile_spans
+    from nst_core.engine import resolve_precision
     from nst_core.imageio import write_image
+    from nst_core.plan import tile_spans
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+")

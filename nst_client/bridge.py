@@ -3,57 +3,95 @@
 GIMP and Krita on Windows and macOS bundle a Python without pyzmq or msgpack. Their plug-ins
 start `python -m nst_client.bridge --endpoint E` and exchange protocol messages with it over
 stdin/stdout (JSON header + raw frames, see protocol.write_pipe_message); the bridge turns
-them into ZeroMQ multipart messages and back. It exits when stdin closes.
+them into ZeroMQ multipart messages and back. Its first message is `bridge_ready`, once its
+socket is set up; it exits when stdin closes.
+
+The socket is used by one thread only (ZeroMQ sockets are not thread-safe): a reader thread
+queues what arrives on stdin, and the main thread sends it and polls for replies. A message it
+cannot hand to the daemon within --send-timeout comes back as an `undelivered` notice, so
+neither the bridge nor the editor waits forever on a daemon that is gone or refused our keys.
 """
 
 from __future__ import annotations
 
 import argparse
+import queue
 import sys
 import threading
 from typing import IO
 
 from . import protocol as P
-from .client import ZmqTransport
+from .client import BRIDGE_READY, Received, zmq_transport
+from .settings import Settings, SettingsError
+
+#: How long the main thread waits for a reply before looking at stdin's queue again.
+POLL_S = 0.01
 
 
-def relay(endpoint: str, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> int:
-    """Relay until stdin closes; returns the exit status."""
+def relay(
+    settings: Settings, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None
+) -> int:
+    """Relay until stdin closes; returns the exit status. SettingsError if a key is bad."""
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
-    transport = ZmqTransport(endpoint)
-    done = threading.Event()
-    write_lock = threading.Lock()
+    transport = zmq_transport(settings)
+    outgoing: queue.Queue[Received | None] = queue.Queue()
+    try:
+        P.write_pipe_message(stdout, {"type": BRIDGE_READY})
+    except OSError:
+        transport.close()
+        return 0
 
-    def upstream() -> None:
+    def read_stdin() -> None:
         try:
             while True:
-                header, buffers = P.read_pipe_message(stdin)
-                transport.send(header, buffers)
+                outgoing.put(P.read_pipe_message(stdin))
         except (EOFError, OSError, ValueError):
             pass
         finally:
-            done.set()
+            outgoing.put(None)
 
-    threading.Thread(target=upstream, daemon=True).start()
+    threading.Thread(target=read_stdin, daemon=True).start()
     try:
-        while not done.is_set():
-            item = transport.recv(0.1)
+        while True:
+            while not outgoing.empty():
+                message = outgoing.get()
+                if message is None:
+                    return 0
+                transport.send(*message)
+            item = transport.recv(POLL_S)
             if item is not None:
-                with write_lock:
-                    P.write_pipe_message(stdout, *item)
+                P.write_pipe_message(stdout, *item)
     except (BrokenPipeError, OSError):
-        pass
+        return 0
     finally:
         transport.close()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nst_client.bridge", description=__doc__)
     parser.add_argument("--endpoint", default=P.DEFAULT_ENDPOINT)
+    parser.add_argument(
+        "--send-timeout",
+        type=float,
+        default=Settings.timeout_s,
+        metavar="S",
+        help="seconds to wait for the daemon's connection before answering `undelivered`",
+    )
+    parser.add_argument("--curve-server-key", help="the daemon's server.key, or its Z85 key")
+    parser.add_argument("--curve-client-cert", help="this client's client.key_secret")
     args = parser.parse_args(argv)
-    return relay(args.endpoint)
+    settings = Settings(
+        endpoint=args.endpoint,
+        timeout_s=args.send_timeout,
+        curve_server_key=args.curve_server_key,
+        curve_client_cert=args.curve_client_cert,
+    )
+    try:
+        return relay(settings)
+    except SettingsError as exc:
+        print(f"nst_client.bridge: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import sys
 from array import array
 from typing import TYPE_CHECKING, Any, cast
 
+from .protocol import quote
+
 if TYPE_CHECKING:
     from .protocol import ImageDesc
 
@@ -49,7 +51,7 @@ def check_descriptor(desc: Any, field: str = "image") -> ImageDesc:
     for key in ("width", "height", "channels", "frame"):
         value = desc.get(key)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise LayoutError(f"{field}.{key}: expected an integer, got {value!r}")
+            raise LayoutError(f"{field}.{key}: expected an integer, got {quote(value)}")
     if desc["width"] <= 0 or desc["height"] <= 0:
         raise LayoutError(
             f"{field}: width and height must be positive, got {desc['width']}x{desc['height']}"
@@ -58,7 +60,7 @@ def check_descriptor(desc: Any, field: str = "image") -> ImageDesc:
         raise LayoutError(f"{field}.channels: must be 1, 2, 3 or 4, got {desc['channels']}")
     dtype = desc.get("dtype")
     if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise LayoutError(f"{field}.dtype: must be one of u8, u16, f32, got {dtype!r:.40}")
+        raise LayoutError(f"{field}.dtype: must be one of u8, u16, f32, got {quote(dtype)}")
     return cast("ImageDesc", desc)  # checked field by field above
 
 

@@ -12,15 +12,22 @@ msgpack is imported only where a header is packed or unpacked.
 from __future__ import annotations
 
 import json
+import reprlib
 import struct
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Literal, TypedDict
 
 PROTOCOL_VERSION = 1
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5757"
-#: Largest message the daemon accepts (ZeroMQ's maxmsgsize): 8192x8192 RGBA f32 plus headroom.
-MAX_MESSAGE_BYTES = 8192 * 8192 * 4 * 4 + (1 << 20)
 DEFAULT_MAX_PIXELS = 8192 * 8192
+#: The largest tile (and style piece) one VGG-19 pass may see: its memory grows with it.
+DEFAULT_MAX_TILE_SIZE = 1024
+#: Largest header frame (msgpack): requests are small maps; anything bigger is refused unread.
+MAX_HEADER_BYTES = 1 << 20
+#: Longest request id and client name (they are echoed and logged).
+MAX_ID_LENGTH = 256
+#: Images the daemon holds for its queue at once, in full-size f32 RGBA layers (--max-pixels).
+HELD_LAYERS = 4
 MAX_QUEUED_PER_CLIENT = 4
 MAX_STYLES = 16
 #: Largest preview_every accepted (anything bigger means "no previews" anyway).
@@ -63,6 +70,42 @@ ERROR_CODES = (
     INTERNAL,
     OPTIMISATION_FAILED,
 )
+
+
+def max_frame_bytes(max_pixels: int) -> int:
+    """The largest frame a daemon with this --max-pixels accepts (ZeroMQ's MAXMSGSIZE): an f32
+    RGBA image of max_pixels, or a header."""
+    return max(max_pixels * 4 * 4, MAX_HEADER_BYTES)
+
+
+def max_held_bytes(max_pixels: int) -> int:
+    """The most image bytes a daemon with this --max-pixels keeps for its queued jobs."""
+    return HELD_LAYERS * max_frame_bytes(max_pixels)
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib's bounded repr (depth, items, string length), with byte strings as a size."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return f"<{len(x)} bytes>"
+
+    repr_bytearray = repr_bytes
+    repr_memoryview = repr_bytes
+
+
+_repr = _BoundedRepr()
+_repr.maxlevel, _repr.maxstring, _repr.maxother = 3, 60, 60
+
+
+def quote(value: Any, limit: int = 60) -> str:
+    """A value that came from a client, fit to quote in a reply or a log line.
+
+    Escaped like repr (no newlines or control characters), nesting and length bounded, so a
+    deep or huge value cannot blow the stack or flood a message. Every message that quotes
+    client data goes through here.
+    """
+    text = _repr.repr(value)
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
 class ProtocolError(Exception):
@@ -149,6 +192,7 @@ class Welcome(TypedDict):
     device: str
     weights: str
     max_pixels: int
+    max_tile_size: int
     max_queued: int
     client_timeout_s: float
     defaults: dict[str, Any]
@@ -299,6 +343,7 @@ def welcome(
     device: str,
     weights: str,
     max_pixels: int,
+    max_tile_size: int,
     client_timeout_s: float,
     defaults: dict[str, Any],
 ) -> Welcome:
@@ -310,6 +355,7 @@ def welcome(
         "device": device,
         "weights": weights,
         "max_pixels": max_pixels,
+        "max_tile_size": max_tile_size,
         "max_queued": MAX_QUEUED_PER_CLIENT,
         "client_timeout_s": client_timeout_s,
         "defaults": defaults,
@@ -410,10 +456,17 @@ def unpack(frames: Sequence[Buffer]) -> tuple[Header, list[Buffer]]:
 
     if not frames:
         raise ProtocolError(BAD_REQUEST, "empty message")
+    size = len(memoryview(frames[0]).cast("B"))
+    if size > MAX_HEADER_BYTES:
+        raise ProtocolError(
+            BAD_REQUEST, f"frame 0 (the header) is {size} bytes; at most {MAX_HEADER_BYTES}"
+        )
     try:
         header = msgpack.unpackb(bytes(frames[0]), raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types
-        raise ProtocolError(BAD_REQUEST, f"frame 0 is not a msgpack map: {exc}") from None
+        raise ProtocolError(
+            BAD_REQUEST, f"frame 0 is not a msgpack map: {quote(str(exc))}"
+        ) from None
     if not isinstance(header, dict):
         raise ProtocolError(
             BAD_REQUEST, f"frame 0 must be a msgpack map, got {type(header).__name__}"

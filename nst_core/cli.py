@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from nst_client.progress import Progress
-from nst_client.protocol import DEFAULT_ENDPOINT
-from nst_client.settings import TRANSPORTS
+from nst_client.protocol import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
+from nst_client.settings import TRANSPORTS, Settings
 from nst_plugins.install import HOSTS
 
 from .imageio import ImageFileError
@@ -41,6 +41,12 @@ def _size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(
             f"expected a number of pixels or 'full', got {text!r}"
         ) from None
+
+
+def _pixels(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {text!r}")
+    return int(text)
 
 
 def _add_param_options(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +143,22 @@ def _params(args: argparse.Namespace) -> Any:
     return make_params(values)
 
 
+def _add_curve_options(parser: argparse.ArgumentParser) -> None:
+    """The CURVE keys of a remote daemon (one bound to a non-loopback address)."""
+    parser.add_argument(
+        "--curve-server-key",
+        metavar="FILE",
+        help="the daemon's public CURVE key: its server.key file, or the 40-character key "
+        "(default: $NST_CURVE_SERVER_KEY)",
+    )
+    parser.add_argument(
+        "--curve-client-cert",
+        metavar="FILE",
+        help="this client's secret certificate, client.key_secret; its client.key must be "
+        "in the daemon's --curve-allow folder (default: $NST_CURVE_CLIENT_CERT)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nst", description="Neural style transfer for artists.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("content")
     s.add_argument("styles", nargs="+", metavar="style")
     s.add_argument("-o", "--output", required=True)
+    s.add_argument(
+        "--max-pixels",
+        type=_pixels,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse content and style images with more pixels, from their header "
+        "(default %(default)s, 8192 x 8192, the daemon's)",
+    )
     s.add_argument(
         "--style-weights",
         type=float,
@@ -159,16 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ENDPOINT",
         help="run the job on the warm daemon (default endpoint %(const)s)",
     )
+    _add_curve_options(s)
     _add_param_options(s)
 
     demo = sub.add_parser("demo", help="stylize the bundled photo with the bundled style")
     demo.add_argument("-o", "--output", default="nst-demo.png")
     _add_param_options(demo)
-    demo.set_defaults(size=256, iterations=100)
+    demo.set_defaults(size=256, iterations=100, max_pixels=DEFAULT_MAX_PIXELS)
 
     st = sub.add_parser("status", help="show the daemon's state")
-    st.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
-    st.add_argument("--timeout", type=float, default=5.0)
+    st.add_argument(
+        "--endpoint", help=f"the daemon's endpoint (default: $NST_ENDPOINT or {DEFAULT_ENDPOINT})"
+    )
+    st.add_argument(
+        "--timeout", type=float, help="seconds to wait for it (default: $NST_TIMEOUT or 5)"
+    )
+    _add_curve_options(st)
 
     for verb in ("install-plugin", "uninstall-plugin"):
         p = sub.add_parser(verb, help=f"{verb.split('-')[0]} the GIMP or Krita plug-in")
@@ -177,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "install-plugin":
             p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
             p.add_argument("--transport", default="auto", choices=TRANSPORTS)
+            _add_curve_options(p)
 
     fw = sub.add_parser("fetch-weights", help="download torchvision's VGG-19 once (internet)")
     fw.add_argument("which", choices=("torchvision",))
@@ -282,7 +319,6 @@ def _stylize_daemon(
     from nst_client import layouts
     from nst_client.client import DaemonError, DaemonUnavailable, JobCancelled, connect
     from nst_client.protocol import OPTIMISATION_FAILED
-    from nst_client.settings import Settings
 
     from .imageio import write_image
 
@@ -298,7 +334,7 @@ def _stylize_daemon(
 
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        with connect(Settings(endpoint=args.daemon, transport="zmq"), "nst-cli") as client:
+        with connect(_daemon_settings(args.daemon, args), "nst-cli") as client:
             client.hello()
             raw = [(layouts.from_array(a, 0), w) for a, w in styles]
             done = client.stylize_raw(
@@ -327,11 +363,15 @@ def _stylize_daemon(
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .imageio import read_image
+    """Everything that can be wrong with the files is found before the model loads."""
+    from .imageio import check_output, read_image
 
     output = Path(args.output)
-    if not output.parent.exists():
-        raise UserError(f"{output.parent}: output folder does not exist")
+    outputs = [output]
+    if args.save_every > 0:
+        outputs.append(_save_every_path(output, args.save_every))
+    for path in outputs:
+        check_output(path)  # the place, before reading a large content
     if args.style_weights is not None and len(args.style_weights) != len(args.styles):
         raise UserError(
             f"--style-weights: {len(args.style_weights)} weights for "
@@ -342,8 +382,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         raise UserError("--style-weights: weights must be >= 0 and not all 0")
     params = _params(args)
     try:
-        content = read_image(args.content)
-        styles = [(read_image(path), w) for path, w in zip(args.styles, weights, strict=True)]
+        content = read_image(args.content, args.max_pixels)
+        styles = [
+            (read_image(path, args.max_pixels), w)
+            for path, w in zip(args.styles, weights, strict=True)
+        ]
+        for path in outputs:
+            check_output(path, content)  # the format, for the result's dtype and channels
     except ImageFileError as exc:
         raise UserError(str(exc)) from None
     if args.daemon:
@@ -353,20 +398,22 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                 "are fixed when it starts (nst-daemon --weights/--device)"
             )
         return _stylize_daemon(content, styles, params, args, output)
+    if args.curve_server_key or args.curve_client_cert:
+        raise UserError("--curve-server-key and --curve-client-cert go with --daemon")
     return _stylize_local(content, styles, params, args, output)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import default_content, swirls
-    from .imageio import write_image
+    from .imageio import check_output, write_image
 
     output = Path(args.output)
-    if not output.parent.exists():
-        raise UserError(f"{output.parent}: output folder does not exist")
+    content = default_content()
+    check_output(output, content)
     style_path = output.with_name(f"{output.stem}_style.png")
     content_path = output.with_name(f"{output.stem}_content.png")
     write_image(style_path, swirls())
-    write_image(content_path, default_content())
+    write_image(content_path, content)
     print(f"content {content_path}, style {style_path}")
     args.content, args.styles, args.style_weights, args.daemon = (
         str(content_path),
@@ -380,11 +427,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _daemon_settings(endpoint: str | None, args: argparse.Namespace) -> Settings:
+    """How to reach the daemon on this run: the options given, over the NST_* variables (so
+    a user sets the CURVE keys once), over the defaults; key files are checked here."""
+    from nst_client.settings import SettingsError, load
+
+    try:
+        return load(
+            None,
+            endpoint=endpoint or "",
+            curve_server_key=args.curve_server_key or "",
+            curve_client_cert=args.curve_client_cert or "",
+        )
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from nst_client.client import DaemonError, DaemonUnavailable, connect
-    from nst_client.settings import Settings
 
-    settings = Settings(endpoint=args.endpoint, transport="zmq", timeout_s=args.timeout)
+    settings = _daemon_settings(args.endpoint, args)
+    if args.timeout is not None:
+        settings.timeout_s = args.timeout
     try:
         with connect(settings, "nst-cli") as client:
             status = client.status()
@@ -401,7 +465,14 @@ def cmd_plugin(args: argparse.Namespace) -> int:
 
     try:
         if args.command == "install-plugin":
-            where = install.install(args.host, args.dest, args.endpoint, args.transport)
+            where = install.install(
+                args.host,
+                args.dest,
+                args.endpoint,
+                args.transport,
+                args.curve_server_key,
+                args.curve_client_cert,
+            )
             print(f"installed the {args.host} plug-in in {where}")
         else:
             removed = install.uninstall(args.host, args.dest)

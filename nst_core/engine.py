@@ -27,7 +27,8 @@ from nst_client.progress import Progress
 from . import costs, optim, pixels
 from .errors import OptimisationFailed as OptimisationFailed  # re-exported for callers
 from .errors import StylizeCancelled as StylizeCancelled
-from .params import TILE_OVERLAP, StyleParams, make_params
+from .params import TILE_OVERLAP, StyleParams, layer_stride, make_params
+from .plan import Piece, scale_sizes, style_pieces, style_size, tile_spans
 from .vgg import VGGFeatures, build
 
 ProgressFn = Callable[[Progress], None]
@@ -177,21 +178,6 @@ def luminance_only(x: torch.Tensor, match: torch.Tensor | None = None) -> torch.
 # --- geometry ------------------------------------------------------------------------------
 
 
-def _fit(height: int, width: int, long_side: int) -> tuple[int, int]:
-    scale = long_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def scale_sizes(height: int, width: int, size: int | str, min_scale: int) -> list[tuple[int, int]]:
-    """(h, w) of each scale, coarse to fine: halving from the final size down to min_scale."""
-    long_side = max(height, width)
-    final = long_side if size == "full" else min(int(size), long_side)
-    sides = [final]
-    while sides[-1] / 2 >= min_scale:
-        sides.append(round(sides[-1] / 2))
-    return [_fit(height, width, s) for s in reversed(sides)]
-
-
 def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == hw:
         return x
@@ -199,15 +185,6 @@ def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(
         x, size=hw, mode="bilinear" if down else "bicubic", align_corners=False, antialias=down
     )
-
-
-def tile_spans(length: int, tile: int, overlap: int = TILE_OVERLAP) -> list[tuple[int, int]]:
-    """Start/stop of overlapping tiles covering 0..length."""
-    if length <= tile:
-        return [(0, length)]
-    count = math.ceil((length - overlap) / (tile - overlap))
-    step = (length - tile) / (count - 1)
-    return [(round(i * step), round(i * step) + tile) for i in range(count)]
 
 
 def _ramp(n: int, start: int, stop: int, length: int, overlap: int) -> torch.Tensor:
@@ -293,17 +270,23 @@ class _Run:
         self, styles: list[StyleImage], hw: tuple[int, int], content: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Blended Gram targets: sum_s w_s * G_s / (nH*nW) for each style layer."""
-        side = max(1, round(max(hw) * self.p.style_scale))
         blended: dict[str, torch.Tensor] = {}
         for style in styles:
             rgb = pixels.split_alpha(style.pixels)[0]
+            size = style_size(rgb.shape[:2], hw, self.p.style_scale)
+            pieces = [
+                (r, c)
+                for r in style_pieces(size[0], self.p.tile_size)
+                for c in style_pieces(size[1], self.p.tile_size)
+            ]
             key_src = hashlib.sha1(np.ascontiguousarray(rgb).tobytes())
             key_src.update(
                 repr(
                     (
                         rgb.shape,
                         str(rgb.dtype),
-                        side,
+                        size,
+                        len(pieces),
                         self.style_layers,
                         self.model.weights_name,
                         self.p.pooling,
@@ -318,18 +301,40 @@ class _Run:
             key = key_src.hexdigest()
             targets = self.cache.get(key) if self.cache is not None else None
             if targets is None:
-                x = _to_tensor(pixels.to_unit_float(rgb), self.model.device)
-                x = resize(x, _fit(x.shape[-2], x.shape[-1], side))
+                x = resize(_to_tensor(pixels.to_unit_float(rgb), self.model.device), size)
                 if self.p.preserve_colors:
                     x = luminance_only(x, match=content)
-                with torch.no_grad():
-                    feats = self.model(x, self.style_layers, self.p.pooling)
-                targets = {n: costs.style_target(a) for n, a in feats.items()}
+                targets = self._gram_targets(x, pieces)
                 if self.cache is not None:
                     self.cache.put(key, targets)
             for name, target in targets.items():
                 blended[name] = blended.get(name, 0) + style.weight * target
         return blended
+
+    def _gram_targets(
+        self, x: torch.Tensor, pieces: list[tuple[Piece, Piece]]
+    ) -> dict[str, torch.Tensor]:
+        """G / (nH*nW) per style layer, one piece of at most a tile per VGG pass, so a large
+        style costs the memory of a tile (plan.style_pieces says how the pieces add up)."""
+        with torch.no_grad():
+            if len(pieces) == 1:
+                feats = self.model(x, self.style_layers, self.p.pooling)
+                return {n: costs.style_target(a) for n, a in feats.items()}
+            sums: dict[str, torch.Tensor] = {}
+            counts: dict[str, int] = {}
+            for (r0, r1, r2, r3), (c0, c1, c2, c3) in pieces:
+                window = x[..., r0:r3, c0:c3]
+                for n, a in self.model(window, self.style_layers, self.p.pooling).items():
+                    stride = layer_stride(n)
+                    kept = a[
+                        ...,
+                        (r1 - r0) // stride : (r2 - r0) // stride if r2 < r3 else None,
+                        (c1 - c0) // stride : (c2 - c0) // stride if c2 < c3 else None,
+                    ]
+                    count = kept.shape[-2] * kept.shape[-1]
+                    sums[n] = sums.get(n, 0) + costs.style_target(kept) * count
+                    counts[n] = counts.get(n, 0) + count
+            return {n: sums[n] / counts[n] for n in sums}
 
     def cost_weights(
         self, content_target: torch.Tensor, style_targets: dict[str, torch.Tensor]

@@ -7,10 +7,11 @@ without importing the engine.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from nst_client import strength as strength_scale
+from nst_client.protocol import quote
 
 #: Convolutions per block in VGG-19.
 VGG19_BLOCKS = (2, 2, 4, 4, 4)
@@ -27,6 +28,13 @@ def _vgg19_layer_names() -> tuple[str, ...]:
 
 #: Every layer a run may name, in forward order (conv1_1, relu1_1, ..., pool5).
 VGG19_LAYERS = _vgg19_layer_names()
+
+
+def layer_stride(layer: str) -> int:
+    """How many image pixels one pixel of a VGG-19 layer spans along a side (relu3_1: 4)."""
+    block = int(layer[4])
+    return 2**block if layer.startswith("pool") else 2 ** (block - 1)
+
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 # The seed's equal layer weights (0.2 each over the five style layers).
@@ -126,31 +134,36 @@ def _number(
     strict_min: bool = False,
 ) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParamError(name, f"expected a number, got {value!r}")
+        raise ParamError(name, f"expected a number, got {quote(value)}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ParamError(name, f"must be a finite number, got {value!r}")
+        raise ParamError(name, f"must be a finite number, got {quote(value)}")
     if kind is int:
         if isinstance(value, float) and not value.is_integer():
-            raise ParamError(name, f"expected an integer, got {value!r}")
+            raise ParamError(name, f"expected an integer, got {quote(value)}")
         value = int(value)
     else:
         value = float(value)
     if value != value or (strict_min and value <= minimum) or value < minimum:
-        raise ParamError(name, f"must be {'>' if strict_min else '>='} {minimum}, got {value!r}")
+        raise ParamError(
+            name, f"must be {'>' if strict_min else '>='} {minimum}, got {quote(value)}"
+        )
     if maximum is not None and value > maximum:
-        raise ParamError(name, f"must be <= {maximum}, got {value!r}")
+        raise ParamError(name, f"must be <= {maximum}, got {quote(value)}")
     return value
 
 
-def make_params(values: dict[str, Any] | StyleParams | None = None) -> StyleParams:
-    """Validated StyleParams from a dict (unknown names are errors) or an existing instance."""
+def make_params(
+    values: dict[str, Any] | StyleParams | None = None, defaults: StyleParams | None = None
+) -> StyleParams:
+    """Validated StyleParams from a dict (unknown names are errors) or an existing instance;
+    what the dict leaves out comes from `defaults` (the engine's own when None)."""
     if isinstance(values, StyleParams):
         values = values.to_dict()
     values = dict(values or {})
-    unknown = sorted(set(values) - set(PARAM_NAMES))
+    unknown = sorted(_shown(name) for name in values if name not in PARAM_NAMES)
     if unknown:
         raise ParamError(unknown[0], f"unknown parameter (known: {', '.join(PARAM_NAMES)})")
-    p = StyleParams()
+    p = replace(defaults) if defaults is not None else StyleParams()
     for name, value in values.items():
         if name in ("iterations",):
             value = _number(name, value, int, 0, 100000)
@@ -176,13 +189,15 @@ def make_params(values: dict[str, Any] | StyleParams | None = None) -> StylePara
             value = _number(name, value, float, 0.1, 4.0)
         elif name in ("preserve_colors", "normalize_costs"):
             if not isinstance(value, bool):
-                raise ParamError(name, f"expected true or false, got {value!r}")
+                raise ParamError(name, f"expected true or false, got {quote(value)}")
         elif name in _CHOICES:
             if value not in _CHOICES[name]:
-                raise ParamError(name, f"must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+                raise ParamError(
+                    name, f"must be one of {', '.join(_CHOICES[name])}, got {quote(value)}"
+                )
         elif name == "content_layer":
             if not isinstance(value, str):
-                raise ParamError(name, f"expected a layer name, got {value!r}")
+                raise ParamError(name, f"expected a layer name, got {quote(value)}")
             _known_layer(name, value)
         elif name == "style_layers":
             value = _style_layers(value)
@@ -195,10 +210,18 @@ def make_params(values: dict[str, Any] | StyleParams | None = None) -> StylePara
     return p
 
 
+def _shown(name: Any) -> str:
+    """An unknown parameter's name as a message shows it: plain if it looks like a name."""
+    if isinstance(name, str) and name.isidentifier() and len(name) <= 60:
+        return name
+    return quote(name)
+
+
 def _known_layer(param: str, layer: str) -> None:
     if layer not in VGG19_LAYERS:
         raise ParamError(
-            param, f"unknown VGG-19 layer {layer!r} (conv1_1, relu1_1, ..., relu5_4, pool1..pool5)"
+            param,
+            f"unknown VGG-19 layer {quote(layer)} (conv1_1, relu1_1, ..., relu5_4, pool1..pool5)",
         )
 
 
@@ -213,7 +236,7 @@ def _style_layers(value: Any) -> list[tuple[str, float]]:
             out.append((item, 1.0 / len(items)))
             continue
         if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
-            raise ParamError("style_layers", f"expected [layer, weight], got {item!r}")
+            raise ParamError("style_layers", f"expected [layer, weight], got {quote(item)}")
         _known_layer("style_layers", item[0])
         out.append((item[0], _number("style_layers", item[1], float, 0.0, MAX_WEIGHT)))
     if not any(weight > 0 for _, weight in out):

@@ -9,6 +9,9 @@ import signal
 import sys
 from types import FrameType
 
+from nst_client import protocol as P
+
+from . import logs
 from .server import DaemonConfig, Server
 from .transport import SetupError
 
@@ -34,7 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels",
         type=int,
         default=d.max_pixels,
-        help="largest image (width x height) accepted (default %(default)s)",
+        help="largest image (width x height) a request may carry or a style may be scaled "
+        "to; also caps each ZeroMQ frame and the images the queue holds "
+        f"({P.HELD_LAYERS} f32 RGBA layers of this size) (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-tile-size",
+        type=int,
+        default=d.max_tile_size,
+        help="largest tile (side in pixels) one VGG-19 pass may see: a job's tile_size and "
+        "the pieces its styles are read in; memory per job grows with its square "
+        "(default %(default)s)",
     )
     p.add_argument(
         "--client-timeout",
@@ -78,6 +91,7 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         device=args.device,
         weights=args.weights,
         max_pixels=args.max_pixels,
+        max_tile_size=args.max_tile_size,
         client_timeout_s=args.client_timeout,
         style_cache_mb=args.style_cache_mb,
         memory_fraction=args.memory_fraction,
@@ -89,11 +103,7 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s nst-daemon %(levelname)s %(message)s",
-    )
+    logs.configure(args.log_level)
     server = Server(config_from_args(args))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -43,12 +43,22 @@ class Job:
     def queued_s(self) -> float:
         return (self.started or time.monotonic()) - self.submitted
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of image frames this job holds until the runner has read them."""
+        return sum(len(memoryview(f).cast("B")) for f in self.frames)
+
 
 class Scheduler:
     """FIFO queue + the running job, shared by the socket thread and the worker."""
 
-    def __init__(self, max_queued_per_client: int = P.MAX_QUEUED_PER_CLIENT) -> None:
+    def __init__(
+        self,
+        max_queued_per_client: int = P.MAX_QUEUED_PER_CLIENT,
+        max_held_bytes: int = P.max_held_bytes(P.DEFAULT_MAX_PIXELS),
+    ) -> None:
         self.lock = threading.Lock()
+        self.max_held_bytes = max_held_bytes
         self.ready = threading.Condition(self.lock)
         self.queue: collections.deque[Job] = collections.deque()
         self.running: Job | None = None
@@ -65,7 +75,7 @@ class Scheduler:
                 self.running is not None and self.running.key == job.key
             ):
                 raise P.ProtocolError(
-                    P.BAD_REQUEST, f"field 'id': job {job.id!r} is already queued or running"
+                    P.BAD_REQUEST, f"field 'id': job {P.quote(job.id)} is already queued or running"
                 )
             mine = sum(1 for j in self.queue if j.client == job.client)
             if mine >= self.max_queued_per_client:
@@ -74,9 +84,30 @@ class Scheduler:
                     f"this client already has {mine} jobs queued "
                     f"(at most {self.max_queued_per_client}); wait or cancel one",
                 )
+            self._check_held_bytes(job.nbytes)
             self.queue.append(job)
             self.ready.notify()
             return len(self.queue) - 1 + (1 if self.running is not None else 0)
+
+    def _check_held_bytes(self, nbytes: int) -> None:
+        """The queue's images stay within max_held_bytes, whoever sends them (lock held)."""
+        mb = 1 << 20
+        if nbytes > self.max_held_bytes:
+            raise P.ProtocolError(
+                P.TOO_LARGE,
+                f"this request carries {nbytes / mb:.0f} MB of images; this daemon holds at "
+                f"most {self.max_held_bytes / mb:.0f} MB ({P.HELD_LAYERS} f32 RGBA layers "
+                f"of --max-pixels)",
+            )
+        jobs = [*self.queue, *([self.running] if self.running is not None else [])]
+        held = sum(j.nbytes for j in jobs)
+        if held + nbytes > self.max_held_bytes:
+            raise P.ProtocolError(
+                P.QUEUE_FULL,
+                f"the queue already holds {held / mb:.0f} MB of images and this request "
+                f"carries {nbytes / mb:.0f} MB (at most {self.max_held_bytes / mb:.0f} MB in "
+                f"all); try again when the queue is shorter",
+            )
 
     def take(self) -> Job | None:
         """Block until a job is due (it becomes the running one) or the daemon stops."""

@@ -7,13 +7,30 @@ Runs on the socket thread, so it stays cheap: descriptors are checked against th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nst_client import layouts
 from nst_client import protocol as P
-from nst_core.params import ParamError, StyleParams, make_params
+from nst_core.params import MAX_WEIGHT, ParamError, StyleParams, make_params
+from nst_core.plan import LimitError, check_limits
 
 from .jobs import Job
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one job may make the daemon allocate (nst-daemon's --max-pixels, --max-tile-size)."""
+
+    max_pixels: int = P.DEFAULT_MAX_PIXELS
+    max_tile_size: int = P.DEFAULT_MAX_TILE_SIZE
+
+    def defaults(self) -> StyleParams:
+        """The params a job gets for what it leaves out: the engine's, with the tile size
+        brought within --max-tile-size (a lowered limit must not refuse default jobs)."""
+        params = StyleParams()
+        params.tile_size = min(params.tile_size, self.max_tile_size)
+        return params
 
 
 def require(header: P.Header, key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
@@ -32,21 +49,39 @@ def require(header: P.Header, key: str, kind: type | tuple[type, ...], where: st
     return value
 
 
+def require_name(header: P.Header, key: str) -> str:
+    """A short string field (an id, a client name): echoed and logged, so its length is
+    bounded."""
+    value: str = require(header, key, str)
+    if len(value) > P.MAX_ID_LENGTH:
+        raise P.ProtocolError(
+            P.BAD_REQUEST,
+            f"field '{key}' is {len(value)} characters long (at most {P.MAX_ID_LENGTH})",
+        )
+    return value
+
+
+def reply_id(header: P.Header) -> str | None:
+    """The id a reply to this request may echo: its id if that is a valid one, else None."""
+    value = header.get("id")
+    return value if isinstance(value, str) and len(value) <= P.MAX_ID_LENGTH else None
+
+
 def envelope(header: P.Header) -> tuple[str, str]:
     """(type, id) of a request whose type, id and protocol are valid."""
     kind = require(header, "type", str)
-    request_id = require(header, "id", str)
+    request_id = require_name(header, "id")
     if kind not in P.REQUESTS:
         raise P.ProtocolError(
             P.BAD_REQUEST,
-            f"field 'type': unknown request type {kind!r:.60} (known: {', '.join(P.REQUESTS)})",
+            f"field 'type': unknown request type {P.quote(kind)} (known: {', '.join(P.REQUESTS)})",
         )
     protocol = header.get("protocol", P.PROTOCOL_VERSION)
     if protocol != P.PROTOCOL_VERSION or isinstance(protocol, bool):
         raise P.ProtocolError(
             P.UNSUPPORTED_PROTOCOL,
             f"field 'protocol': this daemon speaks protocol {P.PROTOCOL_VERSION}, "
-            f"not {protocol!r:.60}",
+            f"not {P.quote(protocol)}",
         )
     return kind, request_id
 
@@ -78,7 +113,7 @@ def check_image(desc: Any, buffers: Sequence[P.Buffer], field: str, max_pixels: 
     return checked
 
 
-def parse_params(raw: Any, device_type: str) -> StyleParams:
+def parse_params(raw: Any, device_type: str, limits: Limits = Limits()) -> StyleParams:
     """Client params -> StyleParams; the daemon's device is fixed, so `device` may only agree."""
     if raw is None:
         raw = {}
@@ -91,10 +126,10 @@ def parse_params(raw: Any, device_type: str) -> StyleParams:
         raise P.ProtocolError(
             P.BAD_REQUEST,
             f"params.device: the daemon's device is fixed at start "
-            f"({device_type}); send 'auto' or leave it out, not {device!r:.60}",
+            f"({device_type}); send 'auto' or leave it out, not {P.quote(device)}",
         )
     try:
-        return make_params({k: v for k, v in raw.items() if k != "device"})
+        return make_params({k: v for k, v in raw.items() if k != "device"}, limits.defaults())
     except ParamError as exc:
         raise P.ProtocolError(P.BAD_REQUEST, f"params.{exc}") from None
 
@@ -103,12 +138,13 @@ def parse_stylize(
     header: P.Header,
     buffers: Sequence[P.Buffer],
     client: bytes,
-    max_pixels: int,
+    limits: Limits,
     device_type: str,
 ) -> Job:
-    """A stylize request -> a Job (frames kept as they came; the runner converts them)."""
-    request_id = require(header, "id", str)
-    content = check_image(require(header, "content", dict), buffers, "content", max_pixels)
+    """A stylize request -> a Job, refused before any allocation when it would exceed the
+    limits (frames kept as they came; the runner converts them)."""
+    request_id = require_name(header, "id")
+    content = check_image(require(header, "content", dict), buffers, "content", limits.max_pixels)
     raw_styles = require(header, "styles", list)
     if not raw_styles:
         raise P.ProtocolError(P.BAD_REQUEST, "field 'styles' is empty: send at least one style")
@@ -119,18 +155,40 @@ def parse_stylize(
     styles: list[P.StyleDesc] = []
     for i, desc in enumerate(raw_styles):
         name = f"styles[{i}]"
-        checked = check_image(desc, buffers, name, max_pixels)
+        checked = check_image(desc, buffers, name, limits.max_pixels)
         weight = desc.get("weight", 1.0)
         if (
             isinstance(weight, bool)
             or not isinstance(weight, (int, float))
-            or not (0 <= weight < float("inf"))
+            or not (0 <= weight <= MAX_WEIGHT)
         ):
             raise P.ProtocolError(
-                P.BAD_REQUEST, f"{name}.weight: expected a number >= 0, got {weight!r:.60}"
+                P.BAD_REQUEST,
+                f"{name}.weight: expected a number 0..{MAX_WEIGHT:g}, got {P.quote(weight)}",
             )
         styles.append({**checked, "weight": float(weight)})
-    params = parse_params(header.get("params"), device_type)
+    if not any(s["weight"] > 0 for s in styles):
+        raise P.ProtocolError(
+            P.BAD_REQUEST, "styles: every weight is 0; give at least one style a weight"
+        )
+    used = {content["frame"], *(s["frame"] for s in styles)}
+    if len(used) != len(buffers):
+        raise P.ProtocolError(
+            P.BAD_REQUEST,
+            f"this message has {len(buffers)} image frame(s) but refers to {len(used)}; "
+            f"send only the frames the descriptors name",
+        )
+    params = parse_params(header.get("params"), device_type, limits)
+    try:
+        check_limits(
+            (content["height"], content["width"]),
+            [(s["height"], s["width"]) for s in styles],
+            params,
+            limits.max_pixels,
+            limits.max_tile_size,
+        )
+    except LimitError as exc:
+        raise P.ProtocolError(P.TOO_LARGE, f"params.{exc}") from None
     preview_every = header.get("preview_every", 0)
     if preview_every is None:
         preview_every = 0
@@ -142,7 +200,7 @@ def parse_stylize(
         raise P.ProtocolError(
             P.BAD_REQUEST,
             f"field 'preview_every': expected an integer 0..{P.MAX_PREVIEW_EVERY}, "
-            f"got {preview_every!r:.60}",
+            f"got {P.quote(preview_every)}",
         )
     return Job(
         client=client,

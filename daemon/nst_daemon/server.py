@@ -14,7 +14,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ import zmq
 
 from nst_client import __version__
 from nst_client import protocol as P
-from nst_core.params import StyleParams
+from nst_core.params import MIN_TILE_SIZE
 
 from . import requests
 from .jobs import Job, Scheduler
@@ -43,6 +42,7 @@ class DaemonConfig:
     device: str = "auto"
     weights: str = "caffe"
     max_pixels: int = P.DEFAULT_MAX_PIXELS
+    max_tile_size: int = P.DEFAULT_MAX_TILE_SIZE
     client_timeout_s: float = 10.0
     style_cache_mb: int = 512
     memory_fraction: float = 0.0
@@ -54,12 +54,18 @@ class DaemonConfig:
         """SetupError naming the first option out of range."""
         if self.max_pixels <= 0:
             raise SetupError("--max-pixels must be positive")
+        if not MIN_TILE_SIZE <= self.max_tile_size <= 1 << 16:
+            raise SetupError(f"--max-tile-size must be within {MIN_TILE_SIZE}..65536")
         if self.client_timeout_s <= 0:
             raise SetupError("--client-timeout must be positive")
         if self.style_cache_mb < 0:
             raise SetupError("--style-cache-mb must be 0 or more")
         if not 0.0 <= self.memory_fraction <= 1.0:
             raise SetupError("--memory-fraction must be within 0..1")
+
+    @property
+    def limits(self) -> requests.Limits:
+        return requests.Limits(self.max_pixels, self.max_tile_size)
 
 
 def rss_bytes() -> int:
@@ -79,7 +85,7 @@ class Server:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.sched = Scheduler()
+        self.sched = Scheduler(max_held_bytes=P.max_held_bytes(config.max_pixels))
         self.started = time.monotonic()
         self.last_seen: dict[bytes, float] = {}
         self.stop_requested = threading.Event()
@@ -94,6 +100,8 @@ class Server:
         self._inbox: zmq.Socket[Any] | None = None
         self._worker: threading.Thread | None = None
         self._worker_ready = threading.Event()
+        #: Per client, the tracker of the last preview sent: one preview in flight at most.
+        self._previews: dict[bytes, zmq.MessageTracker] = {}
         self.handlers: dict[str, Handler] = {
             P.HELLO: self.on_hello,
             P.PING: self.on_ping,
@@ -107,7 +115,13 @@ class Server:
         """Bind the ROUTER (with CURVE when keys are given); fails fast before the model loads."""
         c = self.config
         c.check()
-        self.router = RouterSocket(self.ctx, c.endpoint, c.curve_secret_key, c.curve_allow)
+        self.router = RouterSocket(
+            self.ctx,
+            c.endpoint,
+            c.curve_secret_key,
+            c.curve_allow,
+            max_frame_bytes=P.max_frame_bytes(c.max_pixels),
+        )
         self._inbox = self.ctx.socket(zmq.PAIR)
         self._inbox.bind(self._inbox_addr)
 
@@ -157,39 +171,39 @@ class Server:
         if not self.router.send(client, message, buffers):
             self.client_gone(client, "disconnected")
 
-    def error(self, client: bytes, request_id: Any, code: str, message: str) -> None:
-        log.info("error %s to %s: %s", code, client.hex(), message)
-        request_id = request_id if isinstance(request_id, str) else None
+    def error(self, client: bytes, request_id: str | None, code: str, message: str) -> None:
+        log.info("error %s to %s: %s", code, client.hex(), P.quote(message, 300))
         self.send(client, P.error(request_id, code, message))
 
     def client_gone(self, client: bytes, why: str) -> None:
         """Cancel everything a vanished client queued or is running."""
         self.last_seen.pop(client, None)
+        self._previews.pop(client, None)
         for job in self.sched.jobs_of(client):
-            log.warning("client %s %s: cancelling its job %r", client.hex(), why, job.id)
+            log.warning("client %s %s: cancelling its job %s", client.hex(), why, P.quote(job.id))
             self.sched.cancel(job.key)
 
     def handle(self, frames: Sequence[zmq.Frame]) -> None:
         """One incoming message: answer it or queue its job; never raises."""
         client = frames[0].bytes
         self.last_seen[client] = time.monotonic()
-        request_id: Any = None
+        request_id: str | None = None
         try:
             header, buffers = P.unpack([f.buffer for f in frames[1:]])
-            request_id = header.get("id")
+            request_id = requests.reply_id(header)
             kind, _ = requests.envelope(header)
             self.handlers[kind](client, header, buffers)
         except P.ProtocolError as exc:
             self.error(client, request_id, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001 - the daemon must outlive any request
-            log.error("internal error on a request: %s", traceback.format_exc())
-            self.error(client, request_id, P.INTERNAL, f"{type(exc).__name__}: {exc}")
+            log.exception("internal error on a request")
+            self.error(client, request_id, P.INTERNAL, f"{type(exc).__name__}: {P.quote(exc)}")
 
     def on_hello(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
         requests.require(header, "protocol", int)
-        name = header.get("client")
-        log.info("hello from %s (%s)", client.hex(), name if isinstance(name, str) else "?")
-        defaults = StyleParams().to_dict()
+        name = requests.require_name(header, "client")
+        log.info("hello from %s (%s)", client.hex(), P.quote(name))
+        defaults = self.config.limits.defaults().to_dict()
         self.send(
             client,
             P.welcome(
@@ -198,6 +212,7 @@ class Server:
                 device=self.device_name,
                 weights=self.weights_name,
                 max_pixels=self.config.max_pixels,
+                max_tile_size=self.config.max_tile_size,
                 client_timeout_s=self.config.client_timeout_s,
                 defaults=defaults,
             ),
@@ -239,21 +254,19 @@ class Server:
         if where is None:
             raise P.ProtocolError(
                 P.UNKNOWN_JOB,
-                f"field 'job': no queued or running job {job_id!r:.80} from this client",
+                f"field 'job': no queued or running job {P.quote(job_id)} from this client",
             )
-        log.info("cancel %r (%s)", job_id, where)
+        log.info("cancel %s (%s)", P.quote(job_id), where)
         if where == "queued":
             self.send(client, P.cancelled(job_id))
         # A running job's worker sends `cancelled` once the engine stops (within an iteration).
 
     def on_stylize(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
-        job = requests.parse_stylize(
-            header, buffers, client, self.config.max_pixels, self.device_type
-        )
+        job = requests.parse_stylize(header, buffers, client, self.config.limits, self.device_type)
         position = self.sched.submit(job)
         log.info(
-            "job %r from %s accepted at position %d (%dx%d, %d style(s))",
-            job.id,
+            "job %s from %s accepted at position %d (%dx%d, %d style(s))",
+            P.quote(job.id),
             client.hex(),
             position,
             job.content["width"],
@@ -277,6 +290,7 @@ class Server:
             c for c, t in self.last_seen.items() if c not in busy and now - t > 10 * timeout
         ]:
             del self.last_seen[client]
+            self._previews.pop(client, None)
 
     # -- worker --------------------------------------------------------------------------------
     def _worker_main(self) -> None:
@@ -304,8 +318,8 @@ class Server:
                 try:
                     reply, buffers = runner.run(job, post_progress)
                 except Exception as exc:  # noqa: BLE001 - the worker must outlive any job
-                    log.error("job %r crashed: %s", job.id, traceback.format_exc())
-                    reply = P.error(job.id, P.INTERNAL, f"{type(exc).__name__}: {exc}")
+                    log.exception("job %s crashed", P.quote(job.id))
+                    reply = P.error(job.id, P.INTERNAL, f"{type(exc).__name__}: {P.quote(exc)}")
                     buffers = []
                 job.frames = []
                 # Bookkeeping first, so a status right after the reply already shows it done.
@@ -334,15 +348,23 @@ class Server:
             if self._inbox in events:
                 self._forward_outbox()
             if self.router.sock in events:
-                for _ in range(100):  # bounded, so worker output is never starved
-                    frames = self.router.recv()
-                    if frames is None:
-                        break
-                    self.handle(frames)
+                self._drain_router()
             if time.monotonic() >= next_reap:
                 self.reap()
                 next_reap = time.monotonic() + 0.5
         self.shutdown()
+
+    def _drain_router(self) -> None:
+        """Handle up to 100 waiting requests (bounded, so worker output is never starved).
+        Each message's frames are let go as soon as it is answered: a refused 1 GB frame
+        must not stay referenced until the next message."""
+        assert self.router is not None
+        for _ in range(100):
+            frames = self.router.recv()
+            if frames is None:
+                return
+            self.handle(frames)
+            del frames
 
     def _forward_outbox(self) -> None:
         assert self._inbox is not None and self.router is not None
@@ -351,8 +373,34 @@ class Server:
                 frames = self._inbox.recv_multipart(flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if not self.router.send_frames(frames):
-                self.client_gone(frames[0].bytes, "disconnected")
+            client = frames[0].bytes
+            try:
+                if len(frames) > 2 and P.unpack([frames[1].buffer])[0].get("type") == P.PROGRESS:
+                    sent = self._send_preview(client, frames)
+                else:
+                    sent = self.router.send_frames(frames)
+            except Exception:  # noqa: BLE001 - the daemon must outlive any reply
+                log.exception("cannot send a reply to %s", client.hex())
+                sent = True
+            if not sent:
+                self.client_gone(client, "disconnected")
+            del frames
+
+    def _send_preview(self, client: bytes, frames: list[zmq.Frame]) -> bool:
+        """A progress message with a preview: sent whole only when the client's previous
+        preview has left the socket, else without its preview. A client that does not read
+        then holds one preview in the daemon, not one per iteration."""
+        assert self.router is not None
+        last = self._previews.get(client)
+        if last is not None and not last.done:
+            header, _ = P.unpack([frames[1].buffer])
+            header.pop("preview", None)
+            return self.router.send(client, header)
+        tracked = [*frames[:-1], zmq.Frame(frames[-1].buffer, track=True)]
+        sent, tracker = self.router.send_tracked(tracked)
+        if tracker is not None:
+            self._previews[client] = tracker
+        return sent
 
     def shutdown(self) -> None:
         """Cancel the running job, tell queued clients, close the socket."""

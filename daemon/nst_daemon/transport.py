@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,6 +49,44 @@ def check_endpoint(endpoint: str) -> None:
         raise SetupError(f"--endpoint {endpoint!r}: expected tcp://HOST:PORT or ipc://PATH")
 
 
+def ipc_path(endpoint: str) -> str | None:
+    """The socket path of an ipc:// endpoint ("@name" is Linux's abstract namespace)."""
+    if not endpoint.startswith("ipc://"):
+        return None
+    path = endpoint[len("ipc://") :]
+    return "\0" + path[1:] if path.startswith("@") else path
+
+
+def refuse_live_ipc(endpoint: str) -> None:
+    """SetupError when something already serves this ipc:// path.
+
+    Binding it anyway would take the path from the running daemon (ZeroMQ unlinks the old
+    socket file), which would go on holding its model with no way to reach it. A tcp port
+    in use is refused by bind itself. The holder's pid comes from SO_PEERCRED (Linux).
+    """
+    path = ipc_path(endpoint)
+    if path is None or not hasattr(socket, "AF_UNIX"):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return  # nobody listening (a stale file is replaced by bind)
+    holder = ""
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    try:
+        if peercred is not None:
+            pid = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, peercred, 12))[0]
+            holder = f" by pid {pid}" if pid > 0 else ""
+    finally:
+        probe.close()
+    raise SetupError(
+        f"{endpoint} is already served{holder}: another nst-daemon may be running there "
+        f"(`nst status --endpoint {endpoint}` asks it); stop it or choose another path"
+    )
+
+
 class RouterSocket:
     """The daemon's ROUTER socket, bound under the endpoint policy; main thread only."""
 
@@ -56,6 +96,7 @@ class RouterSocket:
         endpoint: str,
         curve_secret_key: str | None = None,
         curve_allow: str | None = None,
+        max_frame_bytes: int = P.max_frame_bytes(P.DEFAULT_MAX_PIXELS),
     ) -> None:
         check_endpoint(endpoint)
         curve = bool(curve_secret_key or curve_allow)
@@ -68,11 +109,13 @@ class RouterSocket:
                 f"SERVER.key_secret and --curve-allow DIR (client public .key files, made with "
                 f"zmq.auth.create_certificates), or bind tcp://127.0.0.1:PORT / ipc://PATH"
             )
+        refuse_live_ipc(endpoint)
         self.endpoint = endpoint
         self._auth: Any = None
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 500)
-        sock.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
+        # ZeroMQ drops a peer that sends a larger frame before any of it is kept.
+        sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished peer shows as EHOSTUNREACH
         sock.setsockopt(zmq.SNDHWM, 10000)
         sock.setsockopt(zmq.RCVHWM, 1000)
@@ -105,16 +148,28 @@ class RouterSocket:
 
     def send_frames(self, frames: Sequence[Any]) -> bool:
         """Send [client id, header, *buffers] as packed; False when the client is gone."""
+        return self.send_tracked(frames, track=False)[0]
+
+    def send_tracked(
+        self, frames: Sequence[Any], track: bool = True
+    ) -> tuple[bool, zmq.MessageTracker | None]:
+        """send_frames, with (for frames made with track=True) the tracker that says when
+        ZeroMQ has let the message go: (False, None) when the client is gone."""
         client = bytes(frames[0])
         try:
-            self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            # pyzmq tracks a message only through its own frames: the leading ones go
+            # untracked, the last carries the tracker (ZeroMQ sends a message whole anyway).
+            for frame in frames[:-1]:
+                self.sock.send(frame, flags=zmq.NOBLOCK | zmq.SNDMORE, copy=False)
+            tracker = self.sock.send(frames[-1], flags=zmq.NOBLOCK, copy=False, track=track)
+            return True, tracker
         except zmq.Again:
             log.warning("client %s is not reading; dropped a message", client.hex())
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:
-                return False
+                return False, None
             log.error("send to %s failed: %s", client.hex(), exc)
-        return True
+        return True, None
 
     def close(self, linger_ms: int = 500) -> None:
         """Close the socket (pending replies get linger_ms to leave) and stop CURVE's thread."""

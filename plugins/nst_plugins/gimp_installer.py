@@ -13,7 +13,7 @@ import stat
 import sys
 from pathlib import Path
 
-from nst_client.settings import check_transport
+from nst_client.settings import check_transport, read_curve_keys
 
 from . import install as shared
 
@@ -52,15 +52,22 @@ def _make_executable(path: Path) -> None:
     path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
-def install(dest: Path | None, endpoint: str, transport: str) -> Path:
+def install(
+    dest: Path | None,
+    endpoint: str,
+    transport: str,
+    curve_server_key: str | None = None,
+    curve_client_cert: str | None = None,
+) -> Path:
     """Copy the plug-in to DEST (a plug-ins folder) or GIMP's; returns the plug-in's folder."""
     plugins_dir = Path(dest).expanduser() if dest else find_plugins_dir()
     target = plugins_dir / PLUGIN_NAME
     check_transport(transport)
+    read_curve_keys(curve_server_key, curve_client_cert)
     shared.copy_tree(shared.payload_dir("gimp") / PLUGIN_NAME, target)
     _make_executable(target / f"{PLUGIN_NAME}.py")
     shared.copy_client(target)
-    shared.write_settings(target, endpoint, transport)
+    shared.write_settings(target, endpoint, transport, curve_server_key, curve_client_cert)
     return target
 
 

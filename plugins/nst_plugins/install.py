@@ -14,7 +14,7 @@ from types import ModuleType
 
 import nst_client
 from nst_client import protocol
-from nst_client.settings import CONFIG_NAME, Settings, check_transport
+from nst_client.settings import CONFIG_NAME, check_transport, load
 
 HOSTS = ("gimp", "krita")
 CLIENT_PACKAGE = "nst_client"
@@ -50,11 +50,18 @@ def copy_tree(source: Path, target: Path) -> Path:
     return target
 
 
-def write_settings(folder: Path, endpoint: str, transport: str) -> Path:
-    """The plug-in's settings: the daemon's endpoint, the transport, this Python for the bridge."""
-    settings = Settings(
-        endpoint=endpoint, transport=check_transport(transport), python=sys.executable
-    )
+def write_settings(
+    folder: Path,
+    endpoint: str,
+    transport: str,
+    curve_server_key: str | None = None,
+    curve_client_cert: str | None = None,
+) -> Path:
+    """The plug-in's settings: the daemon's endpoint, the transport, this Python for the bridge,
+    and the CURVE key files as absolute paths (checked by the one settings loader)."""
+    settings = load(None, {}, endpoint, curve_server_key or "", curve_client_cert or "")
+    settings.transport = check_transport(transport)
+    settings.python = sys.executable
     return settings.save(folder / CONFIG_NAME)
 
 
@@ -65,13 +72,21 @@ def _host_module(host: str) -> ModuleType:
 
 
 def install(
-    host: str, dest: str | None = None, endpoint: str | None = None, transport: str = "auto"
+    host: str,
+    dest: str | None = None,
+    endpoint: str | None = None,
+    transport: str = "auto",
+    curve_server_key: str | None = None,
+    curve_client_cert: str | None = None,
 ) -> Path:
-    """Install HOST's plug-in; returns the folder it went to."""
+    """Install HOST's plug-in; returns the folder it went to. The CURVE key files are those
+    of nst_client.settings (the daemon's server.key, this client's client.key_secret)."""
     installed: Path = _host_module(host).install(
         dest=Path(dest) if dest else None,
         endpoint=endpoint or protocol.DEFAULT_ENDPOINT,
         transport=transport,
+        curve_server_key=curve_server_key,
+        curve_client_cert=curve_client_cert,
     )
     return installed
 

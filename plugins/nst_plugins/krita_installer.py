@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nst_client.protocol import DEFAULT_ENDPOINT
-from nst_client.settings import CONFIG_NAME, TRANSPORTS, check_transport
+from nst_client.settings import CONFIG_NAME, TRANSPORTS, check_transport, read_curve_keys
 
 from . import install as shared
 
@@ -100,10 +100,13 @@ def install(
     endpoint: str = DEFAULT_ENDPOINT,
     transport: str = "auto",
     kritarc: Path | None = None,
+    curve_server_key: str | None = None,
+    curve_client_cert: str | None = None,
 ) -> Path:
     """Copy the plug-in and the client package into dest (default: Krita's pykrita folder),
     write its settings and enable it in kritarc. Returns the plug-in package folder."""
     check_transport(transport)
+    read_curve_keys(curve_server_key, curve_client_cert)
     dest = Path(dest) if dest else pykrita_dir()
     source = shared.payload_dir("krita")
     package = shared.copy_tree(source / PLUGIN_NAME, dest / PLUGIN_NAME)
@@ -112,7 +115,7 @@ def install(
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     shutil.copyfile(source / DESKTOP_FILE, dest / DESKTOP_FILE)
     shared.copy_client(dest)
-    shared.write_settings(package, endpoint, transport)
+    shared.write_settings(package, endpoint, transport, curve_server_key, curve_client_cert)
     set_enabled(kritarc or kritarc_path(), True)
     return package
 
@@ -149,9 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kritarc", type=Path, help="kritarc file (default: Krita's own)")
     parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
     parser.add_argument("--transport", choices=TRANSPORTS, default="auto")
+    parser.add_argument("--curve-server-key", help="the daemon's server.key (remote daemon)")
+    parser.add_argument("--curve-client-cert", help="this client's client.key_secret")
     args = parser.parse_args(argv)
     if args.action == "install":
-        package = install(args.dest, args.endpoint, args.transport, args.kritarc)
+        package = install(
+            args.dest,
+            args.endpoint,
+            args.transport,
+            args.kritarc,
+            args.curve_server_key,
+            args.curve_client_cert,
+        )
         print(f"installed {package}; restart Krita and open Settings > Dockers > Neural Style")
     else:
         for path in uninstall(args.dest, args.kritarc):

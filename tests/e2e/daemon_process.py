@@ -13,7 +13,15 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from nst_client import protocol as P
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -48,8 +56,9 @@ class DaemonProc:
         reader.start()
         reader.join(timeout_s)
         if not box or not box[0].startswith("ready"):
+            log = self.log_text()  # before stop() removes it
             self.stop()
-            raise RuntimeError(f"daemon did not get ready: {box!r}\n{self.log_text()}")
+            raise RuntimeError(f"daemon did not get ready: {box!r}\n{log}")
         return box[0]
 
     def log_text(self) -> str:
@@ -71,3 +80,33 @@ class DaemonProc:
                 self.proc.wait()
         os.unlink(self.log.name)
         return self.proc.returncode
+
+
+class Raw:
+    """A bare DEALER socket, for messages no well-behaved client would send."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+
+    def send(self, header: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
+        self.sock.send_multipart(P.pack(header, list(buffers)))
+
+    def recv(self, timeout_s: float = 10.0) -> tuple[dict[str, Any], list[bytes]]:
+        assert self.sock.poll(int(timeout_s * 1000)), "no reply from the daemon"
+        frames = self.sock.recv_multipart()
+        return msgpack.unpackb(frames[0], raw=False), frames[1:]
+
+    def recv_for(self, request_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            header, _ = self.recv(max(0.01, deadline - time.monotonic()))
+            if header.get("id") == request_id:
+                return header
+
+    def close(self) -> None:
+        self.sock.close(0)

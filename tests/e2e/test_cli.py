@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +193,89 @@ def test_ctrl_c_stops_cleanly_and_writes_the_current_image(files: dict[str, Path
     assert proc.returncode == 130, seen + rest
     assert "interrupted: wrote" in rest and "Traceback" not in rest
     assert read_image(files["out"]).shape == (64, 64, 3)
+
+
+def zero_png(path: Path, side: int) -> Path:
+    """A valid all-zero 16-bit grey PNG of side x side (a multiple of 100), as small as deflate
+    allows: 20000 x 20000 is 800 MB of pixels in ~800 KB. One block of 100 rows is compressed
+    once and repeated (a full flush makes each copy stand alone), so it is made in moments."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = bytes(1 + 2 * side) * 100
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = deflate.compress(rows) + deflate.flush(zlib.Z_FULL_FLUSH)
+    adler = 1
+    for _ in range(side // 100):
+        adler = zlib.adler32(rows, adler)
+    idat = b"\x78\xda" + block * (side // 100) + deflate.flush() + struct.pack(">I", adler)
+    ihdr = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
+    png = chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png)
+    return path
+
+
+def test_a_pixel_bomb_is_refused_in_moments(files: dict[str, Path]) -> None:
+    """The issue's file: 20000 x 20000 16-bit zeros in ~800 KB (pypng decoded it for 13 s to
+    1.85 GB, then a traceback). Refused from its header, as content or as style."""
+    bomb = zero_png(files["dir"] / "bomb.png", 20000)
+    assert bomb.stat().st_size < 1_000_000
+    for content, style in ((bomb, files["style"]), (files["content"], bomb)):
+        start = time.monotonic()
+        r = run_nst("stylize", str(content), str(style), "-o", str(files["out"]), timeout=60)
+        assert r.returncode == 2, (r.returncode, r.stderr)
+        assert time.monotonic() - start < 10
+        assert f"{bomb}: 20000 x 20000 = 400,000,000 pixels, over the limit of 67,108,864" in (
+            r.stderr
+        )
+        assert "--max-pixels raises it" in r.stderr and "Traceback" not in r.stderr
+    assert not files["out"].exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "output", "extra", "message"),
+    [
+        ("{content}", "{dir}/folder.png", [], "folder.png: is a folder"),
+        ("{c16}", "{dir}/folder.png", [], "folder.png: is a folder"),
+        ("{c16}", "{dir}/out.jpg", [], "out.jpg: 16-bit results can only be written as .png"),
+        ("{content}", "{dir}/out.xyz", [], "out.xyz: no image format for '.xyz'"),
+        ("{content}", "{dir}/out.png", ["--save-every", "2"], "out_iter0002.png: is a folder"),
+        ("{content}", "{dir}/out.png", ["--max-pixels", "4095"], "content.png: 64 x 64"),
+        ("{content}", "{dir}/out.png", ["--max-pixels", "0"], "--max-pixels: expected a positive"),
+    ],
+)
+def test_bad_files_are_refused_before_the_model_loads(
+    files: dict[str, Path], content: str, output: str, extra: list[str], message: str
+) -> None:
+    """Found in moments, not after minutes of work. The weights named do not exist: had the
+    model been loaded first, that would be the error."""
+    (files["dir"] / "folder.png").mkdir()
+    (files["dir"] / "out_iter0002.png").mkdir()
+    write_image(files["dir"] / "c16.png", np.zeros((64, 64, 3), np.uint16))
+    fmt = {k: str(v) for k, v in files.items()} | {"c16": str(files["dir"] / "c16.png")}
+    start = time.monotonic()
+    r = run_nst(
+        "stylize",
+        content.format(**fmt),
+        str(files["style"]),
+        "-o",
+        output.format(**fmt),
+        "--weights",
+        str(files["dir"] / "missing.pth"),
+        *extra,
+        timeout=60,
+    )
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert time.monotonic() - start < 10
+    assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "missing.pth" not in r.stderr and "J=" not in r.stderr
+    assert sorted(p.name for p in files["dir"].iterdir()) == [
+        "c16.png",
+        "content.png",
+        "folder.png",
+        "out_iter0002.png",
+        "style.png",
+    ]

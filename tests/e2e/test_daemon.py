@@ -8,15 +8,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
-import zmq
-from daemon_process import DaemonProc, free_port
+from daemon_process import DaemonProc, Raw, free_port
 
 from nst_client import protocol as P
 from nst_client.client import (
@@ -39,36 +38,6 @@ CLIENT_TIMEOUT_S = 3.0
 QUICK = {"iterations": 3, "size": 64, "min_scale": 32}
 #: A job that runs until cancelled (minutes on a CPU).
 LONG = {"iterations": 5000, "size": 64, "min_scale": 64}
-
-
-class Raw:
-    """A bare DEALER socket, for messages no well-behaved client would send."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
-
-    def send_frames(self, frames: list[bytes]) -> None:
-        self.sock.send_multipart(frames)
-
-    def send(self, header: dict[str, Any], buffers: Sequence[bytes] = ()) -> None:
-        self.sock.send_multipart(P.pack(header, list(buffers)))
-
-    def recv(self, timeout_s: float = 10.0) -> tuple[dict[str, Any], list[bytes]]:
-        assert self.sock.poll(int(timeout_s * 1000)), "no reply from the daemon"
-        frames = self.sock.recv_multipart()
-        return msgpack.unpackb(frames[0], raw=False), frames[1:]
-
-    def recv_for(self, request_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            header, _ = self.recv(max(0.01, deadline - time.monotonic()))
-            if header.get("id") == request_id:
-                return header
-
-    def close(self) -> None:
-        self.sock.close(0)
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
 from nst_core import costs, pixels
-from nst_core.engine import (
-    StyleTargetCache,
-    StylizeCancelled,
-    scale_sizes,
-    stylize,
-    tile_spans,
-)
+from nst_core.engine import StyleTargetCache, StylizeCancelled, stylize
 from nst_core.params import DEFAULT_STYLE_LAYER_WEIGHTS, ParamError, make_params
 from nst_core.vgg import VGGFeatures
 
@@ -177,21 +173,6 @@ def test_result_has_the_content_size_when_working_smaller(
     assert out.shape == big.shape
 
 
-def test_scales_go_coarse_to_fine_and_never_above_the_content() -> None:
-    assert scale_sizes(512, 1024, 512, 128) == [(64, 128), (128, 256), (256, 512)]
-    assert scale_sizes(100, 200, 512, 128) == [(100, 200)]
-    assert scale_sizes(300, 400, "full", 101) == [(150, 200), (300, 400)]
-    assert scale_sizes(300, 400, "full", 100) == [(75, 100), (150, 200), (300, 400)]
-
-
-def test_tiles_cover_and_overlap() -> None:
-    spans = tile_spans(1000, 300, overlap=64)
-    assert spans[0][0] == 0 and spans[-1][1] == 1000
-    assert all(b - a == 300 for a, b in spans)
-    assert all(spans[i][1] - spans[i + 1][0] >= 64 for i in range(len(spans) - 1))
-    assert tile_spans(200, 300) == [(0, 200)]
-
-
 def test_tiled_scale_runs_and_keeps_memory_per_tile(
     model: VGGFeatures, photo: np.ndarray, style_image: np.ndarray
 ) -> None:
@@ -207,6 +188,35 @@ def test_tiled_scale_runs_and_keeps_memory_per_tile(
     assert out.shape == wide.shape
     assert seen[-1].iterations == 6  # two tiles x 3 iterations
     assert not np.array_equal(out, wide)
+
+
+def test_a_large_style_is_read_in_pieces_of_at_most_a_tile(
+    model: VGGFeatures, photo: np.ndarray, style_image: np.ndarray, monkeypatch: Any
+) -> None:
+    """A style scaled past the tile size costs one tile's memory per VGG pass, and its Gram
+    targets are those of one whole pass (pieces read with context, added up over pixels)."""
+    content = photo.repeat(2, axis=0).repeat(2, axis=1)  # long side >= 96
+    big_style = np.concatenate([np.concatenate([style_image] * 6, axis=0)] * 6, axis=1)
+    params = {"size": 96, "iterations": 1, "min_scale": 96, "style_scale": 4.0}
+    sides: list[int] = []
+    forward = type(model).forward
+
+    def spy(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        sides.append(max(x.shape[-2:]))
+        return forward(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    targets = {}
+    for tile in (256, 1024):
+        sides.clear()
+        cache = StyleTargetCache()
+        stylize(content, [big_style], {**params, "tile_size": tile}, model=model, style_cache=cache)
+        assert max(sides) <= tile
+        (targets[tile],) = cache._items.values()
+    assert max(sides) == 384  # one whole pass of the 384-px style when the tile allows it
+    for name, whole in targets[1024].items():
+        pieces = targets[256][name]
+        assert (pieces - whole).norm() / whole.norm() < 1e-2, name
 
 
 def test_preserve_colors_keeps_the_content_chroma(

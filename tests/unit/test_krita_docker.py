@@ -304,6 +304,7 @@ class FakeDaemon:
                 device="cpu",
                 weights="caffe",
                 max_pixels=P.DEFAULT_MAX_PIXELS,
+                max_tile_size=P.DEFAULT_MAX_TILE_SIZE,
                 client_timeout_s=30.0,
                 defaults=dict(self.defaults),
             )

@@ -131,7 +131,7 @@ def test_connect_names_the_plugin_and_its_transport(
     made: list[str] = []
 
     class Transport:
-        def __init__(self, endpoint: str) -> None:
+        def __init__(self, endpoint: str, *args: Any, **kwargs: Any) -> None:
             made.append(endpoint)
 
         def send(self, header: Any, buffers: Any = ()) -> None: ...

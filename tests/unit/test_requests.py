@@ -30,7 +30,8 @@ def _request(**over: Any) -> tuple[dict[str, Any], list[bytes]]:
 
 
 def _parse(header: dict[str, Any], buffers: list[bytes], max_pixels: int = 100) -> Job:
-    return requests.parse_stylize(header, buffers, b"client", max_pixels, "cpu")
+    limits = requests.Limits(max_pixels, P.DEFAULT_MAX_TILE_SIZE)
+    return requests.parse_stylize(header, buffers, b"client", limits, "cpu")
 
 
 def test_parse_stylize_ok() -> None:

@@ -139,7 +139,7 @@ def test_config_checks(config: DaemonConfig, word: str) -> None:
         ("tcp://127.0.0.1:5757", {"curve_allow": "/nonexistent"}, "both"),
     ],
 )
-def test_bind_policy(endpoint: str, kwargs: dict[str, str], word: str) -> None:
+def test_bind_policy(endpoint: str, kwargs: dict[str, Any], word: str) -> None:
     ctx: zmq.Context[Any] = zmq.Context()
     try:
         with pytest.raises(SetupError, match=word):
