@@ -375,8 +375,9 @@ class Server:
                 return
             client = frames[0].bytes
             try:
-                if len(frames) > 2 and P.unpack([frames[1].buffer])[0].get("type") == P.PROGRESS:
-                    sent = self._send_preview(client, frames)
+                header = P.unpack([frames[1].buffer])[0] if len(frames) > 2 else None
+                if header is not None and header.get("type") == P.PROGRESS:
+                    sent = self._send_preview(client, header, frames)
                 else:
                     sent = self.router.send_frames(frames)
             except Exception:  # noqa: BLE001 - the daemon must outlive any reply
@@ -386,14 +387,13 @@ class Server:
                 self.client_gone(client, "disconnected")
             del frames
 
-    def _send_preview(self, client: bytes, frames: list[zmq.Frame]) -> bool:
+    def _send_preview(self, client: bytes, header: P.Header, frames: list[zmq.Frame]) -> bool:
         """A progress message with a preview: sent whole only when the client's previous
         preview has left the socket, else without its preview. A client that does not read
         then holds one preview in the daemon, not one per iteration."""
         assert self.router is not None
         last = self._previews.get(client)
         if last is not None and not last.done:
-            header, _ = P.unpack([frames[1].buffer])
             header.pop("preview", None)
             return self.router.send(client, header)
         tracked = [*frames[:-1], zmq.Frame(frames[-1].buffer, track=True)]

@@ -13,8 +13,6 @@ import stat
 import sys
 from pathlib import Path
 
-from nst_client.settings import check_transport, read_curve_keys
-
 from . import install as shared
 
 PLUGIN_NAME = "plug-in-nst-stylize"
@@ -62,12 +60,11 @@ def install(
     """Copy the plug-in to DEST (a plug-ins folder) or GIMP's; returns the plug-in's folder."""
     plugins_dir = Path(dest).expanduser() if dest else find_plugins_dir()
     target = plugins_dir / PLUGIN_NAME
-    check_transport(transport)
-    read_curve_keys(curve_server_key, curve_client_cert)
+    settings = shared.plugin_settings(endpoint, transport, curve_server_key, curve_client_cert)
     shared.copy_tree(shared.payload_dir("gimp") / PLUGIN_NAME, target)
     _make_executable(target / f"{PLUGIN_NAME}.py")
     shared.copy_client(target)
-    shared.write_settings(target, endpoint, transport, curve_server_key, curve_client_cert)
+    shared.write_settings(target, settings)
     return target
 
 

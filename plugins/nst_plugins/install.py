@@ -14,7 +14,7 @@ from types import ModuleType
 
 import nst_client
 from nst_client import protocol
-from nst_client.settings import CONFIG_NAME, check_transport, load
+from nst_client.settings import CONFIG_NAME, Settings, check_transport, load
 
 HOSTS = ("gimp", "krita")
 CLIENT_PACKAGE = "nst_client"
@@ -50,18 +50,22 @@ def copy_tree(source: Path, target: Path) -> Path:
     return target
 
 
-def write_settings(
-    folder: Path,
+def plugin_settings(
     endpoint: str,
     transport: str,
     curve_server_key: str | None = None,
     curve_client_cert: str | None = None,
-) -> Path:
+) -> Settings:
     """The plug-in's settings: the daemon's endpoint, the transport, this Python for the bridge,
-    and the CURVE key files as absolute paths (checked by the one settings loader)."""
+    and the CURVE key files as absolute paths. Checked in full by the one settings loader, so
+    an installer calls this before it copies anything: a bad value leaves nothing behind."""
     settings = load(None, {}, endpoint, curve_server_key or "", curve_client_cert or "")
     settings.transport = check_transport(transport)
     settings.python = sys.executable
+    return settings
+
+
+def write_settings(folder: Path, settings: Settings) -> Path:
     return settings.save(folder / CONFIG_NAME)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nst_client.protocol import DEFAULT_ENDPOINT
-from nst_client.settings import CONFIG_NAME, TRANSPORTS, check_transport, read_curve_keys
+from nst_client.settings import CONFIG_NAME, TRANSPORTS
 
 from . import install as shared
 
@@ -105,8 +105,7 @@ def install(
 ) -> Path:
     """Copy the plug-in and the client package into dest (default: Krita's pykrita folder),
     write its settings and enable it in kritarc. Returns the plug-in package folder."""
-    check_transport(transport)
-    read_curve_keys(curve_server_key, curve_client_cert)
+    settings = shared.plugin_settings(endpoint, transport, curve_server_key, curve_client_cert)
     dest = Path(dest) if dest else pykrita_dir()
     source = shared.payload_dir("krita")
     package = shared.copy_tree(source / PLUGIN_NAME, dest / PLUGIN_NAME)
@@ -115,7 +114,7 @@ def install(
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     shutil.copyfile(source / DESKTOP_FILE, dest / DESKTOP_FILE)
     shared.copy_client(dest)
-    shared.write_settings(package, endpoint, transport, curve_server_key, curve_client_cert)
+    shared.write_settings(package, settings)
     set_enabled(kritarc or kritarc_path(), True)
     return package
 

@@ -161,15 +161,16 @@ def test_given_key_errors_say_given(certs: dict[str, Path]) -> None:
 def test_write_settings_stores_absolute_key_paths(
     tmp_path: Path, certs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nst_plugins.install import write_settings
+    from nst_plugins.install import plugin_settings, write_settings
 
     monkeypatch.chdir(tmp_path)
-    path = write_settings(tmp_path, "tcp://192.0.2.7:5757", "bridge", "server.key", None)
+    settings = plugin_settings("tcp://192.0.2.7:5757", "bridge", "server.key", None)
+    path = write_settings(tmp_path, settings)
     stored = json.loads(path.read_text())
     assert stored["curve_server_key"] == str(certs["server"])
     assert stored["curve_client_cert"] is None and stored["transport"] == "bridge"
     with pytest.raises(SettingsError, match="holds no secret key"):
-        write_settings(tmp_path, "tcp://192.0.2.7:5757", "auto", "server.key", "client.key")
+        plugin_settings("tcp://192.0.2.7:5757", "auto", "server.key", "client.key")
 
 
 @pytest.mark.parametrize("host", ["gimp", "krita"])
