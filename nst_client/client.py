@@ -76,8 +76,9 @@ class JobResult:
 
 def unavailable(endpoint: str, timeout_s: float) -> DaemonUnavailable:
     return DaemonUnavailable(
-        f"no NST daemon answered at {endpoint} within {timeout_s:g} s; start one with "
-        f"`nst-daemon --endpoint {endpoint}` (or check the endpoint in the plug-in settings)"
+        f"no style engine answered at {endpoint} within {timeout_s:g} s: start it with "
+        f"`nst daemon start --endpoint {endpoint}` (the program nst-daemon), or check the "
+        "endpoint in the plug-in settings"
     )
 
 

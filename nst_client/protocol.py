@@ -11,6 +11,7 @@ msgpack is imported only where a header is packed or unpacked.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import reprlib
 import struct
@@ -35,9 +36,10 @@ MAX_PREVIEW_EVERY = 1 << 20
 
 # Request types
 HELLO, STYLIZE, CANCEL, STATUS, PING = "hello", "stylize", "cancel", "status", "ping"
-REQUESTS = (HELLO, STYLIZE, CANCEL, STATUS, PING)
+SHUTDOWN = "shutdown"
+REQUESTS = (HELLO, STYLIZE, CANCEL, STATUS, PING, SHUTDOWN)
 # Reply types
-WELCOME, ACCEPTED, PROGRESS, RESULT, ERROR, CANCELLED, PONG = (
+WELCOME, ACCEPTED, PROGRESS, RESULT, ERROR, CANCELLED, PONG, BYE = (
     "welcome",
     "accepted",
     "progress",
@@ -45,9 +47,13 @@ WELCOME, ACCEPTED, PROGRESS, RESULT, ERROR, CANCELLED, PONG = (
     "error",
     "cancelled",
     "pong",
+    "bye",
 )
 #: Replies after which no more messages come for that request id.
-FINAL_REPLIES = (WELCOME, RESULT, ERROR, CANCELLED, PONG, STATUS)
+FINAL_REPLIES = (WELCOME, RESULT, ERROR, CANCELLED, PONG, STATUS, BYE)
+
+# The engine's states (welcome.state, status.state): it answers while VGG-19 loads.
+STARTING, READY = "starting", "ready"
 
 # Error codes (stable; new codes go at the end)
 BAD_REQUEST = "bad_request"
@@ -59,6 +65,8 @@ QUEUE_FULL = "queue_full"
 OUT_OF_MEMORY = "out_of_memory"
 OPTIMISATION_FAILED = "optimisation_failed"
 INTERNAL = "internal"
+#: A request this daemon does not take from anyone (shutdown of a daemon on a network address).
+NOT_ALLOWED = "not_allowed"
 ERROR_CODES = (
     BAD_REQUEST,
     UNSUPPORTED_PROTOCOL,
@@ -69,7 +77,26 @@ ERROR_CODES = (
     OUT_OF_MEMORY,
     INTERNAL,
     OPTIMISATION_FAILED,
+    NOT_ALLOWED,
 )
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """True for ipc://, inproc:// and tcp:// on a loopback address (no CURVE needed; an
+    engine there may be started on demand)."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    if not endpoint.startswith("tcp://"):
+        return False
+    hostport = endpoint[len("tcp://") :]
+    host = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '*', an interface name or a host name: may face the network
 
 
 def max_frame_bytes(max_pixels: int) -> int:
@@ -163,6 +190,11 @@ class StatusRequest(TypedDict):
     id: str
 
 
+class Shutdown(TypedDict):
+    type: Literal["shutdown"]
+    id: str
+
+
 class Cancel(TypedDict):
     type: Literal["cancel"]
     id: str
@@ -181,7 +213,7 @@ class Stylize(_Stylize, total=False):
     preview_every: int
 
 
-Request = Hello | Ping | StatusRequest | Cancel | Stylize
+Request = Hello | Ping | StatusRequest | Cancel | Stylize | Shutdown
 
 
 class Welcome(TypedDict):
@@ -196,6 +228,8 @@ class Welcome(TypedDict):
     max_queued: int
     client_timeout_s: float
     defaults: dict[str, Any]
+    state: str
+    idle_exit_s: float
 
 
 class Accepted(TypedDict):
@@ -250,6 +284,18 @@ class Cancelled(TypedDict):
     id: str
 
 
+class Bye(TypedDict):
+    type: Literal["bye"]
+    id: str
+
+
+class Startup(TypedDict):
+    """What a starting engine is doing, and how far it is (0..1)."""
+
+    step: str
+    fraction: float
+
+
 class Pong(TypedDict):
     type: Literal["pong"]
     id: str
@@ -290,9 +336,16 @@ class Status(TypedDict):
     jobs_failed: int
     jobs_cancelled: int
     style_cache: CacheCounts
+    version: str
+    state: str
+    startup: Startup | None
+    pid: int
+    on_demand: bool
+    idle_exit_s: float
+    idle_s: float
 
 
-Reply = Welcome | Accepted | Progress | Result | Error | Cancelled | Pong | Status
+Reply = Welcome | Accepted | Progress | Result | Error | Cancelled | Pong | Status | Bye
 Message = Request | Reply
 #: A header as it arrives, before anyone has checked it: a map of anything.
 Header = dict[str, Any]
@@ -311,6 +364,10 @@ def ping(request_id: str) -> Ping:
 
 def status_request(request_id: str) -> StatusRequest:
     return {"type": "status", "id": request_id}
+
+
+def shutdown(request_id: str) -> Shutdown:
+    return {"type": "shutdown", "id": request_id}
 
 
 def cancel(request_id: str, job: str) -> Cancel:
@@ -346,6 +403,8 @@ def welcome(
     max_tile_size: int,
     client_timeout_s: float,
     defaults: dict[str, Any],
+    state: str = READY,
+    idle_exit_s: float = 0.0,
 ) -> Welcome:
     return {
         "type": "welcome",
@@ -359,6 +418,8 @@ def welcome(
         "max_queued": MAX_QUEUED_PER_CLIENT,
         "client_timeout_s": client_timeout_s,
         "defaults": defaults,
+        "state": state,
+        "idle_exit_s": idle_exit_s,
     }
 
 
@@ -410,6 +471,10 @@ def pong(request_id: str) -> Pong:
     return {"type": "pong", "id": request_id}
 
 
+def bye(request_id: str) -> Bye:
+    return {"type": "bye", "id": request_id}
+
+
 def status(
     request_id: str,
     *,
@@ -420,8 +485,16 @@ def status(
     uptime_s: float,
     counts: tuple[int, int, int],
     style_cache: CacheCounts,
+    version: str = "",
+    state: str = READY,
+    startup: Startup | None = None,
+    pid: int = 0,
+    on_demand: bool = False,
+    idle_exit_s: float = 0.0,
+    idle_s: float = 0.0,
 ) -> Status:
-    """counts: jobs (done, failed, cancelled) since the daemon started."""
+    """counts: jobs (done, failed, cancelled) since the daemon started; idle_s: seconds since
+    the last job ended or arrived (0 while one runs or waits)."""
     return {
         "type": "status",
         "id": request_id,
@@ -434,6 +507,13 @@ def status(
         "jobs_failed": counts[1],
         "jobs_cancelled": counts[2],
         "style_cache": style_cache,
+        "version": version,
+        "state": state,
+        "startup": startup,
+        "pid": pid,
+        "on_demand": on_demand,
+        "idle_exit_s": idle_exit_s,
+        "idle_s": idle_s,
     }
 
 

@@ -2,8 +2,9 @@
 
 `nst install-plugin` writes the file next to the plug-in; environment variables override it
 (NST_ENDPOINT, NST_TRANSPORT=auto|zmq|bridge, NST_PYTHON, NST_TIMEOUT, NST_CURVE_SERVER_KEY,
-NST_CURVE_CLIENT_CERT) so a user or a test can force the bridge or another daemon without
-editing files.
+NST_CURVE_CLIENT_CERT, NST_START_ON_DEMAND, NST_DAEMON, NST_IDLE_EXIT) so a user or a test can
+force the bridge or another daemon without editing files; what an editor's own settings UI
+holds (`overrides`) wins over both.
 
 CURVE keys are read here with the standard library only, so an editor whose Python lacks
 pyzmq (it talks through the bridge) still says which key file is wrong when it loads them.
@@ -14,9 +15,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .protocol import DEFAULT_ENDPOINT
@@ -28,6 +30,16 @@ Z85_CHARS = frozenset(
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
 )
 CURVE_KEY_LENGTH = 40
+#: How long an engine started on demand waits for a job before it exits (30 min).
+DEFAULT_IDLE_EXIT_S = 1800.0
+#: What an editor's settings UI may set (load's overrides).
+OVERRIDABLE = (
+    "endpoint",
+    "curve_server_key",
+    "curve_client_cert",
+    "start_on_demand",
+    "idle_exit_s",
+)
 
 
 class SettingsError(ValueError):
@@ -143,6 +155,15 @@ class Settings:
     #: This client's secret certificate file (client.key_secret); its public half (client.key)
     #: goes in the daemon's --curve-allow folder.
     curve_client_cert: str | None = None
+    #: Start the local engine when none answers (nst_client.launcher).
+    start_on_demand: bool = True
+    #: The command that starts the engine, recorded at install time (the product's nst-daemon).
+    daemon: list[str] | None = None
+    #: An engine started on demand exits after this many seconds without a job.
+    idle_exit_s: float = DEFAULT_IDLE_EXIT_S
+    #: Prefix of every program run outside an editor's sandbox (the bridge's Python, the
+    #: engine): ["flatpak-spawn", "--host"] for a Flatpak editor, else nothing.
+    host_command: list[str] = field(default_factory=list)
 
     def resolved_transport(self) -> str:
         """zmq when this Python has pyzmq and msgpack, else the bridge (for 'auto')."""
@@ -152,6 +173,14 @@ class Settings:
 
     def bridge_python(self) -> str:
         return self.python or sys.executable
+
+    def bridge_command(self) -> list[str]:
+        """The bridge's Python as a command line (behind host_command in a sandbox)."""
+        return [*self.host_command, self.bridge_python()]
+
+    def daemon_command(self) -> list[str] | None:
+        """The engine's command line (behind host_command), or None when none was recorded."""
+        return [*self.host_command, *self.daemon] if self.daemon else None
 
     def curve_keys(self) -> CurveKeys | None:
         """The CURVE keys to connect with (None: plain connection); SettingsError if bad."""
@@ -176,17 +205,60 @@ def _key_path(value: object, source: str, base: Path | None) -> str | None:
     return str(path if path.is_absolute() else (base or Path.cwd()) / path)
 
 
+def _bool(value: object, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{source}: expected true or false, got {value!r}")
+
+
+def _seconds(value: object, source: str, allow_zero: bool) -> float:
+    try:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise TypeError(value)
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{source}: expected seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        limit = "0 (never) or more" if allow_zero else "positive"
+        raise SettingsError(f"{source}: must be {limit}, got {value!r}")
+    return seconds
+
+
+def _command(value: object, source: str) -> list[str] | None:
+    """A command line: a list of strings, or one string split as a shell would."""
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise SettingsError(f"{source}: {exc}") from None
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return list(value)
+    raise SettingsError(f"{source}: expected a command (a list of strings), got {value!r}")
+
+
 def load(
     path: Path | None,
     env: Mapping[str, str] | None = None,
     endpoint: str = "",
     curve_server_key: str = "",
     curve_client_cert: str = "",
+    overrides: Mapping[str, object] | None = None,
 ) -> Settings:
     """The file's values (when path exists), then the environment's, then those given for
-    this run (endpoint from a dialog, the CURVE files from the command line; blank = none);
+    this run (endpoint from a dialog, the CURVE files from the command line; blank = none),
+    then overrides (an editor's settings UI, OVERRIDABLE keys; blank or None = not set);
     SettingsError if bad, key files included."""
     env = os.environ if env is None else env
+    ui = {k: v for k, v in (overrides or {}).items() if v is not None and v != ""}
+    unknown = sorted(set(ui) - set(OVERRIDABLE))
+    if unknown:
+        raise SettingsError(f"unknown settings {', '.join(unknown)}")
     data: dict[str, object] = {}
     if path is not None and path.exists():
         try:
@@ -200,7 +272,7 @@ def load(
         data = loaded
     where = path.name if path is not None else "the settings"
     settings = Settings()
-    given = endpoint.strip()
+    given = endpoint.strip() or str(ui.get("endpoint", "")).strip()
     chosen = given or env.get("NST_ENDPOINT") or data.get("endpoint") or settings.endpoint
     source = "the endpoint given" if given else f"endpoint in {where}"
     if not isinstance(chosen, str) or "://" not in chosen:
@@ -212,28 +284,37 @@ def load(
     python = env.get("NST_PYTHON") or data.get("python")
     settings.python = python if isinstance(python, str) and python else None
     timeout = env.get("NST_TIMEOUT") or data.get("timeout_s", settings.timeout_s)
-    try:
-        if isinstance(timeout, bool) or not isinstance(timeout, (str, int, float)):
-            raise TypeError(timeout)
-        settings.timeout_s = float(timeout)
-    except (TypeError, ValueError):
-        raise SettingsError(f"timeout_s in {where}: expected seconds, got {timeout!r}") from None
-    if not (math.isfinite(settings.timeout_s) and settings.timeout_s > 0):
-        raise SettingsError(f"timeout_s in {where}: must be positive, got {timeout!r}")
-    sources = []
+    settings.timeout_s = _seconds(timeout, f"timeout_s in {where}", allow_zero=False)
     value: object
-    for field, given_value, variable in (
+    for name, variable, check in (
+        ("start_on_demand", "NST_START_ON_DEMAND", _bool),
+        ("idle_exit_s", "NST_IDLE_EXIT", lambda v, s: _seconds(v, s, allow_zero=True)),
+        ("daemon", "NST_DAEMON", _command),
+        ("host_command", "", lambda v, s: _command(v, s) or []),
+    ):
+        if name in ui:
+            value, source = ui[name], f"the {name} set"
+        elif variable and env.get(variable, "").strip():
+            value, source = env[variable], variable
+        elif name in data:
+            value, source = data[name], f"{name} in {where}"
+        else:
+            continue
+        setattr(settings, name, check(value, source))
+    sources = []
+    for key, given_value, variable in (
         ("curve_server_key", curve_server_key, "NST_CURVE_SERVER_KEY"),
         ("curve_client_cert", curve_client_cert, "NST_CURVE_CLIENT_CERT"),
     ):
-        if given_value.strip():
-            value, source, base = given_value, f"the {field} given", None
+        given_value = given_value.strip() or str(ui.get(key, "")).strip()
+        if given_value:
+            value, source, base = given_value, f"the {key} given", None
         elif env.get(variable, "").strip():
             value, source, base = env[variable], variable, None
         else:
-            value, source = data.get(field), f"{field} in {where}"
+            value, source = data.get(key), f"{key} in {where}"
             base = path.parent if path is not None else None
-        setattr(settings, field, _key_path(value, source, base))
+        setattr(settings, key, _key_path(value, source, base))
         sources.append(source)
     read_curve_keys(settings.curve_server_key, settings.curve_client_cert, (sources[0], sources[1]))
     return settings

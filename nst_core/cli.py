@@ -1,4 +1,5 @@
-"""The `nst` command: stylize files (locally or through the daemon), demo, status, plug-ins.
+"""The `nst` command: stylize files (locally or through the daemon), demo, the daemon's state,
+starting and stopping it (`nst daemon start|stop|status`), plug-ins.
 
 Every user error (missing file, unreadable image, bad value, no daemon) is one line on stderr
 naming what was wrong, with exit status 2; an optimisation that failed is one line and exit
@@ -18,7 +19,8 @@ from typing import Any
 from nst_client.progress import Progress
 from nst_client.protocol import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
 from nst_client.settings import TRANSPORTS, Settings
-from nst_plugins.install import HOSTS
+from nst_plugins.install import CHOICES as PLUGIN_HOSTS
+from nst_plugins.install import DEFAULT_IDLE_EXIT_S, idle_seconds
 
 from .imageio import ImageFileError
 from .params import PARAM_NAMES, ParamError, StyleParams, make_params
@@ -187,7 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=DEFAULT_ENDPOINT,
         metavar="ENDPOINT",
-        help="run the job on the warm daemon (default endpoint %(const)s)",
+        help="run the job on the warm daemon (default endpoint %(const)s); a local one that "
+        "is not running is started and exits after 30 min without a job",
+    )
+    s.add_argument(
+        "--no-start",
+        action="store_true",
+        help="with --daemon: do not start the daemon when none answers",
     )
     _add_curve_options(s)
     _add_param_options(s)
@@ -196,6 +204,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="nst-demo.png")
     _add_param_options(demo)
     demo.set_defaults(size=256, iterations=100, max_pixels=DEFAULT_MAX_PIXELS)
+
+    dm = sub.add_parser(
+        "daemon",
+        help="start, stop or look at the local style engine (nst-daemon) shared by the "
+        "plug-ins and this command",
+    )
+    dm.add_argument("action", choices=("start", "stop", "status"))
+    dm.add_argument(
+        "--endpoint", help=f"the engine's endpoint (default: $NST_ENDPOINT or {DEFAULT_ENDPOINT})"
+    )
+    dm.add_argument(
+        "--idle-exit",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="start: exit after this long without a job (default 0: stays until stopped)",
+    )
+    dm.add_argument("--device", help="start: auto, cpu, cuda, cuda:N or mps (default auto)")
+    _add_curve_options(dm)
 
     st = sub.add_parser("status", help="show the daemon's state")
     st.add_argument(
@@ -207,13 +234,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_curve_options(st)
 
     for verb in ("install-plugin", "uninstall-plugin"):
-        p = sub.add_parser(verb, help=f"{verb.split('-')[0]} the GIMP or Krita plug-in")
-        p.add_argument("host", choices=HOSTS)
+        p = sub.add_parser(verb, help=f"{verb.split('-')[0]} the GIMP or Krita plug-in, or both")
+        p.add_argument("host", choices=PLUGIN_HOSTS)
         p.add_argument("--dest", help="the editor's plug-in folder (default: found)")
+        p.add_argument(
+            "--flatpak",
+            action=argparse.BooleanOptionalAction,
+            help="the Flatpak editor (~/.var/app); --no-flatpak: the one installed otherwise "
+            "(default: the Flatpak one only when it alone has a profile"
+            + (")" if verb == "install-plugin" else "; uninstall: both)"),
+        )
         if verb == "install-plugin":
             p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
             p.add_argument("--transport", default="auto", choices=TRANSPORTS)
             _add_curve_options(p)
+            p.add_argument(
+                "--idle-exit",
+                type=idle_seconds,
+                default=DEFAULT_IDLE_EXIT_S,
+                metavar="SECONDS",
+                help="an engine the plug-ins started exits after this long without a job "
+                "(0: never; default %(default)g)",
+            )
+            p.add_argument(
+                "--no-start-on-demand",
+                dest="start_on_demand",
+                action="store_false",
+                help="never start the engine from the plug-ins (start it with nst daemon start)",
+            )
 
     fw = sub.add_parser("fetch-weights", help="download torchvision's VGG-19 once (internet)")
     fw.add_argument("which", choices=("torchvision",))
@@ -332,9 +380,12 @@ def _stylize_daemon(
         if p.preview is not None:
             write_image(_save_every_path(output, p.iteration), layouts.to_array(*p.preview))
 
+    settings = _daemon_settings(args.daemon, args)
+    settings.start_on_demand = not args.no_start
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        with connect(_daemon_settings(args.daemon, args), "nst-cli") as client:
+        _ensure_engine(settings, stop.is_set)
+        with connect(settings, "nst-cli") as client:
             client.hello()
             raw = [(layouts.from_array(a, 0), w) for a, w in styles]
             done = client.stylize_raw(
@@ -443,6 +494,67 @@ def _daemon_settings(endpoint: str | None, args: argparse.Namespace) -> Settings
         raise UserError(str(exc)) from None
 
 
+def _ensure_engine(settings: Settings, should_cancel: Any = None) -> None:
+    """The local engine, started when none answers (the plug-ins' launcher), with its
+    start-up on stderr; DaemonUnavailable when there is none to be had."""
+    from nst_client import launcher
+    from nst_daemon import launch_command
+
+    if settings.daemon is None:
+        settings.daemon = launch_command()
+    shown: list[str] = []
+
+    def on_state(state: Any) -> None:
+        if state.phase == launcher.STARTING and state.summary not in shown:
+            shown.append(state.summary)
+            print(state.summary, file=sys.stderr, flush=True)
+
+    launcher.ensure_running(settings, on_state, should_cancel)
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    """`nst daemon start|stop|status`: exit status 0, or 3 when status finds none running."""
+    from nst_client import launcher
+    from nst_client.client import DaemonError, DaemonUnavailable
+
+    settings = _daemon_settings(args.endpoint, args)
+    if args.action == "status":
+        state = launcher.probe(settings, timeout_s=settings.timeout_s)
+        running = state.phase not in (launcher.STOPPED, launcher.UNREACHABLE)
+        local_stop = state.phase == launcher.STOPPED
+        print(
+            "Style engine not running: start it with `nst daemon start`"
+            if local_stop
+            else state.summary
+        )
+        print(state.details)
+        return 0 if running else 3
+    if args.action == "stop":
+        try:
+            stopped = launcher.stop(settings)
+        except DaemonError as exc:
+            raise UserError(exc.message) from None
+        print(f"stopped the engine at {settings.endpoint}" if stopped else "no engine was running")
+        return 0
+    from nst_daemon import launch_command
+
+    if args.idle_exit < 0:
+        raise UserError("--idle-exit: must be 0 (never) or more seconds")
+    settings.daemon = launch_command() + (["--device", args.device] if args.device else [])
+    settings.idle_exit_s = args.idle_exit
+    settings.start_on_demand = True
+    try:
+        before = launcher.probe(settings)
+        _ensure_engine(settings)
+    except DaemonUnavailable as exc:
+        raise UserError(str(exc)) from None
+    state = launcher.probe(settings)
+    already = before.phase not in (launcher.STOPPED, launcher.UNREACHABLE)
+    print(("already running: " if already else "") + state.summary)
+    print(state.details)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from nst_client.client import DaemonError, DaemonUnavailable, connect
 
@@ -465,18 +577,21 @@ def cmd_plugin(args: argparse.Namespace) -> int:
 
     try:
         if args.command == "install-plugin":
-            where = install.install(
+            done = install.install_hosts(
                 args.host,
                 args.dest,
                 args.endpoint,
                 args.transport,
                 args.curve_server_key,
                 args.curve_client_cert,
+                start_on_demand=args.start_on_demand,
+                idle_exit_s=args.idle_exit,
+                flatpak=args.flatpak,
             )
-            print(f"installed the {args.host} plug-in in {where}")
+            print(install.install_report(done))
         else:
-            removed = install.uninstall(args.host, args.dest)
-            print("removed " + (", ".join(map(str, removed)) if removed else "nothing"))
+            removed = install.uninstall_hosts(args.host, args.dest, args.flatpak)
+            print(install.uninstall_report(removed))
     except (OSError, ValueError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     return 0
@@ -496,6 +611,7 @@ COMMANDS = {
     "stylize": cmd_stylize,
     "demo": cmd_demo,
     "status": cmd_status,
+    "daemon": cmd_daemon,
     "install-plugin": cmd_plugin,
     "uninstall-plugin": cmd_plugin,
     "fetch-weights": cmd_fetch_weights,

@@ -79,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory of allowed client public certificates (*.key)",
     )
     p.add_argument(
+        "--idle-exit",
+        type=float,
+        default=d.idle_exit_s,
+        metavar="SECONDS",
+        help="exit after this many seconds without a job; 0 = never (default %(default)s; "
+        "an engine a plug-in starts on demand gets its idle_exit_s setting, 1800)",
+    )
+    p.add_argument(
+        "--on-demand",
+        action="store_true",
+        help="mark this daemon as started by a plug-in or `nst daemon start` (shown in status)",
+    )
+    p.add_argument(
         "--no-warmup", action="store_true", help="skip the tiny warm-up job after loading the model"
     )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -98,6 +111,8 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         curve_secret_key=args.curve_secret_key,
         curve_allow=args.curve_allow,
         warmup=not args.no_warmup,
+        idle_exit_s=args.idle_exit,
+        on_demand=args.on_demand,
     )
 
 
@@ -118,22 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nst-daemon: {exc}", file=sys.stderr)
         server.close()
         return 2
-    try:
-        server.load()
-    except Exception as exc:  # noqa: BLE001 - a clear message instead of a traceback
-        log.debug("load failed", exc_info=True)
-        print(f"nst-daemon: cannot load the model: {type(exc).__name__}: {exc}", file=sys.stderr)
-        server.close()
-        return 1
-    if server.stop_requested.is_set():
-        server.close()
-        return 0
-    print(
-        f"ready endpoint={server.config.endpoint} device={server.describe_device()} "
-        f"weights={server.weights_name} max_pixels={server.config.max_pixels} pid={os.getpid()}",
-        flush=True,
-    )
+
+    def ready() -> None:
+        print(
+            f"ready endpoint={server.config.endpoint} device={server.describe_device()} "
+            f"weights={server.weights_name} max_pixels={server.config.max_pixels} "
+            f"pid={os.getpid()}",
+            flush=True,
+        )
+
+    # The socket answers (state "starting") while the model loads on its own thread.
+    server.start_loading(on_ready=ready)
     server.serve()
+    if server.load_error is not None:
+        print(f"nst-daemon: cannot load the model: {server.load_error}", file=sys.stderr)
+        return 1
     log.info("bye")
     return 0
 

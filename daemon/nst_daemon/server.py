@@ -3,7 +3,10 @@
 Threads: the main thread owns the ROUTER socket and nothing else touches it, so status, cancel,
 ping and new submissions are answered within milliseconds while a job runs. One worker thread
 runs jobs in FIFO order (jobs.Scheduler, runner.Runner); it hands its outgoing messages to the
-main thread over an inproc PAIR socket.
+main thread over an inproc PAIR socket. The model loads on a thread of its own while the socket
+already answers, so a plug-in that started the engine can show how far the start-up is; jobs
+sent meanwhile wait in the queue. With --idle-exit the daemon ends itself after that long
+without a job (an engine a plug-in started on demand).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from .transport import RouterSocket, SetupError
 log = logging.getLogger("nst_daemon")
 
 Handler = Callable[[bytes, P.Header, list[P.Buffer]], None]
+#: Where each start-up step begins, as a share of a cold start (measured: see load()).
+STARTUP_SHARES = {"weights": 0.7, "warmup": 0.93}
 
 
 @dataclass
@@ -49,6 +54,10 @@ class DaemonConfig:
     curve_secret_key: str | None = None
     curve_allow: str | None = None
     warmup: bool = True
+    #: Exit after this many seconds without a job (0 = never: a daemon started by hand).
+    idle_exit_s: float = 0.0
+    #: Started by a plug-in or `nst daemon start` (shown in status), not by hand.
+    on_demand: bool = False
 
     def check(self) -> None:
         """SetupError naming the first option out of range."""
@@ -62,6 +71,8 @@ class DaemonConfig:
             raise SetupError("--style-cache-mb must be 0 or more")
         if not 0.0 <= self.memory_fraction <= 1.0:
             raise SetupError("--memory-fraction must be within 0..1")
+        if not self.idle_exit_s >= 0.0:
+            raise SetupError("--idle-exit must be 0 (never) or more seconds")
 
     @property
     def limits(self) -> requests.Limits:
@@ -92,7 +103,7 @@ class Server:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.router: RouterSocket | None = None
         self.runner: Runner | None = None
-        self.device_name = "?"
+        self.device_name = ""
         self.device_type = "cpu"
         self.weights_name = config.weights
         self._torch: Any = None
@@ -102,12 +113,22 @@ class Server:
         self._worker_ready = threading.Event()
         #: Per client, the tracker of the last preview sent: one preview in flight at most.
         self._previews: dict[bytes, zmq.MessageTracker] = {}
+        #: starting (the model loads; requests are answered, jobs wait) or ready.
+        self.state = P.STARTING
+        self.startup: P.Startup | None = {"step": "starting", "fraction": 0.0}
+        #: Why the model could not load (the daemon then ends), set by the loader thread.
+        self.load_error: str | None = None
+        self._load_done = threading.Event()
+        self._loader: threading.Thread | None = None
+        #: When a job last arrived or ended, for --idle-exit.
+        self.last_activity = time.monotonic()
         self.handlers: dict[str, Handler] = {
             P.HELLO: self.on_hello,
             P.PING: self.on_ping,
             P.STATUS: self.on_status,
             P.CANCEL: self.on_cancel,
             P.STYLIZE: self.on_stylize,
+            P.SHUTDOWN: self.on_shutdown,
         }
 
     # -- setup ---------------------------------------------------------------------------------
@@ -125,14 +146,24 @@ class Server:
         self._inbox = self.ctx.socket(zmq.PAIR)
         self._inbox.bind(self._inbox_addr)
 
+    def _step(self, step: str, fraction: float) -> None:
+        self.startup = {"step": step, "fraction": fraction}
+        log.info("start-up: %s", step)
+
     def load(self) -> None:
-        """Import the engine, load the model and run one tiny job so the first real one is fast."""
+        """Import the engine, load the model and run one tiny job so the first real one is fast.
+
+        The start-up fractions are each step's share of a cold start measured on a 2-core CPU
+        (importing PyTorch dominates), so a progress bar moves at a steady pace.
+        """
+        self._step("loading PyTorch", 0.02)
         import numpy as np
         import torch
 
         from nst_core import engine
 
         c = self.config
+        self._step("loading the VGG-19 weights", STARTUP_SHARES["weights"])
         model = engine.load_model(weights=c.weights, device=c.device)
         device = model.device
         self._torch = torch
@@ -144,11 +175,34 @@ class Server:
         cache = engine.StyleTargetCache(max_bytes=c.style_cache_mb << 20)
         self.runner = Runner(engine.stylize, model, cache, self.device_name, self._free_memory)
         if c.warmup:
+            self._step(f"warming up on {self.device_name}", STARTUP_SHARES["warmup"])
             rng = np.random.default_rng(0)
             img, style = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
             engine.stylize(
                 img, [style], {"iterations": 1, "size": 32, "min_scale": 32}, model=model
             )
+
+    def start_loading(self, on_ready: Callable[[], None] | None = None) -> threading.Thread:
+        """Load the model on a thread of its own; serve() answers meanwhile and starts the
+        worker once it is done. on_ready runs on that thread when the model is ready."""
+
+        def load() -> None:
+            try:
+                self.load()
+            except BaseException as exc:  # noqa: BLE001 - reported by serve(), which ends
+                log.debug("load failed", exc_info=True)
+                self.load_error = f"{type(exc).__name__}: {exc}"
+            else:
+                self.state, self.startup = P.READY, None
+                self.last_activity = time.monotonic()
+                if on_ready is not None:
+                    on_ready()
+            finally:
+                self._load_done.set()
+
+        self._loader = threading.Thread(target=load, name="nst-loader", daemon=True)
+        self._loader.start()
+        return self._loader
 
     def _free_memory(self) -> None:
         if self._torch is not None and self.device_type == "cuda":
@@ -215,6 +269,8 @@ class Server:
                 max_tile_size=self.config.max_tile_size,
                 client_timeout_s=self.config.client_timeout_s,
                 defaults=defaults,
+                state=self.state,
+                idle_exit_s=self.config.idle_exit_s,
             ),
         )
 
@@ -245,8 +301,35 @@ class Server:
                     "hits": cache.hits if cache else 0,
                     "misses": cache.misses if cache else 0,
                 },
+                version=__version__,
+                state=self.state,
+                startup=self.startup,
+                pid=os.getpid(),
+                on_demand=self.config.on_demand,
+                idle_exit_s=self.config.idle_exit_s,
+                idle_s=round(self.idle_seconds(), 3),
             ),
         )
+
+    def idle_seconds(self) -> float:
+        """Seconds since a job last arrived or ended; 0 while one runs or waits, or while
+        the model loads."""
+        if self.state != P.READY or self.sched.clients():
+            return 0.0
+        return time.monotonic() - self.last_activity
+
+    def on_shutdown(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
+        """End the daemon (`nst daemon stop`): only one on this machine's loopback or ipc, a
+        shared daemon on a network address is stopped where it runs."""
+        if not P.is_local_endpoint(self.config.endpoint):
+            raise P.ProtocolError(
+                P.NOT_ALLOWED,
+                f"this daemon serves the network address {self.config.endpoint}: stop it "
+                "on its own machine",
+            )
+        log.info("shutdown asked by %s", client.hex())
+        self.send(client, P.bye(header["id"]))
+        self.stop_requested.set()
 
     def on_cancel(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
         job_id = requests.require(header, "job", str)
@@ -264,6 +347,7 @@ class Server:
     def on_stylize(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
         job = requests.parse_stylize(header, buffers, client, self.config.limits, self.device_type)
         position = self.sched.submit(job)
+        self.last_activity = time.monotonic()
         log.info(
             "job %s from %s accepted at position %d (%dx%d, %d style(s))",
             P.quote(job.id),
@@ -280,6 +364,8 @@ class Server:
         """Cancel the jobs of clients silent for longer than --client-timeout."""
         now = time.monotonic()
         timeout = self.config.client_timeout_s
+        if self.sched.clients():
+            self.last_activity = now
         for client in self.sched.clients():
             seen = self.last_seen.get(client)
             if seen is None or now - seen > timeout:
@@ -329,16 +415,45 @@ class Server:
             out.close(0)
 
     # -- main loop -----------------------------------------------------------------------------
-    def serve(self) -> None:
-        assert self.router is not None and self._inbox is not None
+    def _start_worker(self) -> None:
         self._worker = threading.Thread(target=self._worker_main, name="nst-worker", daemon=True)
         self._worker.start()
         self._worker_ready.wait()
+
+    def _after_load(self) -> bool:
+        """Once the model is in: start the worker, or (it failed) refuse the waiting jobs and
+        end. False when the daemon is to end."""
+        if self.load_error is None:
+            self._start_worker()
+            return True
+        for job in self.sched.stop():
+            self.send(
+                job.client,
+                P.error(job.id, P.INTERNAL, f"the engine could not start: {self.load_error}"),
+            )
+        return False
+
+    def _idle_too_long(self) -> bool:
+        limit = self.config.idle_exit_s
+        if limit > 0 and self.idle_seconds() > limit:
+            log.info("no job for %g s (--idle-exit): exiting", limit)
+            return True
+        return False
+
+    def serve(self) -> None:
+        """The socket loop until a signal, `shutdown`, --idle-exit or a failed load.
+
+        The model is loaded by start_loading(), or here first when nobody started it."""
+        assert self.router is not None and self._inbox is not None
+        if self._loader is None:
+            self.start_loading()
         poller = zmq.Poller()
         poller.register(self.router.sock, zmq.POLLIN)
         poller.register(self._inbox, zmq.POLLIN)
         next_reap = time.monotonic() + 0.5
         while not self.stop_requested.is_set():
+            if self._worker is None and self._load_done.is_set() and not self._after_load():
+                break
             try:
                 events = dict(poller.poll(100))
             except zmq.ZMQError as exc:
@@ -352,6 +467,8 @@ class Server:
             if time.monotonic() >= next_reap:
                 self.reap()
                 next_reap = time.monotonic() + 0.5
+                if self._idle_too_long():
+                    break
         self.shutdown()
 
     def _drain_router(self) -> None:

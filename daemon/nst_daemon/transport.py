@@ -7,7 +7,6 @@ so every caller handles a vanished peer the same way.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -18,29 +17,13 @@ from typing import Any
 import zmq
 
 from nst_client import protocol as P
+from nst_client.protocol import is_local_endpoint
 
 log = logging.getLogger("nst_daemon")
 
 
 class SetupError(Exception):
     """The daemon cannot start with these options; the message says why."""
-
-
-def is_local_endpoint(endpoint: str) -> bool:
-    """True for ipc://, inproc:// and tcp:// on a loopback address (no CURVE needed)."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    if not endpoint.startswith("tcp://"):
-        return False
-    hostport = endpoint[len("tcp://") :]
-    host = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # '*', an interface name or a host name: may face the network
 
 
 def check_endpoint(endpoint: str) -> None:

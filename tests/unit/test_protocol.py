@@ -68,6 +68,7 @@ def test_error_codes_stable() -> None:
         "out_of_memory",
         "internal",
         "optimisation_failed",
+        "not_allowed",
     )  # new codes go at the end
 
 
@@ -103,6 +104,8 @@ def test_builders_write_every_documented_key() -> None:
         (P.error(None, P.BAD_REQUEST, "x"), P.Error),
         (P.cancelled("j"), P.Cancelled),
         (P.pong("p"), P.Pong),
+        (P.shutdown("s"), P.Shutdown),
+        (P.bye("s"), P.Bye),
     ]
     for message, typed in cases:
         assert set(message) == _keys(typed), typed.__name__
@@ -116,5 +119,5 @@ def test_builders_write_every_documented_key() -> None:
 
 
 def test_replies_and_requests_are_distinct_types() -> None:
-    assert set(P.REQUESTS) == {"hello", "stylize", "cancel", "status", "ping"}
-    assert P.STATUS in P.FINAL_REPLIES and P.PROGRESS not in P.FINAL_REPLIES
+    assert set(P.REQUESTS) == {"hello", "stylize", "cancel", "status", "ping", "shutdown"}
+    assert P.BYE in P.FINAL_REPLIES and P.STATUS in P.FINAL_REPLIES and P.PROGRESS not in P.FINAL_REPLIES

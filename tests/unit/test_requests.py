@@ -8,9 +8,9 @@ import pytest
 
 from nst_client import layouts
 from nst_client import protocol as P
+from nst_client.protocol import is_local_endpoint
 from nst_daemon import requests
 from nst_daemon.jobs import Job
-from nst_daemon.transport import is_local_endpoint
 
 # --- request validation (server side, no model) ------------------------------------------------
 

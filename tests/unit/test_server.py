@@ -156,3 +156,60 @@ def test_send_to_a_vanished_peer_says_so() -> None:
     finally:
         router.close()
         ctx.term()
+
+
+def test_answers_while_the_model_loads(server: tuple[Server, RecordingRouter]) -> None:
+    """Before the model is in, hello and status say `starting` (with the step) and a job
+    queues: a plug-in that started the engine shows how far its start-up is."""
+    s, router = server
+    s.startup = {"step": "loading PyTorch", "fraction": 0.02}
+    s.handle(_frames(b"a", P.hello("h", "test")))
+    s.handle(_frames(b"a", P.status_request("s")))
+    header, content, style = _stylize("j")
+    s.handle(_frames(b"a", header, content, style))
+    welcome, status, accepted = (h for _, h in router.sent)
+    assert welcome["state"] == P.STARTING and status["state"] == P.STARTING
+    assert status["startup"] == {"step": "loading PyTorch", "fraction": 0.02}
+    assert status["version"] == __version__ and status["pid"] > 0
+    assert status["idle_s"] == 0.0, "a loading engine is never idle"
+    assert accepted["type"] == P.ACCEPTED and accepted["queue_position"] == 0
+
+
+def test_idle_exit_counts_from_the_last_job(server: tuple[Server, RecordingRouter]) -> None:
+    s, router = server
+    s.config.idle_exit_s = 5.0
+    s.state, s.startup = P.READY, None
+    s.last_activity -= 6.0
+    assert s.idle_seconds() > 5.0 and s._idle_too_long()
+    header, content, style = _stylize("j")
+    s.handle(_frames(b"a", header, content, style))  # a job waits: never idle
+    assert s.idle_seconds() == 0.0 and not s._idle_too_long()
+    s.sched.cancel((b"a", "j"))
+    assert 0.0 <= s.idle_seconds() < 1.0, "the clock restarts at the last job"
+    s.config.idle_exit_s = 0.0
+    s.last_activity -= 1e6
+    assert not s._idle_too_long(), "0 means never"
+
+
+def test_shutdown_only_on_a_local_endpoint(server: tuple[Server, RecordingRouter]) -> None:
+    s, router = server
+    s.config.endpoint = "tcp://0.0.0.0:5757"
+    s.handle(_frames(b"a", P.shutdown("x")))
+    assert router.sent[-1][1]["code"] == P.NOT_ALLOWED
+    assert "tcp://0.0.0.0:5757" in router.sent[-1][1]["message"]
+    assert not s.stop_requested.is_set()
+    s.config.endpoint = "tcp://127.0.0.1:5757"
+    s.handle(_frames(b"a", P.shutdown("y")))
+    assert router.sent[-1][1] == P.bye("y")
+    assert s.stop_requested.is_set()
+
+
+def test_a_failed_load_refuses_the_waiting_jobs(server: tuple[Server, RecordingRouter]) -> None:
+    s, router = server
+    header, content, style = _stylize("j")
+    s.handle(_frames(b"a", header, content, style))
+    s.load_error = "WeightsError: no weights"
+    assert s._after_load() is False
+    reply = router.sent[-1][1]
+    assert (reply["id"], reply["code"]) == ("j", P.INTERNAL)
+    assert "the engine could not start: WeightsError: no weights" in reply["message"]

@@ -1,0 +1,458 @@
+"""The local style engine, started on demand, and its state in plain words.
+
+An artist never opens a terminal: when no engine answers at a local endpoint, a plug-in starts
+the installed `nst-daemon` (settings.daemon, recorded by `nst install-plugin`) detached, with
+--idle-exit so that it ends itself when unused, and follows its start-up through the
+protocol's `status` (the daemon answers while VGG-19 loads). Two editors pressing Stylize at
+once start one engine: a lock file serialises the launchers on this machine, and the daemon's
+own bind refuses a second daemon on the same endpoint.
+
+Standard library only: this runs in the editors' own Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+from . import protocol as P
+from .client import Client, DaemonError, DaemonUnavailable, JobCancelled, connect
+from .settings import Settings, SettingsError
+
+STOPPED, STARTING, READY, BUSY, UNREACHABLE = "stopped", "starting", "ready", "busy", "unreachable"
+#: Whether an endpoint is on this machine (an engine there may be started on demand).
+is_local = P.is_local_endpoint
+#: How long one look at the engine may take.
+PROBE_TIMEOUT_S = 1.0
+#: How often a start-up is looked at.
+POLL_S = 0.25
+#: The longest wait for a started engine to load (a cold disk can make PyTorch slow).
+START_TIMEOUT_S = 300.0
+#: Lines of a failed engine's log quoted to the user.
+LOG_TAIL_LINES = 3
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What an editor shows about the engine: a summary in plain words, the rest in details."""
+
+    phase: str
+    summary: str
+    details: str
+    #: Start-up progress (0..1) while STARTING, when the engine says it.
+    fraction: float | None = None
+    device: str = ""
+    running: int = 0
+    queued: int = 0
+    #: The engine's version, for the stale-plug-in note ("" when unknown).
+    version: str = ""
+    #: Why nothing answered (the connection's own words), when nothing did.
+    problem: str = ""
+
+    def usable(self) -> bool:
+        return self.phase in (READY, BUSY)
+
+
+def device_words(device: str) -> str:
+    """'cpu' -> 'CPU', 'cuda:0 (NVIDIA H200)' -> 'GPU: NVIDIA H200', 'mps' -> 'Apple GPU'."""
+    if device.startswith("cuda"):
+        name = device.partition("(")[2].rstrip(")")
+        return f"GPU: {name}" if name else "GPU"
+    if device == "mps":
+        return "Apple GPU"
+    return device.upper() if device else "unknown device"
+
+
+def _details(settings: Settings, *extra: str) -> str:
+    parts = [f"endpoint {settings.endpoint}", f"transport {settings.resolved_transport()}"]
+    return "; ".join([*parts, *[e for e in extra if e]])
+
+
+def _jobs(count: int, word: str) -> str:
+    return f"{count} job{'s' if count != 1 else ''} {word}"
+
+
+def state_from_status(status: Mapping[str, Any], settings: Settings) -> EngineState:
+    """The state an engine's `status` reply describes (an engine older than the `state`
+    field counts as ready)."""
+    device = str(status.get("device") or "")
+    version = str(status.get("version") or "")
+    extra = [f"device {device}" if device else "", f"pid {status.get('pid')}"]
+    idle_exit = status.get("idle_exit_s") or 0
+    if idle_exit:
+        after = f"{idle_exit / 60:.0f} min" if idle_exit >= 60 else f"{idle_exit:g} s"
+        extra.append(f"exits after {after} without a job")
+    if status.get("state") == P.STARTING:
+        startup = status.get("startup") or {}
+        step = str(startup.get("step") or "starting")
+        fraction = startup.get("fraction")
+        fraction = float(fraction) if isinstance(fraction, (int, float)) else None
+        percent = f" ({fraction:.0%})" if fraction is not None else ""
+        return EngineState(
+            STARTING,
+            f"Starting the style engine… {step}{percent}",
+            _details(settings, *extra),
+            fraction,
+            device,
+            version=version,
+        )
+    running = 1 if status.get("running") else 0
+    queued = len(status.get("queue") or [])
+    where = device_words(device)
+    if running or queued:
+        busy = _jobs(running, "running") + (f", {queued} waiting" if queued else "")
+        return EngineState(
+            BUSY,
+            f"Style engine busy ({where}): {busy}",
+            _details(settings, *extra),
+            None,
+            device,
+            running,
+            queued,
+            version,
+        )
+    summary = f"Style engine ready ({where})"
+    return EngineState(READY, summary, _details(settings, *extra), None, device, version=version)
+
+
+def cannot_start(settings: Settings) -> str | None:
+    """Why this launcher may not start an engine for these settings, or None when it may."""
+    if not P.is_local_endpoint(settings.endpoint):
+        return (
+            f"the style engine at {settings.endpoint} is on another machine: it is started "
+            "there, not by this plug-in"
+        )
+    if not settings.start_on_demand:
+        return (
+            "starting the engine when needed is turned off in the engine settings: turn it on, "
+            "or start it with `nst daemon start`"
+        )
+    if not settings.daemon:
+        return (
+            "this plug-in does not know where the engine is installed: reinstall it with "
+            "`nst install-plugin`, or start the engine with `nst daemon start`"
+        )
+    if settings.curve_server_key:
+        return "an engine with CURVE keys is started by its administrator, not on demand"
+    return None
+
+
+def not_answering(settings: Settings, reason: str, see_lock: bool = True) -> EngineState:
+    """The state when nothing answered: stopped (a local engine that can be started, or
+    being started by another program: see_lock), or unreachable."""
+    details = _details(settings, reason)
+    if see_lock and EngineLock(settings.endpoint).held_elsewhere():
+        return EngineState(STARTING, "Starting the style engine…", details, problem=reason)
+    why = cannot_start(settings)
+    if why is None:
+        summary = "Style engine not running: it starts with the first job"
+        return EngineState(STOPPED, summary, details, problem=reason)
+    if P.is_local_endpoint(settings.endpoint):
+        return EngineState(STOPPED, f"Style engine not running: {why}", details, problem=reason)
+    return EngineState(UNREACHABLE, f"Style engine unreachable: {reason}", details, problem=reason)
+
+
+def _ask_status(client: Client, settings: Settings) -> EngineState:
+    status = dict(client.status())
+    if "version" not in status:
+        status["version"] = ""
+    return state_from_status(status, settings)
+
+
+def probe(
+    settings: Settings, timeout_s: float = PROBE_TIMEOUT_S, see_lock: bool = True
+) -> EngineState:
+    """One look at the engine (a `status` request); never raises. see_lock: a held start-up
+    lock means STARTING (False for the lock's own holder)."""
+    quick = replace(settings, timeout_s=timeout_s)
+    try:
+        with connect(quick, "nst-probe") as client:
+            return _ask_status(client, quick)
+    except DaemonUnavailable as exc:
+        return not_answering(settings, str(exc), see_lock)
+    except (DaemonError, SettingsError, OSError, ImportError) as exc:
+        return EngineState(UNREACHABLE, f"Style engine unreachable: {exc}", _details(settings))
+
+
+class EngineMonitor:
+    """Live state for an editor: one Client kept between polls (a bridge is not restarted
+    every few seconds), made anew after a failure. Use from one thread."""
+
+    def __init__(self, settings: Settings, client_name: str) -> None:
+        self.settings = replace(settings, timeout_s=min(settings.timeout_s, PROBE_TIMEOUT_S))
+        self.client_name = client_name
+        self._client: Client | None = None
+
+    def poll(self) -> EngineState:
+        """The engine's state now; never raises."""
+        try:
+            if self._client is None:
+                self._client = connect(self.settings, self.client_name)
+            return _ask_status(self._client, self.settings)
+        except DaemonUnavailable as exc:
+            self.close()
+            return not_answering(self.settings, str(exc))
+        except (DaemonError, SettingsError, OSError, ImportError) as exc:
+            self.close()
+            return EngineState(
+                UNREACHABLE, f"Style engine unreachable: {exc}", _details(self.settings)
+            )
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - closing a broken link must not fail a poll
+                pass
+            self._client = None
+
+
+# --- the lock ---------------------------------------------------------------------------------
+
+
+def runtime_dir() -> Path:
+    """Where the launchers' lock files live: the user's runtime folder, else the temp one."""
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+
+
+def log_dir() -> Path:
+    """Where an engine started on demand writes its log."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "nst" / "logs"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Logs" / "nst"
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "nst"
+
+
+def endpoint_key(endpoint: str) -> str:
+    return hashlib.sha1(endpoint.encode()).hexdigest()[:16]
+
+
+class EngineLock:
+    """An exclusive lock per endpoint, held by the one launcher that is starting its engine.
+
+    flock (POSIX) or msvcrt (Windows) on a file in runtime_dir(): the OS drops it when its
+    holder dies, so a crashed editor never leaves the engine unstartable.
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        self.path = runtime_dir() / f"nst-engine-{endpoint_key(endpoint)}.lock"
+        self._file: IO[bytes] | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if free (no wait); True when this object now holds it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+b")  # noqa: SIM115 - held until release()
+        except OSError:
+            return True  # no place for a lock: the daemon's bind still refuses a second one
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the lock
+            self._file = None
+
+    def held_elsewhere(self) -> bool:
+        """True while another launcher holds the lock (it is starting the engine)."""
+        if not self.path.exists():
+            return False
+        if self.acquire():
+            self.release()
+            return False
+        return True
+
+
+# --- starting ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Started:
+    """An engine this launcher started: its process and its log."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def failure(self) -> str:
+        """Why it ended, from the last lines of its log."""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        tail = " / ".join(line.strip() for line in lines[-LOG_TAIL_LINES:]) or "no output"
+        return (
+            f"the style engine could not start (exit code {self.process.returncode}): {tail}. "
+            f"Its log: {self.log_path}"
+        )
+
+
+def engine_command(settings: Settings) -> list[str]:
+    """The command line of an engine started on demand."""
+    command = settings.daemon_command()
+    if command is None:
+        raise DaemonUnavailable(cannot_start(settings) or "no engine command")
+    idle = f"{settings.idle_exit_s:g}"
+    return [*command, "--endpoint", settings.endpoint, "--idle-exit", idle, "--on-demand"]
+
+
+def start_engine(settings: Settings) -> Started:
+    """Start the engine detached (its own session, no window, output to its log), so it
+    outlives the editor that started it; DaemonUnavailable when the program cannot run."""
+    command = engine_command(settings)
+    folder = log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / f"engine-{endpoint_key(settings.endpoint)}.log"
+    options: dict[str, Any] = {}
+    if sys.platform == "win32":
+        flags = ("DETACHED_PROCESS", "CREATE_NEW_PROCESS_GROUP", "CREATE_NO_WINDOW")
+        options["creationflags"] = sum(getattr(subprocess, f, 0) for f in flags)
+    else:
+        options["start_new_session"] = True
+    with open(log_path, "ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
+        log.flush()
+        try:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, **options
+            )
+        except OSError as exc:
+            raise DaemonUnavailable(
+                f"the style engine {command[0]!r} cannot be run ({exc.strerror or exc}): "
+                "reinstall the plug-in with `nst install-plugin`"
+            ) from None
+    # Reap it when it ends while this process lives (no zombie in a long-running editor).
+    threading.Thread(target=process.wait, name="nst-engine-reaper", daemon=True).start()
+    return Started(process, log_path)
+
+
+def ensure_running(
+    settings: Settings,
+    on_state: Callable[[EngineState], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    timeout_s: float = START_TIMEOUT_S,
+) -> EngineState:
+    """A usable engine: the one that answers, or one started now (see the module's doc).
+
+    on_state gets each new state while it starts (STARTING, with the load fraction);
+    DaemonUnavailable says in plain words why there is none, JobCancelled when should_cancel()
+    turned true (an engine already starting goes on, and ends itself when idle).
+    """
+    last: list[EngineState] = []
+
+    def report(state: EngineState) -> EngineState:
+        if on_state is not None and (not last or last[-1] != state):
+            on_state(state)
+        last[:] = [state]
+        return state
+
+    def check_cancel() -> None:
+        if should_cancel is not None and should_cancel():
+            raise JobCancelled("cancelled while the style engine was starting")
+
+    deadline = time.monotonic() + timeout_s
+    state = report(probe(settings))
+    started: Started | None = None
+    if state.phase in (STOPPED, UNREACHABLE):
+        why = cannot_start(settings)
+        if why is not None:
+            remote = not P.is_local_endpoint(settings.endpoint)
+            raise DaemonUnavailable(
+                state.problem
+                if remote and state.problem
+                else f"the style engine is not running: {why}"
+            )
+        started = _start_once(settings, report, check_cancel, deadline)
+    while True:
+        if state.usable():
+            return state
+        check_cancel()
+        if started is not None and started.process.poll() is not None and not state.usable():
+            state = probe(settings)
+            if not state.usable() and state.phase != STARTING:
+                raise DaemonUnavailable(started.failure())
+        if time.monotonic() > deadline:
+            raise DaemonUnavailable(
+                f"the style engine did not get ready within {timeout_s:g} s "
+                f"({state.summary}); its log is in {log_dir()}"
+            )
+        time.sleep(POLL_S)
+        state = probe(settings)
+        if state.phase == STOPPED and started is None:
+            raise DaemonUnavailable("the style engine stopped while it was starting")
+        report(state)
+
+
+def _start_once(
+    settings: Settings,
+    report: Callable[[EngineState], EngineState],
+    check_cancel: Callable[[], None],
+    deadline: float,
+) -> Started | None:
+    """Start the engine unless another launcher is doing it (then wait for that one): the
+    lock is held from the last look until the new engine answers."""
+    lock = EngineLock(settings.endpoint)
+    waiting = EngineState(
+        STARTING, "Starting the style engine… (another program is starting it)", ""
+    )
+    while not lock.acquire():
+        report(waiting)
+        check_cancel()
+        if time.monotonic() > deadline:
+            raise DaemonUnavailable(f"another program holds {lock.path} and no engine started")
+        time.sleep(POLL_S)
+    try:
+        if probe(settings, see_lock=False).phase not in (STOPPED, UNREACHABLE):
+            return None  # another launcher started it meanwhile
+        report(EngineState(STARTING, "Starting the style engine…", _details(settings), 0.0))
+        started = start_engine(settings)
+        while True:  # until it answers (then others see it) or ends
+            state = probe(settings, see_lock=False)
+            if state.phase not in (STOPPED, UNREACHABLE):
+                report(state)
+                return started
+            if started.process.poll() is not None:
+                answered = probe(settings, see_lock=False).phase not in (STOPPED, UNREACHABLE)
+                if started.process.returncode == 2 and answered:
+                    return None  # its bind found another engine there: that one serves
+                raise DaemonUnavailable(started.failure())
+            check_cancel()
+            if time.monotonic() > deadline:
+                raise DaemonUnavailable(f"the style engine did not answer: {started.failure()}")
+            time.sleep(POLL_S)
+    finally:
+        lock.release()
+
+
+def stop(settings: Settings, timeout_s: float = 5.0) -> bool:
+    """Ask the engine to exit (`shutdown`); False when none answered. DaemonError when it
+    refuses (an engine on a network address is stopped on its own machine)."""
+    try:
+        with connect(replace(settings, timeout_s=timeout_s), "nst-stop") as client:
+            client.request(P.shutdown(client.new_id()))
+    except DaemonUnavailable:
+        return False
+    return True
