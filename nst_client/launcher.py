@@ -161,6 +161,34 @@ def not_answering(settings: Settings, reason: str, see_lock: bool = True) -> Eng
     return EngineState(UNREACHABLE, f"Style engine unreachable: {reason}", details, problem=reason)
 
 
+def nobody_listens(endpoint: str) -> bool:
+    """True when a local endpoint plainly has no listener (the connection is refused at
+    once), so a look need not wait out a ZeroMQ send timeout; False when unsure."""
+    import socket
+
+    address: str | tuple[str, int] | None
+    if endpoint.startswith("ipc://"):
+        family, address = getattr(socket, "AF_UNIX", -1), P.ipc_path(endpoint)
+    elif endpoint.startswith("tcp://") and P.is_local_endpoint(endpoint):
+        host, _, port = endpoint[len("tcp://") :].rpartition(":")
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        address = (host, int(port)) if port.isdigit() else None
+    else:
+        return False
+    if address is None or family == -1:
+        return False
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            sock.connect(address)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _ask_status(client: Client, settings: Settings) -> EngineState:
     status = dict(client.status())
     if "version" not in status:
@@ -174,6 +202,9 @@ def probe(
     """One look at the engine (a `status` request); never raises. see_lock: a held start-up
     lock means STARTING (False for the lock's own holder)."""
     quick = replace(settings, timeout_s=timeout_s)
+    if nobody_listens(settings.endpoint):
+        reason = f"nothing listens at {settings.endpoint}"
+        return not_answering(settings, reason, see_lock)
     try:
         with connect(quick, "nst-probe") as client:
             return _ask_status(client, quick)
@@ -196,6 +227,9 @@ class EngineMonitor:
         """The engine's state now; never raises."""
         try:
             if self._client is None:
+                if nobody_listens(self.settings.endpoint):
+                    reason = f"nothing listens at {self.settings.endpoint}"
+                    return not_answering(self.settings, reason)
                 self._client = connect(self.settings, self.client_name)
             return _ask_status(self._client, self.settings)
         except DaemonUnavailable as exc:

@@ -99,6 +99,14 @@ def is_local_endpoint(endpoint: str) -> bool:
         return False  # '*', an interface name or a host name: may face the network
 
 
+def ipc_path(endpoint: str) -> str | None:
+    """The socket path of an ipc:// endpoint ("@name" is Linux's abstract namespace)."""
+    if not endpoint.startswith("ipc://"):
+        return None
+    path = endpoint[len("ipc://") :]
+    return "\0" + path[1:] if path.startswith("@") else path
+
+
 def max_frame_bytes(max_pixels: int) -> int:
     """The largest frame a daemon with this --max-pixels accepts (ZeroMQ's MAXMSGSIZE): an f32
     RGBA image of max_pixels, or a header."""

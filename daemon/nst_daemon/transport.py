@@ -17,7 +17,7 @@ from typing import Any
 import zmq
 
 from nst_client import protocol as P
-from nst_client.protocol import is_local_endpoint
+from nst_client.protocol import ipc_path, is_local_endpoint
 
 log = logging.getLogger("nst_daemon")
 
@@ -30,14 +30,6 @@ def check_endpoint(endpoint: str) -> None:
     """Reject endpoints ZeroMQ would take but the daemon does not serve (e.g. pgm://)."""
     if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
         raise SetupError(f"--endpoint {endpoint!r}: expected tcp://HOST:PORT or ipc://PATH")
-
-
-def ipc_path(endpoint: str) -> str | None:
-    """The socket path of an ipc:// endpoint ("@name" is Linux's abstract namespace)."""
-    if not endpoint.startswith("ipc://"):
-        return None
-    path = endpoint[len("ipc://") :]
-    return "\0" + path[1:] if path.startswith("@") else path
 
 
 def refuse_live_ipc(endpoint: str) -> None:

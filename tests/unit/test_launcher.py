@@ -300,9 +300,14 @@ def test_bad_new_settings_are_named(
         load(path, env, overrides=overrides)
 
 
-def test_probe_of_nothing_is_quick_and_stopped() -> None:
-    """A real probe (zmq) of a port nobody serves: stopped, within about its timeout."""
-    started = time.monotonic()
-    state = launcher.probe(_settings(endpoint="tcp://127.0.0.1:1"), timeout_s=0.3)
-    assert time.monotonic() - started < 2.0
-    assert state.phase == launcher.STOPPED and "no style engine answered" in state.problem
+def test_probe_of_nothing_is_quick_and_stopped(tmp_path: Path) -> None:
+    """A real probe of a port and an ipc path nobody serves: stopped at once (a refused
+    connection), not after a ZeroMQ send timeout."""
+    for endpoint in ("tcp://127.0.0.1:1", f"ipc://{tmp_path}/none.sock"):
+        started = time.monotonic()
+        state = launcher.probe(_settings(endpoint=endpoint), timeout_s=5.0)
+        assert time.monotonic() - started < 1.0, endpoint
+        assert state.phase == launcher.STOPPED
+        assert state.problem == f"nothing listens at {endpoint}"
+    assert launcher.nobody_listens("tcp://127.0.0.1:1")
+    assert not launcher.nobody_listens("tcp://10.0.0.5:5757"), "remote: never guessed"
