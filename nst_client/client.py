@@ -236,13 +236,15 @@ class BridgeTransport:
     def __init__(
         self,
         endpoint: str,
-        python: str,
+        python: str | Sequence[str],
         timeout_s: float = 5.0,
         curve_server_key: str | None = None,
         curve_client_cert: str | None = None,
     ) -> None:
         self.endpoint = endpoint
-        cmd = [python, "-m", "nst_client.bridge", "--endpoint", endpoint]
+        # python: the product's Python, or a command line ending in it (a sandbox's prefix).
+        cmd = [python] if isinstance(python, str) else list(python)
+        cmd += ["-m", "nst_client.bridge", "--endpoint", endpoint]
         cmd += ["--send-timeout", f"{timeout_s * self.SEND_TIMEOUT_SHARE:g}"]
         if curve_server_key:
             cmd += ["--curve-server-key", curve_server_key]
@@ -270,7 +272,8 @@ class BridgeTransport:
             return
         if item is None:
             code = self._proc.wait()
-            raise DaemonUnavailable(f"the bridge `{' '.join(cmd[:3])}` exited with code {code}")
+            shown = " ".join(cmd[: cmd.index("-m") + 2])
+            raise DaemonUnavailable(f"the bridge `{shown}` exited with code {code}")
 
     def _read_loop(self) -> None:
         assert self._proc.stdout is not None
@@ -551,7 +554,7 @@ def bridge_transport(settings: Settings) -> BridgeTransport:
     settings.curve_keys()
     return BridgeTransport(
         settings.endpoint,
-        settings.bridge_python(),
+        settings.bridge_command(),
         settings.timeout_s,
         settings.curve_server_key,
         settings.curve_client_cert,

@@ -3,6 +3,7 @@
 GIMP 3 loads a Python plug-in only from a folder named like the script, with the script
 executable, so the whole `plug-in-nst-stylize` folder is copied and chmod'ed. The client
 package goes inside that folder (the script puts its folder on sys.path) with the settings.
+Flatpak GIMP keeps its profile under ~/.var/app/org.gimp.GIMP (nst_plugins.flatpak).
 """
 
 from __future__ import annotations
@@ -12,15 +13,22 @@ import shutil
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
+from nst_client.protocol import DEFAULT_ENDPOINT
+from nst_client.settings import DEFAULT_IDLE_EXIT_S, Settings
+
+from . import flatpak as fp
 from . import install as shared
 
 PLUGIN_NAME = "plug-in-nst-stylize"
 GIMP_SERIES = "3.0"
+NEXT_STEPS = "restart GIMP; the filter is in Filters > Artistic > Neural Style Transfer…"
 
 
 def candidate_dirs() -> list[Path]:
-    """GIMP 3's user plug-ins folders for this OS, most likely first."""
+    """GIMP 3's user plug-ins folders for this OS, most likely first (on Linux: the native
+    GIMP's, then Flatpak GIMP's)."""
     home = Path.home()
     if sys.platform == "win32":
         appdata = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
@@ -29,8 +37,11 @@ def candidate_dirs() -> list[Path]:
         return [home / "Library" / "Application Support" / "GIMP" / GIMP_SERIES / "plug-ins"]
     config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
     native = config / "GIMP" / GIMP_SERIES / "plug-ins"
-    flatpak = home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / GIMP_SERIES
-    return [native, flatpak / "plug-ins"]
+    return [native, flatpak_plugins_dir()]
+
+
+def flatpak_plugins_dir() -> Path:
+    return fp.app_dir("gimp") / "config" / "GIMP" / GIMP_SERIES / "plug-ins"
 
 
 def find_plugins_dir() -> Path:
@@ -45,36 +56,99 @@ def find_plugins_dir() -> Path:
     return candidates[0]
 
 
+def target(dest: Path | None = None, flatpak: bool | None = None) -> shared.Target:
+    """Where to install: DEST, or Flatpak GIMP's folder (flatpak=True, or None when only
+    Flatpak GIMP has a profile), or the native GIMP's."""
+    app = fp.APPS["gimp"]
+    if flatpak and not fp.supported():
+        raise ValueError("Flatpak GIMP exists on Linux only")
+    if dest is not None:
+        return shared.Target("gimp", Path(dest).expanduser(), app if flatpak else None, True)
+    native = candidate_dirs()[0]
+    if not fp.supported():
+        return shared.Target("gimp", native)
+    flat = flatpak_plugins_dir()
+    if flatpak is None:
+        flatpak = find_plugins_dir() == flat
+    if flatpak:
+        return shared.Target("gimp", flat, app)
+    notes = []
+    if flat.parent.is_dir():
+        notes.append(
+            "Flatpak GIMP has a profile here too; `nst install-plugin gimp --flatpak` "
+            "installs the plug-in there as well."
+        )
+    return shared.Target("gimp", native, notes=notes)
+
+
+def targets(dest: Path | None = None, flatpak: bool | None = None) -> list[shared.Target]:
+    """Every place uninstall looks: DEST, else the native and/or the Flatpak folder."""
+    if dest is not None:
+        return [target(dest, flatpak)]
+    app = fp.APPS["gimp"]
+    found = [shared.Target("gimp", candidate_dirs()[0])]
+    if fp.supported():
+        found.append(shared.Target("gimp", flatpak_plugins_dir(), app))
+    return [t for t in found if flatpak is None or bool(t.flatpak_app) == flatpak]
+
+
+def plugin_folder(where: shared.Target) -> Path:
+    return where.folder / PLUGIN_NAME
+
+
 def _make_executable(path: Path) -> None:
     mode = path.stat().st_mode
     path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+def install_to(where: shared.Target, settings: Settings) -> Path:
+    """Copy the plug-in, the client and SETTINGS (checked already) into WHERE; returns the
+    plug-in's folder."""
+    plugin = plugin_folder(where)
+    made = shared.created_dirs(where, shared.read_record(plugin))
+    record: dict[str, Any] = {"created_dirs": made}
+    shared.copy_tree(shared.payload_dir("gimp") / PLUGIN_NAME, plugin)
+    _make_executable(plugin / f"{PLUGIN_NAME}.py")
+    shared.copy_client(plugin)
+    shared.write_settings(plugin, settings)
+    shared.write_record(plugin, record)
+    return plugin
+
+
+def remove(where: shared.Target, record: dict[str, Any]) -> list[Path]:
+    """Remove the plug-in's folder (its files, client copy, settings and record)."""
+    plugin = plugin_folder(where)
+    if not plugin.is_dir():
+        return []
+    shutil.rmtree(plugin)
+    return [plugin]
+
+
 def install(
     dest: Path | None,
-    endpoint: str,
-    transport: str,
+    endpoint: str = DEFAULT_ENDPOINT,
+    transport: str = "auto",
     curve_server_key: str | None = None,
     curve_client_cert: str | None = None,
+    *,
+    start_on_demand: bool = True,
+    idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
+    flatpak: bool | None = None,
 ) -> Path:
     """Copy the plug-in to DEST (a plug-ins folder) or GIMP's; returns the plug-in's folder."""
-    plugins_dir = Path(dest).expanduser() if dest else find_plugins_dir()
-    target = plugins_dir / PLUGIN_NAME
-    settings = shared.plugin_settings(endpoint, transport, curve_server_key, curve_client_cert)
-    shared.copy_tree(shared.payload_dir("gimp") / PLUGIN_NAME, target)
-    _make_executable(target / f"{PLUGIN_NAME}.py")
-    shared.copy_client(target)
-    shared.write_settings(target, settings)
-    return target
+    where = target(dest, flatpak)
+    settings = shared.settings_for(
+        where,
+        endpoint,
+        transport,
+        curve_server_key,
+        curve_client_cert,
+        start_on_demand=start_on_demand,
+        idle_exit_s=idle_exit_s,
+    )
+    return install_to(where, settings)
 
 
-def uninstall(dest: Path | None) -> list[Path]:
+def uninstall(dest: Path | None, flatpak: bool | None = None) -> list[Path]:
     """Remove the plug-in from DEST or from every GIMP 3 location; returns what was removed."""
-    folders = [Path(dest).expanduser()] if dest else candidate_dirs()
-    removed = []
-    for plugins_dir in folders:
-        target = plugins_dir / PLUGIN_NAME
-        if target.is_dir():
-            shutil.rmtree(target)
-            removed.append(target)
-    return removed
+    return shared.uninstall("gimp", str(dest) if dest else None, flatpak)

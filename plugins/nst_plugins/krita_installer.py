@@ -3,27 +3,30 @@
 Krita puts pykrita on sys.path, so the client package goes there beside the plug-in package
 and both import it as `nst_client`. Krita loads user Python plug-ins only when kritarc says
 `[python] enable_NAME=true`, so the installer also writes that line (and uninstall removes
-it). Krita must be restarted after.
+it). Krita must be restarted after. Flatpak Krita keeps its pykrita and kritarc under
+~/.var/app/org.kde.krita (nst_plugins.flatpak).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from nst_client.protocol import DEFAULT_ENDPOINT
-from nst_client.settings import CONFIG_NAME, TRANSPORTS
+from nst_client.settings import CONFIG_NAME, DEFAULT_IDLE_EXIT_S, Settings
 
+from . import flatpak as fp
 from . import install as shared
 
 PLUGIN_NAME = "neural_style"
 DESKTOP_FILE = f"{PLUGIN_NAME}.desktop"
 #: Written per install, never copied from the source tree.
-_GENERATED = (CONFIG_NAME, "__pycache__", "*.pyc")
+_GENERATED = (CONFIG_NAME, shared.RECORD_NAME, "__pycache__", "*.pyc")
+NEXT_STEPS = "restart Krita, then show the docker: Settings > Dockers > Neural Style."
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -95,6 +98,145 @@ def set_enabled(kritarc: Path, enabled: bool, name: str = PLUGIN_NAME) -> bool:
     return True
 
 
+def forget(kritarc: Path, record: Mapping[str, Any]) -> bool:
+    """Take the enable line out of kritarc, and what the install that wrote it added around
+    it: the [python] section when it made it (and it is empty now), the file when it made it
+    (and it is empty now). True if the file changed or went."""
+    changed = set_enabled(kritarc, False)
+    if not kritarc.exists():
+        return changed
+    lines = kritarc.read_text(encoding="utf-8").splitlines()
+    if record.get("python_section_added"):
+        headers = [i for i, line in enumerate(lines) if line.strip().startswith("[")]
+        for n, at in enumerate(headers):
+            end = headers[n + 1] if n + 1 < len(headers) else len(lines)
+            if lines[at].strip() == "[python]" and not any(x.strip() for x in lines[at + 1 : end]):
+                del lines[at:end]
+                while lines and not lines[-1].strip():
+                    lines.pop()
+                kritarc.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+                changed = True
+                break
+    if record.get("kritarc_created") and not any(line.strip() for line in lines):
+        kritarc.unlink()
+        changed = True
+    return changed
+
+
+def _python_section(kritarc: Path) -> bool:
+    return kritarc.exists() and any(
+        line.strip() == "[python]" for line in kritarc.read_text(encoding="utf-8").splitlines()
+    )
+
+
+def flatpak_dirs(env: Mapping[str, str] | None = None) -> tuple[Path, Path]:
+    """Flatpak Krita's pykrita folder and kritarc."""
+    app = fp.app_dir("krita", env)
+    return app / "data" / "krita" / "pykrita", app / "config" / "kritarc"
+
+
+def _has_profile(pykrita: Path, kritarc: Path) -> bool:
+    """Krita has run with this profile: its kritarc or its data folder exists."""
+    return kritarc.exists() or pykrita.parent.is_dir()
+
+
+def target(
+    dest: Path | None = None, kritarc: Path | None = None, flatpak: bool | None = None
+) -> shared.Target:
+    """Where to install: DEST (default: Flatpak Krita's pykrita with flatpak=True, or None
+    when only Flatpak Krita has a profile; else the native Krita's) and its kritarc."""
+    app = fp.APPS["krita"]
+    if flatpak and not fp.supported():
+        raise ValueError("Flatpak Krita exists on Linux only")
+    native = (pykrita_dir(), kritarc_path())
+    flat = flatpak_dirs() if fp.supported() else None
+    if flatpak is None:
+        flatpak = flat is not None and _has_profile(*flat) and not _has_profile(*native)
+    pykrita, rc = flat if flatpak and flat else native
+    notes = []
+    if not flatpak and dest is None and flat is not None and _has_profile(*flat):
+        notes.append(
+            "Flatpak Krita has a profile here too; `nst install-plugin krita --flatpak` "
+            "installs the plug-in there as well."
+        )
+    chosen = dest is not None
+    return shared.Target(
+        "krita",
+        Path(dest).expanduser() if dest is not None else pykrita,
+        app if flatpak else None,
+        chosen,
+        Path(kritarc) if kritarc else rc,
+        notes,
+    )
+
+
+def targets(
+    dest: Path | None = None, kritarc: Path | None = None, flatpak: bool | None = None
+) -> list[shared.Target]:
+    """Every place uninstall looks: DEST, else the native and/or Flatpak Krita's pykrita."""
+    if dest is not None:
+        return [target(dest, kritarc, flatpak)]
+    found = [target(None, kritarc, False)]
+    if fp.supported():
+        found.append(target(None, kritarc, True))
+    return [t for t in found if flatpak is None or bool(t.flatpak_app) == flatpak]
+
+
+def plugin_folder(where: shared.Target) -> Path:
+    return where.folder / PLUGIN_NAME
+
+
+def install_to(where: shared.Target, settings: Settings) -> Path:
+    """Copy the plug-in and the client package into WHERE, write SETTINGS (checked already)
+    and enable it in kritarc. Returns the plug-in package folder."""
+    dest, rc = where.folder, where.kritarc or kritarc_path()
+    package = plugin_folder(where)
+    old = shared.read_record(package)
+    same_rc = old.get("kritarc") == str(rc)
+    record: dict[str, Any] = {
+        "created_dirs": shared.created_dirs(where, old)
+        + [str(p) for p in shared.missing_dirs(rc.parent) if not where.chosen],
+        "kritarc": str(rc),
+        "kritarc_created": not rc.exists() or (same_rc and bool(old.get("kritarc_created"))),
+        "python_section_added": not _python_section(rc)
+        or (same_rc and bool(old.get("python_section_added"))),
+    }
+    source = shared.payload_dir("krita")
+    shared.copy_tree(source / PLUGIN_NAME, package)
+    for generated in _GENERATED:  # a source checkout may hold a developer's own settings
+        for path in package.glob(generated):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    shutil.copyfile(source / DESKTOP_FILE, dest / DESKTOP_FILE)
+    shared.copy_client(dest)
+    shared.write_settings(package, settings)
+    set_enabled(rc, True)
+    shared.write_record(package, record)
+    return package
+
+
+def remove(where: shared.Target, record: Mapping[str, Any]) -> list[Path]:
+    """Remove the plug-in package, its desktop file, the client copy beside them and the
+    kritarc line (with what the install added around it); returns what went or changed."""
+    removed = []
+    package = plugin_folder(where)
+    if package.exists():
+        shutil.rmtree(package)
+        removed.append(package)
+    desktop = where.folder / DESKTOP_FILE
+    if desktop.exists():
+        desktop.unlink()
+        removed.append(desktop)
+    client = where.folder / shared.CLIENT_PACKAGE
+    if client.is_dir():
+        shutil.rmtree(client)
+        removed.append(client)
+    recorded = record.get("kritarc")
+    rc = Path(recorded) if isinstance(recorded, str) else where.kritarc or kritarc_path()
+    if forget(rc, record):
+        removed.append(rc)
+    return removed
+
+
 def install(
     dest: Path | None = None,
     endpoint: str = DEFAULT_ENDPOINT,
@@ -102,73 +244,35 @@ def install(
     kritarc: Path | None = None,
     curve_server_key: str | None = None,
     curve_client_cert: str | None = None,
+    *,
+    start_on_demand: bool = True,
+    idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
+    flatpak: bool | None = None,
 ) -> Path:
     """Copy the plug-in and the client package into dest (default: Krita's pykrita folder),
     write its settings and enable it in kritarc. Returns the plug-in package folder."""
-    settings = shared.plugin_settings(endpoint, transport, curve_server_key, curve_client_cert)
-    dest = Path(dest) if dest else pykrita_dir()
-    source = shared.payload_dir("krita")
-    package = shared.copy_tree(source / PLUGIN_NAME, dest / PLUGIN_NAME)
-    for generated in _GENERATED:  # a source checkout may hold a developer's own settings
-        for path in package.glob(generated):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    shutil.copyfile(source / DESKTOP_FILE, dest / DESKTOP_FILE)
-    shared.copy_client(dest)
-    shared.write_settings(package, settings)
-    set_enabled(kritarc or kritarc_path(), True)
-    return package
-
-
-def uninstall(dest: Path | None = None, kritarc: Path | None = None) -> list[Path]:
-    """Remove the plug-in from dest (default: Krita's pykrita folder) and its kritarc line."""
-    dest = Path(dest) if dest else pykrita_dir()
-    removed = []
-    package = dest / PLUGIN_NAME
-    if package.exists():
-        shutil.rmtree(package)
-        removed.append(package)
-    desktop = dest / DESKTOP_FILE
-    if desktop.exists():
-        desktop.unlink()
-        removed.append(desktop)
-    client = dest / shared.CLIENT_PACKAGE
-    if client.is_dir():
-        shutil.rmtree(client)
-        removed.append(client)
-    rc = kritarc or kritarc_path()
-    if set_enabled(rc, False):
-        removed.append(rc)
-    return removed
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m nst_plugins.krita_installer`), same as the nst command."""
-    parser = argparse.ArgumentParser(
-        prog="python -m nst_plugins.krita_installer", description=__doc__
+    where = target(dest, kritarc, flatpak)
+    settings = shared.settings_for(
+        where,
+        endpoint,
+        transport,
+        curve_server_key,
+        curve_client_cert,
+        start_on_demand=start_on_demand,
+        idle_exit_s=idle_exit_s,
     )
-    parser.add_argument("action", choices=("install", "uninstall"))
-    parser.add_argument("--dest", type=Path, help="pykrita folder (default: Krita's own)")
-    parser.add_argument("--kritarc", type=Path, help="kritarc file (default: Krita's own)")
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
-    parser.add_argument("--transport", choices=TRANSPORTS, default="auto")
-    parser.add_argument("--curve-server-key", help="the daemon's server.key (remote daemon)")
-    parser.add_argument("--curve-client-cert", help="this client's client.key_secret")
-    args = parser.parse_args(argv)
-    if args.action == "install":
-        package = install(
-            args.dest,
-            args.endpoint,
-            args.transport,
-            args.kritarc,
-            args.curve_server_key,
-            args.curve_client_cert,
-        )
-        print(f"installed {package}; restart Krita and open Settings > Dockers > Neural Style")
-    else:
-        for path in uninstall(args.dest, args.kritarc):
-            print(f"updated {path}" if path.name == "kritarc" else f"removed {path}")
-    return 0
+    return install_to(where, settings)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def uninstall(
+    dest: Path | None = None, kritarc: Path | None = None, flatpak: bool | None = None
+) -> list[Path]:
+    """Remove the plug-in from dest (default: every Krita pykrita folder) and its kritarc
+    line; returns what was removed or changed."""
+    removed: list[Path] = []
+    made: list[str] = []
+    for where in targets(dest, kritarc, flatpak):
+        record = shared.read_record(plugin_folder(where))
+        removed += remove(where, record)
+        made += record.get("created_dirs", [])
+    return removed + shared.remove_empty_dirs(made)

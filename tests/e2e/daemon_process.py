@@ -1,7 +1,8 @@
 """A real `nst-daemon` subprocess for tests: started, waited for, stopped, its log kept.
 
-Shared by the daemon tests and the GIMP and Krita end-to-end tests. The daemon's log goes to
-a file, never to an unread pipe (a full pipe would block the daemon mid-job).
+Shared by the daemon tests and the GIMP and Krita end-to-end tests. The daemon is the
+product's, from the wheel (tests/e2e/product.py), never the checkout's modules. Its log goes
+to a file, never to an unread pipe (a full pipe would block the daemon mid-job).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import product
 import zmq
 
 from nst_client import protocol as P
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The test venv's Python (tests that run the daemon's module in-tree on purpose).
 PYTHON = sys.executable
 
 
@@ -33,14 +36,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def daemon_command() -> list[str]:
+    """The product's nst-daemon: the wheel's, installed alone in .venv-product (product.py)."""
+    return [product.bin_path("nst-daemon")]
+
+
 class DaemonProc:
-    """A daemon subprocess started with the console script's module, ready to serve."""
+    """The product's nst-daemon as a subprocess, ready to serve."""
 
     def __init__(self, endpoint: str, *args: str, wait: bool = True) -> None:
         self.endpoint = endpoint
         self.log = tempfile.NamedTemporaryFile(prefix="nst-daemon-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "nst_daemon", "--endpoint", endpoint, *args],
+            [*daemon_command(), "--endpoint", endpoint, *args],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,

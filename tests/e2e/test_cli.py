@@ -5,18 +5,18 @@ from __future__ import annotations
 import signal
 import struct
 import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
+import product
 import pytest
 from PIL import Image
 
 from nst_core.imageio import read_image, write_image
 
-NST = [sys.executable, "-m", "nst_core.cli"]
+NST = [product.bin_path("nst")]
 
 
 def run_nst(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -125,7 +125,7 @@ def test_sixteen_bit_rgba_png_round_trip(files: dict[str, Path], photo: np.ndarr
         ),
         (
             ["status", "--endpoint", "tcp://127.0.0.1:1", "--timeout", "0.5"],
-            "no NST daemon answered at tcp://127.0.0.1:1",
+            "no style engine answered at tcp://127.0.0.1:1",
         ),
     ],
 )

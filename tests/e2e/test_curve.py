@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numpy as np
+import product
 import pytest
 from daemon_process import DaemonProc, free_port
 from PIL import Image
@@ -27,7 +27,7 @@ from nst_client.settings import CONFIG_NAME, Settings, SettingsError, load
 
 pytestmark = pytest.mark.e2e
 
-NST = [sys.executable, "-m", "nst_core.cli"]
+NST = [product.bin_path("nst")]
 T = TypeVar("T")
 #: Slack on top of a call's own timeout before it counts as a hang.
 SLACK_S = 2.0

@@ -14,8 +14,9 @@ from typing import Any
 
 import msgpack
 import numpy as np
+import product
 import pytest
-from daemon_process import DaemonProc, Raw, free_port
+from daemon_process import DaemonProc, Raw, daemon_command, free_port
 
 from nst_client import protocol as P
 from nst_client.client import (
@@ -476,14 +477,14 @@ def test_example_client_script(daemon: DaemonProc, tmp_path: Path) -> None:
 
 def test_no_daemon_clear_error() -> None:
     with Client(f"tcp://127.0.0.1:{free_port()}", timeout_s=0.5) as c:
-        with pytest.raises(DaemonUnavailable, match="no NST daemon answered"):
+        with pytest.raises(DaemonUnavailable, match="no style engine answered"):
             c.ping()
 
 
 @pytest.mark.parametrize("extra", [[], ["--curve-secret-key", "/nonexistent.key_secret"]])
 def test_non_loopback_bind_without_keys_refused(extra: list[str]) -> None:
     proc = subprocess.run(
-        [PYTHON, "-m", "nst_daemon", "--endpoint", f"tcp://0.0.0.0:{free_port()}", *extra],
+        [*daemon_command(), "--endpoint", f"tcp://0.0.0.0:{free_port()}", *extra],
         capture_output=True,
         text=True,
         timeout=60,
@@ -561,7 +562,7 @@ def test_ipc_endpoint_and_sigterm_cancels_running_job(tmp_path: Path) -> None:
 
 def test_bad_option_values_refused() -> None:
     proc = subprocess.run(
-        [PYTHON, "-m", "nst_daemon", "--max-pixels", "0"],
+        [*daemon_command(), "--max-pixels", "0"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -628,7 +629,7 @@ def test_nst_cli_through_the_daemon_and_status(daemon: DaemonProc, tmp_path: Pat
     content = rng.integers(0, 256, (40, 56, 4), dtype=np.uint8)
     write_image(tmp_path / "c.png", content)
     write_image(tmp_path / "s.png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
-    nst = [PYTHON, "-m", "nst_core.cli"]
+    nst = [product.bin_path("nst")]
     r = subprocess.run(
         [
             *nst,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from daemon_process import PYTHON, DaemonProc, Raw, free_port
+from daemon_process import DaemonProc, Raw, daemon_command, free_port
 
 from nst_client import layouts
 from nst_client import protocol as P
@@ -189,7 +189,7 @@ def test_4_second_daemon_on_a_served_ipc_path_is_refused_and_names_the_pid(
     first = DaemonProc(endpoint, "--no-warmup", "--device", "cpu")
     try:
         second = subprocess.run(
-            [PYTHON, "-m", "nst_daemon", "--endpoint", endpoint, "--no-warmup"],
+            [*daemon_command(), "--endpoint", endpoint, "--no-warmup"],
             capture_output=True,
             text=True,
             timeout=120,

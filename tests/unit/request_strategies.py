@@ -60,12 +60,18 @@ FIELDS: list[tuple[Any, ...]] = [
     *[("params", name) for name in PARAM_KEYS],
 ]
 
+SURVIVABLE = [r for r in P.REQUESTS if r != P.SHUTDOWN]
+
 #: Headers of any shape: the known keys with any values, or a known type with odd fields.
 headers = st.dictionaries(
     st.sampled_from(["type", "id", "protocol", "client", "job", "content", "styles", "params"]),
     values,
 ) | st.fixed_dictionaries(
-    {"type": st.sampled_from(P.REQUESTS), "id": st.text(max_size=8)},
+    # Every request type but shutdown, which ends the daemon (tests/unit/test_server.py).
+    {
+        "type": st.sampled_from([r for r in P.REQUESTS if r != P.SHUTDOWN]),
+        "id": st.text(max_size=8),
+    },
     optional={"protocol": values, "client": values, "job": values, "params": values},
 )
 

@@ -120,4 +120,5 @@ def test_builders_write_every_documented_key() -> None:
 
 def test_replies_and_requests_are_distinct_types() -> None:
     assert set(P.REQUESTS) == {"hello", "stylize", "cancel", "status", "ping", "shutdown"}
-    assert P.BYE in P.FINAL_REPLIES and P.STATUS in P.FINAL_REPLIES and P.PROGRESS not in P.FINAL_REPLIES
+    assert P.BYE in P.FINAL_REPLIES and P.STATUS in P.FINAL_REPLIES
+    assert P.PROGRESS not in P.FINAL_REPLIES
