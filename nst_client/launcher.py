@@ -482,11 +482,19 @@ def _start_once(
 
 
 def stop(settings: Settings, timeout_s: float = 5.0) -> bool:
-    """Ask the engine to exit (`shutdown`); False when none answered. DaemonError when it
+    """Ask the engine to exit (`shutdown`); False when none was running. DaemonError when it
     refuses (an engine on a network address is stopped on its own machine)."""
-    try:
-        with connect(replace(settings, timeout_s=timeout_s), "nst-stop") as client:
-            client.request(P.shutdown(client.new_id()))
-    except DaemonUnavailable:
+    quick = replace(settings, timeout_s=timeout_s)
+    if nobody_listens(settings.endpoint):
         return False
+    with connect(quick, "nst-stop") as client:
+        try:
+            client.status()
+        except DaemonUnavailable:
+            return False
+        try:
+            client.request(P.shutdown(client.new_id()))
+        except DaemonUnavailable:
+            # No `bye` came back: it stopped all the same if nothing answers any more.
+            return probe(settings, see_lock=False).phase in (STOPPED, UNREACHABLE)
     return True

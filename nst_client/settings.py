@@ -56,11 +56,12 @@ def check_transport(name: str, source: str = "transport") -> str:
 def zmq_available() -> bool:
     """True when this Python can talk to the daemon directly (pyzmq and msgpack)."""
     try:
-        import msgpack  # noqa: F401
-        import zmq  # noqa: F401
+        import msgpack
+        import zmq
     except ImportError:
         return False
-    return True
+    # A folder named zmq or msgpack without the library imports as an empty namespace package.
+    return hasattr(zmq, "Context") and hasattr(msgpack, "packb")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,19 @@
-"""The Krita docker in a real Krita 5.1 (Debian's, under Xvfb) against a real daemon process.
+"""The Krita docker in a real Krita 5.1 (Debian's, under Xvfb) against the product's engine.
 
 tests/hosts/krita_host.sh apt-installs Krita when missing. Each Krita run gets its own HOME,
 XDG folders and TMPDIR, copied from a profile primed once (Krita spends ~30 s building its
 resource database on a fresh profile) and kept in $NST_TEST_CACHE (~/.cache/nst-tests). The
-plug-in goes in through the real installer; a driver plug-in (tests/hosts/krita_driver.py)
-uses the docker's widgets as a user would and dumps layers; this side judges the pixels with
-nst_core (Gram style cost) and saves screenshots under $NST_ARTIFACTS (default ./artifacts).
+plug-in goes in through the product's installer (`nst install-plugin krita` from the wheel's
+venv, tests/e2e/product.py); a driver plug-in (tests/hosts/krita_driver.py) uses the docker's
+widgets as a user would and dumps layers; this side judges the pixels with nst_core (Gram
+style cost) and keeps screenshots and timings under $NST_ARTIFACTS (default ./artifacts).
+
+Two Krita sessions:
+- on demand (1920x1080): nothing answers at the endpoint; the first Stylize starts the
+  product's engine, the other jobs find it warm, and it exits by itself after its idle time.
+- fallback (1366x768): Krita's Python really without pyzmq (krita_host.sh without-zmq), so the
+  plug-in reaches a hand-started engine through the bridge; its Engine settings turn starting
+  on demand off, and a job after the engine stopped says so in both lines.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import product
 import pytest
-from daemon_process import DaemonProc
+from daemon_process import DaemonProc, free_port
 
-from nst_client import layouts
-from nst_plugins import install as plugin_install
+from nst_client import launcher, layouts
+from nst_client.settings import CONFIG_NAME, Settings, load
 from nst_plugins import krita_installer
 
 pytestmark = pytest.mark.e2e
@@ -42,11 +52,14 @@ ITERATIONS, SIZE = 20, 64
 SELECTION = (16, 12, 32, 24)
 #: Result vs style Gram cost must be below this fraction of source vs style.
 STYLE_COST_RATIO = 0.5
-KRITA_TIMEOUT_S = 300
+KRITA_TIMEOUT_S = 420
+#: The idle time of the engine the on-demand session starts (the product's default: 30 min).
+IDLE_EXIT_S = 20
+SCREENS = {"ondemand": (1920, 1080), "fallback": (1366, 768)}
 TIMINGS: dict[str, float] = {}
 
 
-# --- host, daemon, profile ------------------------------------------------------------------
+# --- host, profile, runs --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +71,6 @@ def krita_host() -> None:
     if proc.returncode == 2:
         pytest.skip(proc.stderr.strip())
     assert proc.returncode == 0, f"krita_host.sh install failed:\n{proc.stderr[-4000:]}"
-
-
-@pytest.fixture(scope="module")
-def daemon_endpoint(host_daemon: DaemonProc) -> Iterator[str]:
-    """The host daemon's endpoint; its log is kept with the screenshots."""
-    try:
-        yield host_daemon.endpoint
-    finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "daemon.log").write_text(host_daemon.log_text())
 
 
 def _krita_version() -> str:
@@ -94,6 +97,7 @@ def _new_run(base: Path, profile: Path | None) -> Path:
 
 
 def _env(run: Path) -> dict[str, str]:
+    """The run's own folders, and nothing of this process's NST_* settings."""
     return {
         "HOME": str(run / "home"),
         "XDG_CONFIG_HOME": str(run / "config"),
@@ -101,6 +105,8 @@ def _env(run: Path) -> dict[str, str]:
         "XDG_CACHE_HOME": str(run / "cache"),
         "XDG_RUNTIME_DIR": str(run / "runtime"),
         "TMPDIR": str(run / "tmp"),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
     }
 
 
@@ -115,33 +121,27 @@ def _install_driver(run: Path) -> None:
     krita_installer.set_enabled(krita_installer.kritarc_path(_env(run)), True, "nst_test_driver")
 
 
-def _run_krita(run: Path, job: dict[str, Any]) -> dict[str, Any]:
-    """Start Krita on the run's profile with the driver; returns the driver's report."""
+def _run_krita(
+    run: Path, job: dict[str, Any], screen: tuple[int, int], without_zmq: bool = False
+) -> dict[str, Any]:
+    """Start Krita on the run's profile with the driver, on an Xvfb screen of this size (and
+    with Debian's pyzmq hidden from it when without_zmq); returns the driver's report."""
+    width, height = screen
     job = {
         "out": str(run / "out"),
         "artifacts": str(ARTIFACTS),
         "watchdog_s": KRITA_TIMEOUT_S - 20,
+        "screen": [width, height],
+        "tag": f"{width}x{height}",
         **job,
     }
     (run / "job.json").write_text(json.dumps(job))
-    env = {
-        **_env(run),
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LANG": "C.UTF-8",
-        "NST_KRITA_JOB": str(run / "job.json"),
-    }
-    cmd = [
-        "timeout",
-        "-k",
-        "10",
-        str(KRITA_TIMEOUT_S),
-        "xvfb-run",
-        "-a",
-        "-s",
-        "-screen 0 1600x1200x24 -nolisten tcp -noreset",
-        "krita",
-        "--nosplash",
-    ]
+    env = {**_env(run), "NST_KRITA_JOB": str(run / "job.json")}
+    xvfb = f"-screen 0 {width}x{height}x24 -nolisten tcp -noreset"
+    cmd = ["xvfb-run", "-a", "-s", xvfb, "krita", "--nosplash"]
+    if without_zmq:
+        cmd = [str(HOST_SH), "without-zmq", *cmd]
+    cmd = ["timeout", "-k", "10", str(KRITA_TIMEOUT_S), *cmd]
     started = time.monotonic()
     with open(run / "krita.log", "w") as log:
         proc = subprocess.run(
@@ -168,7 +168,7 @@ def primed_profile(krita_host: None, tmp_path_factory: pytest.TempPathFactory) -
         return profile
     run = _new_run(tmp_path_factory.mktemp("krita") / "prime", None)
     _install_driver(run)
-    report = _run_krita(run, {"prime": True})
+    report = _run_krita(run, {"prime": True}, (1600, 1200))
     TIMINGS["fresh_profile_run_s"] = report["seconds"]
     if profile.exists():
         shutil.rmtree(profile)
@@ -180,6 +180,31 @@ def primed_profile(krita_host: None, tmp_path_factory: pytest.TempPathFactory) -
     # The driver's enable line stays harmless: no driver files are copied with the profile.
     stamp.write_text(version)
     return profile
+
+
+def _install_plugin(run: Path, endpoint: str, *options: str) -> Path:
+    """The product's `nst install-plugin krita` for this run's profile, as a user runs it;
+    returns the plug-in package. It records the product's Python and engine."""
+    done = subprocess.run(
+        [product.bin_path("nst"), "install-plugin", "krita", "--endpoint", endpoint, *options],
+        env=_env(run),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "restart Krita" in done.stdout, done.stdout
+    package = run / "data" / "krita" / "pykrita" / "neural_style"
+    # Krita puts pykrita on sys.path: the client package sits beside the plug-in package.
+    assert (package.parent / "nst_client" / "launcher.py").is_file()
+    assert not (package / "nst_client").exists()
+    assert "enable_neural_style=true" in (run / "config" / "kritarc").read_text()
+    settings = load(package / CONFIG_NAME, env={})
+    assert settings.endpoint == endpoint and settings.transport == "auto"
+    assert settings.python == product.python()
+    assert settings.daemon == [product.bin_path("nst-daemon")], settings.daemon
+    _install_driver(run)
+    return package
 
 
 # --- images --------------------------------------------------------------------------------
@@ -274,11 +299,12 @@ def meter(images: dict[str, Any]) -> StyleMeter:
     return StyleMeter(images["style_array"])
 
 
-# --- the runs ------------------------------------------------------------------------------
+# --- the sessions --------------------------------------------------------------------------
 
 
 def _case(name: str, depth: str, images: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
+        "kind": "stylize",
         "name": name,
         "depth": depth,
         "width": W,
@@ -291,72 +317,78 @@ def _case(name: str, depth: str, images: dict[str, Any], **extra: Any) -> dict[s
     }
 
 
-def _krita_with_plugin(
-    tmp: Path, profile: Path, endpoint: str, transport: str, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """A run folder with the plug-in put in place by the product's installer (default paths)."""
-    run = _new_run(tmp, profile)
-    for key, value in _env(run).items():
-        monkeypatch.setenv(key, value)
-    package = plugin_install.install("krita", None, endpoint, transport)
-    assert package == run / "data" / "krita" / "pykrita" / "neural_style"
-    # Krita puts pykrita on sys.path: the client package sits beside the plug-in package.
-    assert (package.parent / "nst_client" / "client.py").is_file()
-    assert not (package / "nst_client").exists()
-    assert "enable_neural_style=true" in (run / "config" / "kritarc").read_text()
-    _install_driver(run)
-    return run
+def _process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 @pytest.fixture(scope="module")
-def zmq_run(
-    primed_profile: Path,
-    daemon_endpoint: str,
-    images: dict[str, Any],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, Any]:
-    """One Krita session through the default transport (zmq: Debian's python3 has pyzmq)."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        run = _krita_with_plugin(
-            tmp_path_factory.mktemp("krita") / "zmq",
-            primed_profile,
-            daemon_endpoint,
-            "auto",
-            monkeypatch,
-        )
-    cases = [
+def ondemand_run(
+    primed_profile: Path, images: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """One Krita session (1920x1080, zmq: Debian's python3 has pyzmq) with no engine running:
+    the first job starts the product's engine, which exits IDLE_EXIT_S after the last job."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    assert launcher.probe(Settings(endpoint=endpoint)).phase == launcher.STOPPED
+    run = _new_run(tmp_path_factory.mktemp("krita") / "ondemand", primed_profile)
+    _install_plugin(run, endpoint, "--idle-exit", str(IDLE_EXIT_S))
+    steps = [
+        _case("cold", "U8", images, shot_starting=True, timeout_s=300),
         _case("rgba8", "U8", images, screenshots=True, undo=True),
         _case("rgba16", "U16", images),
         _case("selection", "U8", images, selection=list(SELECTION), screenshots=True),
         _case("cancel", "U8", images, iterations=3000, cancel=True, timeout_s=90),
         _case("missing_style", "U8", images, style="/nonexistent/style.png"),
         _case("group_active", "U8", images, active="group"),
+        {"kind": "layout"},
+        {"kind": "await_engine_exit", "timeout_s": IDLE_EXIT_S + 45},
     ]
-    report = _run_krita(run, {"cases": cases})
-    TIMINGS["primed_zmq_run_s"] = report["seconds"]
-    return report
+    pid = None
+    try:
+        report = _run_krita(run, {"steps": steps}, SCREENS["ondemand"])
+        pid = report["cases"]["cold"].get("engine_pid")
+        report["endpoint_after"] = launcher.probe(Settings(endpoint=endpoint)).phase
+        report["process_after"] = _process_state(pid) if pid else "unknown"
+        # The engine's own log, where the launcher puts it (launcher.log_dir in the run's HOME).
+        logs = sorted((run / "home" / ".local" / "state" / "nst").glob("engine-*.log"))
+        report["engine_log"] = "".join(p.read_text(errors="replace") for p in logs)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "engine-ondemand.log").write_text(report["engine_log"])
+        TIMINGS["ondemand_session_s"] = report["seconds"]
+        yield report
+    finally:
+        if pid and _process_state(pid) not in ("gone", "Z"):
+            os.kill(pid, signal.SIGTERM)  # the engine this session started outlived its test
 
 
 @pytest.fixture(scope="module")
-def bridge_run(
+def fallback_run(
     primed_profile: Path,
-    daemon_endpoint: str,
+    host_daemon: DaemonProc,
     images: dict[str, Any],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    """A second session with the bridge forced by the installed config (transport=bridge)."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        run = _krita_with_plugin(
-            tmp_path_factory.mktemp("krita") / "bridge",
-            primed_profile,
-            daemon_endpoint,
-            "bridge",
-            monkeypatch,
-        )
-    config = json.loads((run / "data/krita/pykrita/neural_style/nst_config.json").read_text())
-    assert config["transport"] == "bridge"
-    report = _run_krita(run, {"cases": [_case("bridge8", "U8", images)]})
-    TIMINGS["primed_bridge_run_s"] = report["seconds"]
+    """One Krita session (1366x768) whose Python cannot import zmq, in front of an engine
+    started by hand (the product's nst-daemon): transport auto falls back to the bridge."""
+    run = _new_run(tmp_path_factory.mktemp("krita") / "fallback", primed_profile)
+    _install_plugin(run, host_daemon.endpoint)
+    steps = [
+        _case("bridge8", "U8", images),
+        {"kind": "layout"},
+        {"kind": "settings", "values": {"start_on_demand": False}},
+        {"kind": "stop_engine"},
+        _case("engine_gone", "U8", images),
+    ]
+    try:
+        report = _run_krita(run, {"steps": steps}, SCREENS["fallback"], without_zmq=True)
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "daemon-fallback.log").write_text(host_daemon.log_text())
+    report["daemon_log"] = host_daemon.log_text()
+    report["kritarc"] = (run / "config" / "kritarc").read_text()
+    TIMINGS["fallback_session_s"] = report["seconds"]
     return report
 
 
@@ -377,22 +409,66 @@ def _check_stylized(
     assert Path(rec["source_after"]).read_bytes() == before, "the source layer was modified"
     assert rec["preview_has_image"], "no live preview was shown"
     assert rec["gui_max_gap_s"] < 1.5, f"Krita's GUI froze for {rec['gui_max_gap_s']:.2f} s"
+    assert rec["engine"].startswith("Style engine ready (CPU)"), rec["engine"]
     return rec
+
+
+def _seen(rec: dict[str, Any], which: str) -> list[str]:
+    return [text for _, w, text in rec["seen"] if w == which]
 
 
 def _style_ratio(meter: StyleMeter, source: np.ndarray, result: np.ndarray) -> float:
     return meter.cost(result) / meter.cost(source)
 
 
-def test_docker_stylizes_8bit_layer_and_undo_removes_it(
-    zmq_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+# --- on demand -------------------------------------------------------------------------------
+
+
+def test_the_first_stylize_starts_the_engine(
+    ondemand_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
 ) -> None:
-    assert zmq_run["docker_found"]
-    assert zmq_run["daemon_answered"], zmq_run["daemon_status_at_start"]
-    status = zmq_run["daemon_status_at_start"]
-    assert status.startswith("Daemon connected: cpu via zmq"), status
-    assert "reinstall" not in status, "the installed client is not the daemon's version"
-    rec = _check_stylized(zmq_run, "rgba8", "U8", images)
+    assert ondemand_run["docker_found"] and ondemand_run["transport"] == "zmq"
+    at_start = ondemand_run["engine_at_start"]
+    assert at_start == "Style engine not running: it starts with the first job", at_start
+    rec = _check_stylized(ondemand_run, "cold", "U8", images)
+    bar, engine = _seen(rec, "bar"), _seen(rec, "engine")
+    starting = [t for t in bar if t.startswith("Starting the style engine…")]
+    assert starting, bar
+    assert any(t != "Starting the style engine… 0%" for t in starting), "no load progress"
+    # The engine line went from "not running" through "Starting…" to ready or busy.
+    assert engine[0] == ondemand_run["engine_at_start"], engine
+    first_start = next(i for i, t in enumerate(engine) if t.startswith("Starting the style"))
+    first_up = next(
+        i for i, t in enumerate(engine) if t.startswith(("Style engine ready", "Style engine busy"))
+    )
+    assert first_start < first_up, engine
+    # The product's engine, started for this job and told to exit when idle.
+    cmdline = rec["engine_cmdline"]
+    assert product.bin_path("nst-daemon") in cmdline, cmdline
+    assert cmdline[cmdline.index("--idle-exit") + 1] == str(IDLE_EXIT_S)
+    assert "--on-demand" in cmdline
+    ratio = _style_ratio(meter, images["U8_array"], _from_krita(rec["result"], "U8"))
+    assert ratio < STYLE_COST_RATIO, f"style cost only fell to {ratio:.2f} of the source's"
+    TIMINGS["click_to_first_feedback_cold_s"] = rec["first_feedback_s"]
+    TIMINGS["click_to_first_progress_cold_s"] = rec["first_progress_s"]
+    assert rec["first_feedback_s"] < 3.0, f"{rec['first_feedback_s']} s without a sign"
+    shot = Path(rec["screenshots"]["starting"])
+    assert shot.exists() and shot.stat().st_size > 2000, shot
+
+
+def test_the_next_job_finds_the_engine_warm(ondemand_run: dict[str, Any]) -> None:
+    cold, warm = ondemand_run["cases"]["cold"], ondemand_run["cases"]["rgba8"]
+    assert not [t for t in _seen(warm, "bar") if t.startswith("Starting")], _seen(warm, "bar")
+    assert warm["engine_pid"] == cold["engine_pid"], "a second engine was started"
+    TIMINGS["click_to_first_feedback_warm_s"] = warm["first_feedback_s"]
+    TIMINGS["click_to_first_progress_warm_s"] = warm["first_progress_s"]
+    assert warm["first_progress_s"] < cold["first_progress_s"]
+
+
+def test_docker_stylizes_8bit_layer_and_undo_removes_it(
+    ondemand_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+) -> None:
+    rec = _check_stylized(ondemand_run, "rgba8", "U8", images)
     result = _from_krita(rec["result"], "U8")
     assert (result[:, :, 3] == 255).all()
     ratio = _style_ratio(meter, images["U8_array"], result)
@@ -406,9 +482,9 @@ def test_docker_stylizes_8bit_layer_and_undo_removes_it(
 
 
 def test_docker_handles_16bit_document(
-    zmq_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+    ondemand_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
 ) -> None:
-    rec = _check_stylized(zmq_run, "rgba16", "U16", images)
+    rec = _check_stylized(ondemand_run, "rgba16", "U16", images)
     result = _from_krita(rec["result"], "U16")
     assert result.dtype == np.uint16
     # Real 16-bit output, not 8-bit values widened: most values are not multiples of 257.
@@ -419,9 +495,9 @@ def test_docker_handles_16bit_document(
 
 
 def test_docker_stylizes_only_the_selection(
-    zmq_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+    ondemand_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
 ) -> None:
-    rec = _check_stylized(zmq_run, "selection", "U8", images)
+    rec = _check_stylized(ondemand_run, "selection", "U8", images)
     result = _from_krita(rec["result"], "U8")
     x, y, w, h = SELECTION
     inside = np.zeros((H, W), dtype=bool)
@@ -433,38 +509,88 @@ def test_docker_stylizes_only_the_selection(
     assert changed > 10, f"the selected part barely changed (mean {changed:.1f} levels)"
 
 
-def test_cancel_adds_no_layer(zmq_run: dict[str, Any]) -> None:
-    rec = zmq_run["cases"]["cancel"]
+def test_cancel_adds_no_layer(ondemand_run: dict[str, Any]) -> None:
+    rec = ondemand_run["cases"]["cancel"]
     assert rec["outcomes"] == ["cancelled"], rec["status"]
     assert rec["layers_after"] == ["Photo", "Top"]
     assert rec["job_s"] < 60, "cancel took too long"
     assert Path(rec["source_after"]).read_bytes() == Path(rec["source_before"]).read_bytes()
 
 
-def test_missing_style_gives_clear_message(zmq_run: dict[str, Any]) -> None:
-    rec = zmq_run["cases"]["missing_style"]
+def test_missing_style_gives_clear_message(ondemand_run: dict[str, Any]) -> None:
+    rec = ondemand_run["cases"]["missing_style"]
     assert rec["outcomes"] == ["failed"]
     assert "style image not found: /nonexistent/style.png" in rec["status"]
     assert rec["layers_after"] == ["Photo", "Top"]
 
 
-def test_group_layer_is_refused_with_a_message(zmq_run: dict[str, Any]) -> None:
-    rec = zmq_run["cases"]["group_active"]
+def test_group_layer_is_refused_with_a_message(ondemand_run: dict[str, Any]) -> None:
+    rec = ondemand_run["cases"]["group_active"]
     assert rec["outcomes"] == ["failed"]
     assert "the active layer 'Group' is a grouplayer; select a paint layer" in rec["status"]
     assert rec["layers_after"] == ["Photo", "Top", "Group"]
 
 
-def test_bridge_transport_forced_by_config(
-    bridge_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+def test_the_engine_exits_when_idle(ondemand_run: dict[str, Any]) -> None:
+    rec = ondemand_run["engine_exit"]
+    assert rec["said_not_running"], rec["engine"]
+    assert rec["engine"] == "Style engine not running: it starts with the first job"
+    assert rec["process"] == "gone", f"the engine's process is {rec['process']}"
+    assert rec["waited_s"] < IDLE_EXIT_S + 30
+    assert ondemand_run["endpoint_after"] == launcher.STOPPED
+    assert ondemand_run["process_after"] == "gone"
+    log = ondemand_run["engine_log"]
+    assert f"no job for {IDLE_EXIT_S:g} s (--idle-exit): exiting" in log, log[-2000:]
+
+
+# --- layout ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("session", ["ondemand", "fallback"])
+def test_the_docker_fits_260_px(session: str, request: pytest.FixtureRequest) -> None:
+    report = request.getfixturevalue(f"{session}_run")
+    rec = report["layout"]
+    width, height = SCREENS[session]
+    assert rec["window"] == [width, height]
+    assert not rec["floating"] and rec["dock"][0] <= 270, rec["dock"]
+    for key in ("collapsed", "settings"):
+        assert rec[key]["problems"] == [], (key, rec[key]["problems"])
+        assert rec[key]["viewport"][0] <= 260
+        shot = Path(rec[key]["screenshot"])
+        assert shot.exists() and shot.stat().st_size > 2000, shot
+    assert Path(rec["content_screenshot"]).stat().st_size > 2000
+
+
+# --- fallback to the bridge ------------------------------------------------------------------
+
+
+def test_without_pyzmq_the_docker_falls_back_to_the_bridge(
+    fallback_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
 ) -> None:
-    assert "via bridge" in bridge_run["daemon_status_at_start"], bridge_run[
-        "daemon_status_at_start"
-    ]
-    rec = _check_stylized(bridge_run, "bridge8", "U8", images)
-    assert "via bridge" in rec["daemon_status"]
+    assert not fallback_run["zmq_importable"], "Krita's Python still imports zmq"
+    assert fallback_run["transport"] == "bridge"
+    assert fallback_run["bridge_command"] == [product.python()]
+    assert fallback_run["engine_at_start"] == "Style engine ready (CPU)"
+    assert "transport bridge" in fallback_run["engine_details_at_start"]
+    rec = _check_stylized(fallback_run, "bridge8", "U8", images)
     ratio = _style_ratio(meter, images["U8_array"], _from_krita(rec["result"], "U8"))
     assert ratio < STYLE_COST_RATIO
+    assert "krita-neural-style/bridge" in fallback_run["daemon_log"]
+
+
+def test_engine_settings_and_a_failure_replacing_the_state(fallback_run: dict[str, Any]) -> None:
+    """Start on demand turned off in the docker (saved in kritarc), the engine stopped: the
+    job fails saying so, and the engine line says "not running", never "ready"."""
+    assert fallback_run["settings_message"] == "Saved; the docker uses these settings now."
+    assert "[neural_style]" in fallback_run["kritarc"]
+    assert "start_on_demand=false" in fallback_run["kritarc"]
+    assert fallback_run["engine_stopped"] and fallback_run["engine_line_followed_stop"]
+    rec = fallback_run["cases"]["engine_gone"]
+    assert rec["outcomes"] == ["failed"], rec["status"]
+    assert "starting the engine when needed is turned off" in rec["status"], rec["status"]
+    assert rec["engine"].startswith("Style engine not running: starting the engine"), rec
+    assert "ready" not in rec["engine"]
+    assert rec["layers_after"] == ["Photo", "Top"]
 
 
 def teardown_module() -> None:

@@ -1,16 +1,20 @@
 """Test driver, installed as a pykrita plug-in only for the e2e test: uses the docker as a user.
 
-Reads the job from $NST_KRITA_JOB (JSON), and for each case makes a document, picks the style
-by typing its path into the docker, sets quality/size, clicks Stylize (or Cancel), waits, and
-writes what happened (layers, pixels, status lines, screenshots) to the job's out folder, then
-quits Krita. Krita's excepthook (a modal dialog that would hang a headless run) is replaced
-and a watchdog hard-exits Krita if the run stalls.
+Reads the job from $NST_KRITA_JOB (JSON) and works through its steps: a stylize case makes a
+document, picks the style by typing its path into the docker, sets quality/size, clicks
+Stylize (or Cancel), waits, and writes what happened (layers, pixels, the docker's lines as
+they changed, screenshots); other steps check the docker's layout at 260 px, use its Engine
+settings, stop the engine or wait for it to exit by itself. Everything goes to the job's out
+folder; then Krita quits. Krita's excepthook (a modal dialog that would hang a headless run) is
+replaced and a watchdog hard-exits Krita if the run stalls.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -20,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from krita import Extension, Krita, Selection
+from PyQt5.QtCore import QPoint, QRect, QTimer
 from PyQt5.QtCore import Qt as _Qt
-from PyQt5.QtCore import QTimer
 from PyQt5.QtGui import QCursor
 from PyQt5.QtTest import QTest as _QTest
-from PyQt5.QtWidgets import QApplication, QDockWidget, QWidget
+from PyQt5.QtWidgets import QApplication, QDockWidget, QLabel, QWidget
 
 # PyQt5's stubs declare QTest's static methods as instance methods and know only the scoped
 # enum names (Qt.Key.Key_Return); this driver uses the unscoped ones Krita's PyQt5 has.
@@ -36,6 +40,11 @@ OUT = Path(JOB["out"])
 ART = Path(JOB["artifacts"])
 REPORT: dict[str, Any] = {"errors": [], "cases": {}, "log": []}
 DOCKER_ID = "neural_style_docker"
+#: The docker's width in the layout checks, and the widest any of its widgets may insist on.
+DOCK_WIDTH = 260
+MAX_FIXED_WIDTH = 230
+JOB_PROGRESS = re.compile(r"^\d+%( ·|$)")
+STARTING = "Starting the style engine"
 
 
 def log(text: str) -> None:
@@ -122,6 +131,10 @@ def child(dock: QDockWidget, name: str) -> Any:
     return widget
 
 
+def text_of(dock: QDockWidget, name: str) -> str:
+    return str(child(dock, name).text())
+
+
 def names(doc: Any) -> list[str]:
     """Top-level layers, bottom to top (Krita's global selection shows up as a mask: skipped)."""
     return [n.name() for n in doc.rootNode().childNodes() if n.type() != "selectionmask"]
@@ -135,24 +148,43 @@ def profile_for(depth: str) -> str:
     return profiles[0]
 
 
-class LoopMonitor:
-    """Largest gap between 20 ms timer ticks: how long the GUI thread was ever blocked."""
+class Watcher:
+    """Every 20 ms: the largest gap between ticks (how long the GUI thread was ever blocked)
+    and each change of the progress bar's and the engine line's text, timed from start()."""
 
-    def __init__(self) -> None:
+    def __init__(self, dock: QDockWidget) -> None:
+        self.dock = dock
         self.timer = QTimer()
         self.timer.setInterval(20)
         self.timer.timeout.connect(self.tick)
-        self.last = 0.0
+        self.began = self.last = 0.0
         self.worst = 0.0
+        self.seen: list[tuple[float, str, str]] = []
+        self.on_change: Callable[[str, str], None] | None = None
 
     def start(self) -> None:
-        self.last, self.worst = time.monotonic(), 0.0
+        self.began = self.last = time.monotonic()
+        self.worst = 0.0
+        self.seen = []
+        self.tick()
         self.timer.start()
 
     def tick(self) -> None:
         now = time.monotonic()
         self.worst = max(self.worst, now - self.last)
         self.last = now
+        for which, name in (("bar", "nst_progress"), ("engine", "nst_engine_state")):
+            text = text_of(self.dock, name)
+            if not any(w == which for _, w, _ in self.seen) or self.latest(which) != text:
+                self.seen.append((round(now - self.began, 3), which, text))
+                if self.on_change is not None:
+                    self.on_change(which, text)
+
+    def latest(self, which: str) -> str:
+        return next(t for _, w, t in reversed(self.seen) if w == which)
+
+    def first(self, which: str, test: Callable[[str], bool]) -> float | None:
+        return next((s for s, w, t in self.seen if w == which and test(t)), None)
 
     def stop(self) -> float:
         self.timer.stop()
@@ -166,7 +198,31 @@ def grab_screen(path: Path) -> None:
     screen.grabWindow(0).save(str(path))  # type: ignore[arg-type]  # 0 = the whole screen; the stubs want a sip.voidptr
 
 
+def grab_docker(dock: QDockWidget, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dock.grab().save(str(path))
+
+
+def engine_pid(dock: QDockWidget) -> int | None:
+    """The engine's process id, from the details the docker shows (`pid N`)."""
+    found = re.search(r"\bpid (\d+)", text_of(dock, "nst_engine_details"))
+    return int(found.group(1)) if found else None
+
+
+def process_state(pid: int) -> str:
+    """'gone', or the state letter in /proc (R, S, Z for a zombie nobody reaped...)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
 def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
+    """One stylize job from a fresh document, as a user does it."""
     name = case["name"]
     rec: dict[str, Any] = {"outcomes": []}
     REPORT["cases"][name] = rec
@@ -212,6 +268,7 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
     rec["layers_before"] = names(doc)
     rec["source_before"] = str(OUT / f"{name}_source_before.raw")
     Path(rec["source_before"]).write_bytes(bytes(source.pixelData(0, 0, w, h)))
+    rec["engine_before"] = text_of(dock, "nst_engine_state")
 
     # The user's part: type the style path, set quality and size, click Stylize.
     path_edit = child(dock, "nst_style_path")
@@ -222,42 +279,55 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
     child(dock, "nst_size").setValue(case["size"])
     outcome: list[str] = []
     dock.job_finished.connect(outcome.append)
-    progress = child(dock, "nst_progress")
     shots: dict[str, str] = {}
+    watcher = Watcher(dock)
 
-    def on_progress(value: int) -> None:
-        if case.get("cancel") and value > 0 and child(dock, "nst_cancel").isEnabled():
-            QTest.mouseClick(child(dock, "nst_cancel"), Qt.LeftButton)
-        if case.get("screenshots") and value >= 300 and "during" not in shots:
-            shots["during"] = str(ART / f"krita_{name}_during_run.png")
-            shots["docker_during"] = str(ART / f"krita_{name}_docker_during_run.png")
+    def on_change(which: str, text: str) -> None:
+        if which != "bar":
+            return
+        if case.get("cancel") and JOB_PROGRESS.match(text):
+            cancel = child(dock, "nst_cancel")
+            if cancel.isEnabled():
+                QTest.mouseClick(cancel, Qt.LeftButton)
+        if case.get("shot_starting") and text.startswith(STARTING):
+            # Each start-up step over the last: the picture ends with the furthest one.
+            shots["starting"] = str(ART / f"krita_docker_starting_engine_{JOB['tag']}.png")
+            QTimer.singleShot(0, lambda: grab_docker(dock, Path(shots["starting"])))
+        progress = child(dock, "nst_progress")
+        if case.get("screenshots") and JOB_PROGRESS.match(text) and progress.value() >= 300:
+            if "during" not in shots:
+                shots["during"] = str(ART / f"krita_{name}_during_run.png")
+                shots["docker_during"] = str(ART / f"krita_{name}_docker_during_run.png")
 
-            def grab_both() -> None:
-                grab_screen(Path(shots["during"]))
-                dock.grab().save(shots["docker_during"])
+                def grab_both() -> None:
+                    grab_screen(Path(shots["during"]))
+                    grab_docker(dock, Path(shots["docker_during"]))
 
-            QTimer.singleShot(0, grab_both)
+                QTimer.singleShot(0, grab_both)
 
-    progress.valueChanged.connect(on_progress)
-    monitor = LoopMonitor()
-    monitor.start()
+    watcher.on_change = on_change
+    watcher.start()
     started = time.monotonic()
     QTest.mouseClick(child(dock, "nst_stylize"), Qt.LeftButton)
     finished = yield (lambda: bool(outcome), float(case.get("timeout_s", 120)))
-    rec["gui_max_gap_s"] = monitor.stop()
+    rec["gui_max_gap_s"] = watcher.stop()
     rec["job_s"] = time.monotonic() - started
-    progress.valueChanged.disconnect(on_progress)
     dock.job_finished.disconnect(outcome.append)
+    rec["seen"] = watcher.seen
+    # Click to the first sign of work: the engine starting, or the job's own progress.
+    rec["first_feedback_s"] = watcher.first(
+        "bar", lambda t: t.startswith(STARTING) or bool(JOB_PROGRESS.match(t))
+    )
+    rec["first_progress_s"] = watcher.first("bar", lambda t: bool(JOB_PROGRESS.match(t)))
     yield 300  # let the canvas and docker repaint before the screenshots
     rec["finished"] = finished
     rec["outcomes"] = outcome
-    rec["status"] = child(dock, "nst_status").text()
-    rec["daemon_status"] = child(dock, "nst_daemon_status").text()
-    rec["progress_text"] = progress.text()
-    rec["preview_has_image"] = (
-        child(dock, "nst_preview").pixmap() is not None
-        and not child(dock, "nst_preview").pixmap().isNull()
-    )
+    rec["status"] = text_of(dock, "nst_status")
+    rec["engine"] = text_of(dock, "nst_engine_state")
+    rec["engine_details"] = text_of(dock, "nst_engine_details")
+    rec["progress_text"] = child(dock, "nst_progress").text()
+    pixmap = child(dock, "nst_preview").pixmap()
+    rec["preview_has_image"] = pixmap is not None and not pixmap.isNull()
     rec["layers_after"] = names(doc)
     active = doc.activeNode()
     rec["active_after"] = active.name() if active else None
@@ -266,6 +336,10 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
     Path(rec["source_after"]).write_bytes(bytes(source.pixelData(0, 0, w, h)))
     rec["composite"] = str(OUT / f"{name}_composite.raw")
     Path(rec["composite"]).write_bytes(bytes(doc.pixelData(0, 0, w, h)))
+    pid = engine_pid(dock)
+    if pid is not None:
+        rec["engine_pid"] = pid
+        rec["engine_cmdline"] = Path(f"/proc/{pid}/cmdline").read_text().split("\0")[:-1]
     if outcome == ["done"]:
         layer = dock.last_layer
         rec["result_name"] = layer.name()
@@ -291,11 +365,158 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
     write_report()
 
 
+def layout_problems(dock: Any) -> list[str]:
+    """What a user would see as broken: a widget (partly) outside the scroll area's viewport,
+    visible widgets of one parent overlapping, a horizontal scroll bar, a forced width."""
+    scroll = dock.scroll
+    content, viewport = scroll.widget(), scroll.viewport()
+    problems: list[str] = []
+    if scroll.horizontalScrollBar().isVisible():
+        problems.append("a horizontal scroll bar")
+    if content.width() > viewport.width():
+        problems.append(f"content {content.width()} px in a {viewport.width()} px viewport")
+    for parent in (content, child(dock, "nst_settings")):
+        kids = [
+            w
+            for w in parent.findChildren(QWidget, options=Qt.FindDirectChildrenOnly)
+            if w.isVisible()
+        ]
+        for w in kids:
+            name = w.objectName() or f"{type(w).__name__} {getattr(w, 'text', lambda: '')()!r}"
+            rect = QRect(w.mapTo(content, QPoint(0, 0)), w.size())
+            if rect.left() < 0 or rect.right() >= viewport.width():
+                problems.append(f"{name} spans x {rect.left()}..{rect.right()}")
+            if max(w.minimumWidth(), w.minimumSizeHint().width()) > MAX_FIXED_WIDTH:
+                problems.append(f"{name} needs {w.minimumSizeHint().width()} px")
+            if isinstance(w, QLabel) and w.text() and not w.wordWrap():
+                if w.objectName() not in (
+                    "nst_strength_value",
+                    "nst_style_thumbnail",
+                    "nst_preview",
+                ):
+                    problems.append(f"{name} does not wrap")
+        for i, a in enumerate(kids):
+            for b in kids[i + 1 :]:
+                if a.geometry().intersects(b.geometry()):
+                    problems.append(f"{a.objectName() or a} overlaps {b.objectName() or b}")
+    return problems
+
+
+def size_docker(qwindow: Any, dock: Any) -> None:
+    """DOCK_WIDTH wide, and more than the default workspace's sliver of height below the
+    Layers and Brush Presets dockers (as a user would drag it)."""
+    qwindow.resizeDocks([dock], [DOCK_WIDTH], Qt.Horizontal)
+    qwindow.resizeDocks([dock], [int(qwindow.height() * 0.6)], Qt.Vertical)
+
+
+def check_layout(window: Any, dock: Any) -> Step:
+    """The docker 260 px wide in this screen's window: geometry from inside, screenshots."""
+    tag = JOB["tag"]
+    log(f"layout {tag}")
+    rec: dict[str, Any] = {}
+    REPORT["layout"] = rec
+    qwindow = window.qwindow()
+    size_docker(qwindow, dock)
+    yield 500
+    rec["window"] = [qwindow.width(), qwindow.height()]
+    rec["dock"] = [dock.width(), dock.height()]
+    rec["floating"] = dock.isFloating()
+    toggle = child(dock, "nst_settings_toggle")
+    scroll = dock.scroll
+    for expanded in (False, True):
+        toggle.setChecked(expanded)
+        yield 300
+        if expanded:  # show the settings, as a user scrolling down to them would
+            scroll.ensureWidgetVisible(child(dock, "nst_settings_apply"))
+        else:
+            scroll.verticalScrollBar().setValue(0)
+        yield 200
+        key = "settings" if expanded else "collapsed"
+        rec[key] = {
+            "problems": layout_problems(dock),
+            "viewport": [scroll.viewport().width(), scroll.viewport().height()],
+            "content": [scroll.widget().width(), scroll.widget().height()],
+            "vertical_scroll": scroll.verticalScrollBar().isVisible(),
+        }
+        suffix = "_settings" if expanded else ""
+        rec[key]["screenshot"] = str(ART / f"krita_docker{suffix}_{tag}.png")
+        grab_docker(dock, Path(rec[key]["screenshot"]))
+    # Everything the docker holds at this width, settings unfolded, as one picture.
+    rec["content_screenshot"] = str(ART / f"krita_docker_content_{tag}.png")
+    scroll.widget().grab().save(rec["content_screenshot"])
+    toggle.setChecked(False)
+    scroll.verticalScrollBar().setValue(0)
+    yield 200
+    rec["window_screenshot"] = str(ART / f"krita_window_{tag}.png")
+    grab_screen(Path(rec["window_screenshot"]))
+    write_report()
+
+
+def apply_settings(dock: Any, step: dict[str, Any]) -> Step:
+    """Use the docker's Engine settings as a user: open them, change, press Apply."""
+    log(f"settings {step['values']}")
+    toggle = child(dock, "nst_settings_toggle")
+    if not toggle.isChecked():
+        QTest.mouseClick(toggle, Qt.LeftButton)
+    yield 200
+    for name, value in step["values"].items():
+        widget = child(dock, f"nst_settings_{name}")
+        if isinstance(value, bool):
+            widget.setChecked(value)
+        elif isinstance(value, int):
+            widget.setValue(value)
+        else:
+            widget.setText(value)
+    QTest.mouseClick(child(dock, "nst_settings_apply"), Qt.LeftButton)
+    yield 200
+    REPORT["settings_message"] = text_of(dock, "nst_settings_message")
+    QTest.mouseClick(toggle, Qt.LeftButton)
+    yield 100
+
+
+def stop_engine(dock: Any) -> Step:
+    """Ask the engine to exit, through the plug-in's own client (as `nst daemon stop` does)."""
+    from neural_style import link
+
+    from nst_client import launcher
+
+    REPORT["engine_stopped"] = launcher.stop(link.load_settings())
+    log(f"engine stopped: {REPORT['engine_stopped']}")
+    ok = yield (lambda: "ready" not in text_of(dock, "nst_engine_state"), 15.0)
+    REPORT["engine_after_stop"] = text_of(dock, "nst_engine_state")
+    REPORT["engine_line_followed_stop"] = ok
+
+
+def await_engine_exit(dock: Any, step: dict[str, Any]) -> Step:
+    """Wait, doing nothing, for the engine started on demand to exit after its idle time;
+    the engine line must then say it is not running."""
+    rec: dict[str, Any] = {}
+    REPORT["engine_exit"] = rec
+    pid = engine_pid(dock)
+    rec["pid"] = pid
+    log(f"waiting for the engine (pid {pid}) to exit")
+    waited = time.monotonic()
+    rec["said_not_running"] = yield (
+        lambda: "not running" in text_of(dock, "nst_engine_state"),
+        float(step["timeout_s"]),
+    )
+    rec["waited_s"] = time.monotonic() - waited
+    rec["engine"] = text_of(dock, "nst_engine_state")
+    rec["engine_details"] = text_of(dock, "nst_engine_details")
+    if pid is not None:
+        yield (lambda: process_state(pid) == "gone", 10.0)
+        rec["process"] = process_state(pid)
+    dock.scroll.ensureWidgetVisible(child(dock, "nst_engine_state"))
+    yield 200
+    grab_docker(dock, ART / f"krita_docker_engine_exited_{JOB['tag']}.png")
+
+
 def main_steps() -> Step:
     window = Krita.instance().activeWindow()
     log(f"window {window}")
-    window.qwindow().setGeometry(0, 0, 1600, 1200)
-    QCursor.setPos(1590, 5)  # keep the brush outline off the canvas in screenshots
+    width, height = JOB.get("screen", [1600, 1200])
+    window.qwindow().setGeometry(0, 0, width, height)
+    QCursor.setPos(width - 10, 5)  # keep the brush outline off the canvas in screenshots
     log("geometry set")
     yield 300
     if JOB.get("prime"):  # only building the profile's resource database
@@ -309,12 +530,33 @@ def main_steps() -> Step:
     if not dock.isVisible():
         dock.show()
     dock.raise_()
-    # The docker checks the daemon on creation; give it a moment to say hello.
-    ok = yield (lambda: "checking" not in dock.findChild(QWidget, "nst_daemon_status").text(), 15.0)
-    REPORT["daemon_status_at_start"] = dock.findChild(QWidget, "nst_daemon_status").text()
-    REPORT["daemon_answered"] = ok
-    for case in JOB["cases"]:
-        yield from run_case(window, dock, case)
+    size_docker(window.qwindow(), dock)
+    # What this Krita's Python has, and how the plug-in reaches the engine from it.
+    from neural_style import link
+
+    REPORT["zmq_importable"] = importlib.util.find_spec("zmq") is not None
+    settings = link.load_settings()
+    REPORT["transport"] = settings.resolved_transport()
+    REPORT["bridge_command"] = settings.bridge_command()
+    # The docker watches the engine while it is shown; give it a moment to look.
+    ok = yield (lambda: "checking" not in text_of(dock, "nst_engine_state"), 15.0)
+    REPORT["engine_answered"] = ok
+    REPORT["engine_at_start"] = text_of(dock, "nst_engine_state")
+    REPORT["engine_details_at_start"] = text_of(dock, "nst_engine_details")
+    for step in JOB["steps"]:
+        kind = step.get("kind", "stylize")
+        if kind == "stylize":
+            yield from run_case(window, dock, step)
+        elif kind == "layout":
+            yield from check_layout(window, dock)
+        elif kind == "settings":
+            yield from apply_settings(dock, step)
+        elif kind == "stop_engine":
+            yield from stop_engine(dock)
+        elif kind == "await_engine_exit":
+            yield from await_engine_exit(dock, step)
+        else:
+            raise ValueError(f"unknown step {kind!r}")
 
 
 def start() -> None:

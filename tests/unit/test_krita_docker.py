@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -17,20 +18,36 @@ from typing import Any
 import krita_standin
 import pytest
 from krita_standin import Document, Krita, Node, Selection
-from PyQt5.QtCore import QThread
+from PyQt5.QtCore import QPoint, QRect, Qt, QThread
 from PyQt5.QtGui import QColor, QImage
+from PyQt5.QtWidgets import QLabel, QScrollBar, QWidget
 
 import nst_client
-from nst_client import layouts, strength
+from nst_client import launcher, layouts, strength
 from nst_client import protocol as P
-from nst_client.client import Client, Received
+from nst_client import settings as settings_mod
+from nst_client.client import Client, JobCancelled, Received
 from nst_client.settings import CONFIG_NAME, Settings
 
 krita_standin.load_plugin()
-from neural_style import docker, images, layer_ops, link  # noqa: E402
+from neural_style import docker, images, layer_ops, link, worker  # noqa: E402
 
 W, H = 32, 24
 ENDPOINT = "tcp://127.0.0.1:1"
+ENV_NAMES = (
+    "NST_ENDPOINT",
+    "NST_TRANSPORT",
+    "NST_PYTHON",
+    "NST_TIMEOUT",
+    "NST_CURVE_SERVER_KEY",
+    "NST_CURVE_CLIENT_CERT",
+    "NST_START_ON_DEMAND",
+    "NST_DAEMON",
+    "NST_IDLE_EXIT",
+)
+#: The widest any widget of the docker may insist on being (a 260 px docker's viewport).
+MAX_FIXED_WIDTH = 230
+FIND_DIRECT = Qt.FindChildOption.FindDirectChildrenOnly
 
 
 # --- documents -------------------------------------------------------------------------------
@@ -260,12 +277,13 @@ def test_a_result_in_another_layout_is_refused(desc: P.ImageDesc, got: str) -> N
     assert f"sent back a {got} image for a {W}x{H} RGBA u8 area" in str(info.value)
 
 
-# --- the docker, with a daemon behind a real Client --------------------------------------------
+# --- the docker, with an engine behind a real Client -------------------------------------------
 
 
 class FakeDaemon:
-    """Answers as the daemon would; `job` says how a stylize request ends:
+    """Answers as the engine would; `job` says how a stylize request ends:
     'result' (the content inverted), 'hold' (until cancelled), 'error', 'rgb' (a wrong layout).
+    state/startup/silent may change while a docker watches it.
     """
 
     def __init__(
@@ -274,15 +292,25 @@ class FakeDaemon:
         defaults: Mapping[str, Any] | None = None,
         version: str = nst_client.__version__,
         silent: bool = False,
+        state: str = P.READY,
     ) -> None:
         self.job, self.defaults, self.version, self.silent = job, defaults or {}, version, silent
+        self.state = state
+        self.startup: P.Startup | None = None
         self.sent: list[tuple[dict[str, Any], list[bytes]]] = []
         self.links: list[_Link] = []
+        #: (endpoint, thread name) of every status request: who polled, from where.
+        self.polls: list[tuple[str, str]] = []
 
-    def connect(self, settings: Settings) -> Client:
-        """Stands in for link.connect: a real Client on a transport to this daemon."""
-        self.links.append(_Link(self))
-        return Client(settings.endpoint, transport=self.links[-1], timeout_s=settings.timeout_s)
+    def connect(self, settings: Settings, client_name: str = "nst-client") -> Client:
+        """Stands in for nst_client.client.connect: a real Client on a transport to here."""
+        self.links.append(_Link(self, settings.endpoint))
+        return Client(
+            settings.endpoint,
+            transport=self.links[-1],
+            timeout_s=settings.timeout_s,
+            client_name=client_name,
+        )
 
     def release(self) -> None:
         """End every job still held (as if cancelled), so no worker thread outlives a test."""
@@ -307,8 +335,25 @@ class FakeDaemon:
                 max_tile_size=P.DEFAULT_MAX_TILE_SIZE,
                 client_timeout_s=30.0,
                 defaults=dict(self.defaults),
+                state=self.state,
             )
             return [(dict(welcome), [])]
+        if kind == "status":
+            status = P.status(
+                rid,
+                running=None,
+                queue=[],
+                device="cpu",
+                memory={"rss_bytes": 1},
+                uptime_s=1.0,
+                counts=(0, 0, 0),
+                style_cache={"hits": 0, "misses": 0},
+                version=self.version,
+                state=self.state,
+                startup=self.startup,
+                pid=4242,
+            )
+            return [(dict(status), [])]
         if kind == "ping":
             return [(dict(P.pong(rid)), [])]
         if kind == "cancel":
@@ -353,8 +398,9 @@ class FakeDaemon:
 class _Link:
     """One connection to FakeDaemon (the Client's transport)."""
 
-    def __init__(self, daemon: FakeDaemon) -> None:
+    def __init__(self, daemon: FakeDaemon, endpoint: str) -> None:
         self.daemon = daemon
+        self.endpoint = endpoint
         self.inbox: queue.Queue[Received] = queue.Queue()
         self.jobs: list[str] = []
 
@@ -363,6 +409,8 @@ class _Link:
         self.daemon.sent.append((dict(header), frames))
         if header["type"] == "stylize":
             self.jobs.append(header["id"])
+        if header["type"] == "status":
+            self.daemon.polls.append((self.endpoint, threading.current_thread().name))
         for reply in self.daemon.answer(dict(header), frames):
             self.inbox.put(reply)
 
@@ -387,6 +435,13 @@ def _wait(predicate: Callable[[], bool], timeout_s: float = 3.0) -> bool:
     return True
 
 
+def _settle(rounds: int = 5) -> None:
+    """Let Qt lay out and paint what changed."""
+    app = krita_standin.application()
+    for _ in range(rounds):
+        app.processEvents()
+
+
 Docker = docker.NeuralStyleDocker
 MakeDocker = Callable[..., tuple[Docker, FakeDaemon]]
 
@@ -394,8 +449,9 @@ MakeDocker = Callable[..., tuple[Docker, FakeDaemon]]
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The plug-in's settings file, as the installer writes it (environment cleared)."""
-    for name in ("NST_ENDPOINT", "NST_TRANSPORT", "NST_PYTHON", "NST_TIMEOUT"):
+    for name in ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # the launcher's lock files
     path = tmp_path / CONFIG_NAME
     Settings(endpoint=ENDPOINT, transport="zmq", timeout_s=0.3).save(path)
     monkeypatch.setattr(link, "CONFIG_PATH", path)
@@ -404,20 +460,32 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def make_docker(config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeDocker]:
-    """Builds the docker with FakeDaemon(**options) behind it; its threads end with the test."""
+    """Builds the docker, shown 260 px wide, with FakeDaemon(**options) behind every Client
+    (the job's, the launcher's, the watch's); its threads end with the test."""
     made: list[tuple[Docker, FakeDaemon]] = []
 
-    def make(**options: Any) -> tuple[Docker, FakeDaemon]:
+    def make(show: bool = True, **options: Any) -> tuple[Docker, FakeDaemon]:
         daemon = FakeDaemon(**options)
-        monkeypatch.setattr(link, "connect", daemon.connect)
-        made.append((Docker(), daemon))
+        monkeypatch.setattr(link, "connect", lambda s: daemon.connect(s, link.client_name(s)))
+        monkeypatch.setattr(launcher, "connect", daemon.connect)
+        # Its quick look for a listening port would find none: FakeDaemon has no socket.
+        monkeypatch.setattr(launcher, "nobody_listens", lambda endpoint: False)
+        dock = Docker()
+        dock.resize(260, 800)
+        if show:
+            dock.show()
+        made.append((dock, daemon))
         return made[-1]
 
     yield make
     for dock, daemon in made:
         daemon.release()
+        dock.hide()
+        docker.stop_watches()
         for thread in dock.findChildren(QThread):
             assert thread.wait(5000), "a worker thread did not end"
+        dock.deleteLater()
+    _settle()
 
 
 @pytest.fixture
@@ -429,49 +497,136 @@ def style(tmp_path: Path) -> str:
     return str(path)
 
 
-def _answered(dock: Docker) -> bool:
-    return "checking" not in dock.daemon_status.text()
+def _engine_says(dock: Docker, words: str, timeout_s: float = 3.0) -> bool:
+    return _wait(lambda: words in dock.engine_state.text(), timeout_s)
 
 
-def test_strength_slider_starts_at_the_daemons_default(make_docker: MakeDocker) -> None:
+def _bar_says(dock: Docker, text: str) -> bool:
+    return _wait(lambda: dock.progress.text() == text)
+
+
+def test_strength_slider_starts_at_the_engines_default(make_docker: MakeDocker) -> None:
     dock, _ = make_docker(defaults={"strength": 70})
     slider = dock.strength
     assert (slider.minimum(), slider.maximum()) == (strength.MINIMUM, strength.MAXIMUM)
-    assert slider.value() == strength.DEFAULT  # before the daemon said hello
-    assert _wait(lambda: _answered(dock))
-    assert slider.value() == 70
-    assert dock.daemon_status.text() == f"Daemon connected: cpu via zmq ({ENDPOINT})"
+    assert slider.value() == strength.DEFAULT  # before the engine said hello
+    assert _wait(lambda: slider.value() == 70)
+    assert dock.engine_state.text() == "Style engine ready (CPU)"
+
+
+def test_the_strength_value_follows_the_slider(make_docker: MakeDocker) -> None:
+    dock, _ = make_docker(show=False)
+    assert dock.strength_value.text() == str(round(strength.DEFAULT))
+    for value in (0, 37, 100):
+        dock.strength.setValue(value)
+        assert dock.strength_value.text() == str(value)
+    dock.strength.setValue(250)  # beyond the range: the slider clamps, the label follows
+    assert dock.strength_value.text() == str(round(strength.MAXIMUM))
 
 
 def test_a_strength_the_user_chose_stays(make_docker: MakeDocker) -> None:
-    dock, _ = make_docker(defaults={"strength": 70})
+    dock, daemon = make_docker(defaults={"strength": 70}, show=False)
     dock.strength.setValue(20)
-    assert _wait(lambda: _answered(dock))
+    dock.show()
+    assert _wait(lambda: bool(daemon.requests("hello")))
+    _settle()
     assert dock.strength.value() == 20
+
+
+def test_the_engine_line_follows_the_engine_from_a_watch_thread(make_docker: MakeDocker) -> None:
+    dock, daemon = make_docker(state=P.STARTING)
+    daemon.startup = {"step": "loading VGG-19", "fraction": 0.4}
+    assert _engine_says(dock, "Starting the style engine… loading VGG-19 (40%)")
+    assert not daemon.requests("hello")  # the default strength is asked once it is ready
+    daemon.state, daemon.startup = P.READY, None
+    dock._refresh_engine()
+    assert _engine_says(dock, "Style engine ready (CPU)")
+    # The endpoint and the transport are details, not words for the summary line.
+    assert "tcp://" not in dock.engine_state.text()
+    for words in (ENDPOINT, "transport zmq", "device cpu", "pid 4242"):
+        assert words in dock.engine_details.text() and words in dock.engine_state.toolTip()
+    assert daemon.polls and all(thread != "MainThread" for _, thread in daemon.polls)
+    assert not dock.engine_state.styleSheet()
+
+
+def test_the_watch_polls_while_shown_and_stops_when_hidden(make_docker: MakeDocker) -> None:
+    dock, daemon = make_docker(show=False)
+    _settle()
+    assert not daemon.polls and dock._watch is None
+    dock.show()
+    assert _wait(lambda: len(daemon.polls) >= 1)
+    watch = dock._watch
+    assert watch is not None and watch.isRunning()
+    dock.hide()
+    assert dock._watch is None
+    assert watch.wait(3000)
+    count = len(daemon.polls)
+    time.sleep(0.1)
+    _settle()
+    assert len(daemon.polls) == count
+
+
+def test_the_watch_polls_again_after_its_interval(
+    make_docker: MakeDocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "POLL_INTERVAL_S", 0.05)
+    dock, daemon = make_docker()
+    assert _wait(lambda: len(daemon.polls) >= 3)
+    daemon.silent = True  # the engine goes away: the line says so within a poll or two
+    assert _engine_says(dock, "Style engine not running")
 
 
 def test_a_stale_plugin_is_told_to_reinstall(make_docker: MakeDocker) -> None:
     dock, _ = make_docker(version="99.0.0")
-    assert _wait(lambda: _answered(dock))
-    text = dock.daemon_status.text()
-    assert text.startswith("Daemon connected: cpu via zmq")
+    assert _engine_says(dock, "Warning:")
+    text = dock.engine_state.text()
+    assert text.startswith("Style engine ready (CPU)\nWarning: ")
     assert "engine is 99.0.0" in text and "`nst install-plugin krita`" in text
 
 
-def test_no_daemon_is_said_in_the_status_line(make_docker: MakeDocker) -> None:
+def test_no_engine_is_said_in_the_engine_line(make_docker: MakeDocker) -> None:
     dock, _ = make_docker(silent=True)
-    assert _wait(lambda: _answered(dock))
-    assert dock.daemon_status.text().startswith(
-        f"Daemon not connected: no NST daemon answered at {ENDPOINT} within 0.3 s"
-    )
+    assert _engine_says(dock, "Style engine not running")
+    # No engine command was installed, so it cannot start one: it says what to do.
+    assert "reinstall it with `nst install-plugin`" in dock.engine_state.text()
+    assert "no style engine answered at tcp://127.0.0.1:1" in dock.engine_details.text()
+    assert link.WHERE_SETTINGS in dock.engine_details.text()
+
+
+def test_a_failure_replaces_the_engine_state(
+    make_docker: MakeDocker, config: Path, style: str
+) -> None:
+    """The engine answered, then went away: after the failed job the engine line says so
+    (it never says "ready" beside the error), and the job line points at Engine settings."""
+    remote = "tcp://192.0.2.7:5757"
+    Settings(endpoint=remote, transport="zmq", timeout_s=0.3).save(config)
+    dock, daemon = make_docker()
+    assert _engine_says(dock, "Style engine ready (CPU)")
+    _document("U8")
+    dock.set_style(style)
+    daemon.silent = True
+    outcomes, _ = _run(dock)
+    assert outcomes == ["failed"]
+    words = f"no style engine answered at {remote} within "
+    assert dock.status.text().startswith(f"Stylize failed: {words}")
+    assert link.WHERE_SETTINGS in dock.status.text()
+    assert dock.engine_state.text().startswith(f"Style engine unreachable: {words}")
+    assert dock.engine_state.styleSheet() == docker.ERROR_STYLE
+    # The watch's next look (at once after the job) agrees, and nothing older undoes it.
+    polls = len(daemon.polls)
+    assert _wait(lambda: len(daemon.polls) > polls, 5.0)
+    _settle()
+    assert "ready" not in dock.engine_state.text()
+    assert dock.engine_state.text().startswith("Style engine unreachable:")
 
 
 def test_bad_settings_are_named(make_docker: MakeDocker, config: Path, style: str) -> None:
     config.write_text('{"transport": "pigeon"}')
     dock, daemon = make_docker()
-    assert "Daemon settings: transport in nst_config.json: must be one of" in (
-        dock.daemon_status.text()
+    assert dock.engine_state.text().startswith(
+        "Style engine settings cannot be used: transport in nst_config.json: must be one of"
     )
+    assert dock.engine_state.styleSheet() == docker.ERROR_STYLE and dock._watch is None
     _document("U8")
     dock.set_style(style)
     outcomes: list[str] = []
@@ -479,6 +634,7 @@ def test_bad_settings_are_named(make_docker: MakeDocker, config: Path, style: st
     dock.stylize()
     assert outcomes == ["failed"] and not daemon.sent
     assert dock.status.text().startswith("Cannot stylize: transport in nst_config.json")
+    assert dock.status.text().endswith("; fix it under Engine settings")
 
 
 def _run(dock: Docker, until: str = "", timeout_s: float = 3.0) -> tuple[list[str], list[str]]:
@@ -491,13 +647,15 @@ def _run(dock: Docker, until: str = "", timeout_s: float = 3.0) -> tuple[list[st
     if until == "progress":
         assert _wait(lambda: bool(texts), timeout_s)
         return outcomes, texts
+    if until == "started":
+        return outcomes, texts
     assert _wait(lambda: bool(outcomes) and dock._worker is None, timeout_s)
     return outcomes, texts
 
 
 def test_stylize_adds_the_result_as_a_new_layer(make_docker: MakeDocker, style: str) -> None:
     dock, daemon = make_docker(defaults={"strength": 70})
-    assert _wait(lambda: _answered(dock))
+    assert _wait(lambda: dock.strength.value() == 70)
     doc = _document("U8")
     before = bytes(_layer(doc, "Photo").pixelData(0, 0, W, H))
     assert dock.set_style(style)
@@ -515,7 +673,8 @@ def test_stylize_adds_the_result_as_a_new_layer(make_docker: MakeDocker, style: 
     assert dock.last_layer is result and doc.activeNode() is result
     assert dock.status.text() == "Added layer 'Photo (swatch style)'. Edit > Undo removes it."
     assert dock.stylize_button.isEnabled() and not dock.cancel_button.isEnabled()
-    # What went to the daemon: the layer as wire RGBA, the style, the docker's settings.
+    assert dock.engine_state.text() == "Style engine ready (CPU)"
+    # What went to the engine: the layer as wire RGBA, the style, the docker's settings.
     ((request, frames),) = daemon.requests("stylize")
     assert request["content"] == layouts.describe(W, H, 4, "u8", 1) and frames[0] == wire
     assert request["styles"] == [{**layouts.describe(16, 12, 4, "u8", 2), "weight": 1.0}]
@@ -531,11 +690,97 @@ def test_stylize_adds_the_result_as_a_new_layer(make_docker: MakeDocker, style: 
     assert style in recent
 
 
+class ScriptedStart:
+    """Stands in for launcher.ensure_running: reports each start-up fraction the test puts
+    in `steps`, then (on None) returns the engine's state; honours should_cancel."""
+
+    def __init__(self) -> None:
+        self.steps: queue.Queue[float | None] = queue.Queue()
+        self.cancelled = False
+
+    def __call__(
+        self,
+        settings: Settings,
+        on_state: Callable[[launcher.EngineState], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        timeout_s: float = 600.0,
+    ) -> launcher.EngineState:
+        assert on_state is not None and should_cancel is not None
+        while True:
+            try:
+                step = self.steps.get(timeout=0.01)
+            except queue.Empty:
+                if should_cancel():
+                    self.cancelled = True
+                    raise JobCancelled("cancelled while the style engine was starting") from None
+                continue
+            if step is None:
+                return launcher.probe(settings)
+            summary = f"Starting the style engine… loading VGG-19 ({step:.0%})"
+            on_state(launcher.EngineState(launcher.STARTING, summary, "details", step))
+
+
+def test_the_engine_start_shows_in_the_progress_bar(
+    make_docker: MakeDocker, style: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = ScriptedStart()
+    monkeypatch.setattr(launcher, "ensure_running", start)
+    dock, daemon = make_docker(show=False)  # no watch: the job alone moves the engine line
+    doc = _document("U8")
+    dock.set_style(style)
+    dock.resize(260, 300)
+    dock.show()
+    dock.stop_watching()
+    _settle(10)
+    _, _, _, down = _scrolled(dock)
+    assert down.maximum() > 0 and down.value() == 0
+    dock.stylize_button.setFocus()
+    outcomes, _ = _run(dock, until="started")
+    assert not dock.stylize_button.isEnabled() and dock.cancel_button.isEnabled()
+    # The focus went to Cancel, beside it: the docker did not scroll away from the buttons.
+    assert dock.focusWidget() is dock.cancel_button
+    _settle(10)
+    assert down.value() == 0
+    for step, shown in ((0.0, "0%"), (0.4, "40%"), (0.9, "90%")):
+        start.steps.put(step)
+        assert _bar_says(dock, f"Starting the style engine… {shown}")
+        assert dock.progress.value() == int(1000 * step)
+        assert dock.engine_state.text() == (
+            f"Starting the style engine… loading VGG-19 ({step:.0%})"
+        )
+    assert not daemon.requests("stylize")  # nothing is sent before the engine is ready
+    start.steps.put(None)
+    assert _wait(lambda: bool(outcomes) and dock._worker is None)
+    assert outcomes == ["done"]
+    assert dock.engine_state.text() == "Style engine ready (CPU)"
+    assert _names(doc) == ["Photo", "Photo (swatch style)", "Top"]
+
+
+def test_cancel_while_the_engine_starts(
+    make_docker: MakeDocker, style: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = ScriptedStart()
+    monkeypatch.setattr(launcher, "ensure_running", start)
+    dock, daemon = make_docker(show=False)
+    doc = _document("U8")
+    dock.set_style(style)
+    outcomes, _ = _run(dock, until="started")
+    start.steps.put(0.2)
+    assert _bar_says(dock, "Starting the style engine… 20%")
+    dock.cancel_button.click()
+    assert _wait(lambda: bool(outcomes) and dock._worker is None)
+    assert outcomes == ["cancelled"] and start.cancelled
+    assert not daemon.requests("stylize") and not daemon.requests("hello")
+    assert dock.status.text() == "Cancelled; no layer was added."
+    assert _names(doc) == ["Photo", "Top"] and dock.stylize_button.isEnabled()
+
+
 def test_cancel_adds_no_layer(make_docker: MakeDocker, style: str) -> None:
     dock, daemon = make_docker(job="hold")
     doc = _document("U8")
     dock.set_style(style)
     outcomes, _ = _run(dock, until="progress")
+    assert _wait(lambda: bool(daemon.requests("stylize")))
     assert dock.cancel_button.isEnabled() and not dock.stylize_button.isEnabled()
     dock.cancel_button.click()
     assert dock.progress.format() == "cancelling…"
@@ -555,10 +800,11 @@ def test_a_refused_job_says_why(make_docker: MakeDocker, style: str) -> None:
     outcomes, _ = _run(dock)
     assert outcomes == ["failed"]
     assert dock.status.text() == (
-        "Stylize failed: the daemon refused the job (out_of_memory): the GPU is full"
+        "Stylize failed: the style engine refused the job (out_of_memory): the GPU is full"
     )
     assert dock.progress.format() == "failed" and dock.stylize_button.isEnabled()
     assert _names(doc) == ["Photo", "Top"]
+    assert dock.engine_state.text() == "Style engine ready (CPU)"  # it refused; it is there
 
 
 def test_a_result_in_another_layout_adds_no_layer(make_docker: MakeDocker, style: str) -> None:
@@ -591,6 +837,247 @@ def test_a_missing_style_file_is_named(make_docker: MakeDocker, tmp_path: Path) 
     assert not dock.set_style(str(tmp_path / "gone.png"))
     assert dock.status.text() == f"style image not found: {tmp_path / 'gone.png'}"
     assert dock.thumbnail.text() == "no style"
+
+
+# --- engine settings -------------------------------------------------------------------------
+
+
+def _certificates(folder: Path) -> tuple[Path, Path]:
+    """A server public certificate and a client secret certificate, as zmq.auth writes them."""
+    import zmq.auth
+
+    folder.mkdir()
+    server, _ = zmq.auth.create_certificates(str(folder), "server")
+    _, client = zmq.auth.create_certificates(str(folder), "client")
+    return Path(server), Path(client)
+
+
+def _saved() -> dict[str, str]:
+    app = Krita.instance()
+    return {k: app.readSetting(link.SETTINGS_GROUP, k, "") for k in settings_mod.OVERRIDABLE}
+
+
+def test_engine_settings_show_what_is_installed(make_docker: MakeDocker, config: Path) -> None:
+    Settings(endpoint=ENDPOINT, transport="zmq", idle_exit_s=600.0, start_on_demand=False).save(
+        config
+    )
+    dock, _ = make_docker(show=False)
+    assert not dock.settings_box.isVisibleTo(dock)
+    dock.settings_toggle.click()
+    assert dock.settings_box.isVisibleTo(dock)
+    assert dock.settings_endpoint.text() == ENDPOINT
+    assert dock.settings_server_key.text() == dock.settings_client_cert.text() == ""
+    assert not dock.settings_start.isChecked()
+    assert dock.settings_idle.value() == 10 and dock.settings_idle.text() == "10.0 min"
+    dock.settings_idle.setValue(0)
+    assert dock.settings_idle.text() == "never"
+    dock.settings_toggle.click()
+    assert not dock.settings_box.isVisibleTo(dock)
+
+
+def test_engine_settings_round_trip(make_docker: MakeDocker, config: Path, tmp_path: Path) -> None:
+    """Apply keeps what the user changed in Krita's settings; the next docker and every job
+    read them back through nst_client.settings.load, over the installed file."""
+    server, client = _certificates(tmp_path / "keys")
+    dock, daemon = make_docker()
+    assert _wait(lambda: bool(daemon.polls))
+    other = "tcp://127.0.0.1:2"
+    dock.settings_endpoint.setText(other)
+    dock.settings_server_key.setText(str(server))
+    dock.settings_client_cert.setText(str(client))
+    dock.settings_start.setChecked(False)
+    dock.settings_idle.setValue(5)
+    assert dock.apply_settings(), dock.settings_message.text()
+    assert dock.settings_message.text() == "Saved; the docker uses these settings now."
+    assert _saved() == {
+        "endpoint": other,
+        "curve_server_key": str(server),
+        "curve_client_cert": str(client),
+        "start_on_demand": "false",
+        "idle_exit_s": "300",
+    }
+    loaded = link.load_settings()
+    assert (loaded.endpoint, loaded.curve_server_key, loaded.curve_client_cert) == (
+        other,
+        str(server),
+        str(client),
+    )
+    assert (loaded.start_on_demand, loaded.idle_exit_s) == (False, 300.0)
+    assert loaded.transport == "zmq" and loaded.timeout_s == 0.3  # the file's, untouched
+    # The watch now looks at the new endpoint.
+    assert _wait(lambda: daemon.polls[-1][0] == other)
+    # A docker made later (Krita restarted) shows the saved values.
+    again, _ = make_docker(show=False)
+    assert again.settings_endpoint.text() == other
+    assert again.settings_server_key.text() == str(server)
+    assert not again.settings_start.isChecked() and again.settings_idle.value() == 5
+    # Emptying a field goes back to the installed value; untouched ones stay saved.
+    again.settings_endpoint.setText("")
+    assert again.apply_settings()
+    assert again.settings_endpoint.text() == ENDPOINT
+    assert _saved()["endpoint"] == "" and _saved()["idle_exit_s"] == "300"
+    assert link.load_settings().endpoint == ENDPOINT
+
+
+def test_an_idle_time_in_seconds_is_shown_and_kept(make_docker: MakeDocker, config: Path) -> None:
+    """20 s (an installer's --idle-exit 20) is 0.3 min, never "never"; Apply keeps 20 s."""
+    Settings(endpoint=ENDPOINT, transport="zmq", timeout_s=0.3, idle_exit_s=20.0).save(config)
+    dock, _ = make_docker(show=False)
+    assert dock.settings_idle.text() == "0.3 min"
+    dock.settings_endpoint.setText("tcp://127.0.0.1:4")
+    assert dock.apply_settings()
+    assert _saved()["idle_exit_s"] == "" and link.load_settings().idle_exit_s == 20.0
+
+
+def test_untouched_settings_follow_the_installed_file(
+    make_docker: MakeDocker, config: Path
+) -> None:
+    """Apply saves only what changed, so a reinstall with another endpoint still counts."""
+    dock, _ = make_docker(show=False)
+    dock.settings_idle.setValue(7)
+    assert dock.apply_settings()
+    assert _saved()["endpoint"] == "" and _saved()["idle_exit_s"] == "420"
+    Settings(endpoint="tcp://127.0.0.1:3", transport="zmq", timeout_s=0.3).save(config)
+    loaded = link.load_settings()
+    assert (loaded.endpoint, loaded.idle_exit_s) == ("tcp://127.0.0.1:3", 420.0)
+
+
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("endpoint", "localhost:5757", "expected tcp://HOST:PORT, got 'localhost:5757'"),
+        ("curve_server_key", "/nonexistent/server.key", "/nonexistent/server.key: no such file"),
+        ("curve_client_cert", "/nonexistent/c.key_secret", "needs curve_server_key too"),
+    ],
+)
+def test_bad_engine_settings_are_not_saved(
+    make_docker: MakeDocker, field: str, value: str, words: str
+) -> None:
+    dock, _ = make_docker(show=False)
+    edits = {
+        "endpoint": dock.settings_endpoint,
+        "curve_server_key": dock.settings_server_key,
+        "curve_client_cert": dock.settings_client_cert,
+    }
+    edits[field].setText(value)
+    dock.settings_idle.setValue(3)
+    assert not dock.apply_settings()
+    message = dock.settings_message.text()
+    assert message.startswith("Not saved: ") and words in message, message
+    assert dock.settings_message.styleSheet() == docker.ERROR_STYLE
+    assert set(_saved().values()) == {""}  # nothing at all, not even the good idle time
+    assert link.load_settings().endpoint == ENDPOINT
+
+
+def test_a_saved_setting_that_went_bad_is_named(make_docker: MakeDocker, tmp_path: Path) -> None:
+    server, _ = _certificates(tmp_path / "keys")
+    Krita.instance().writeSetting(link.SETTINGS_GROUP, "curve_server_key", str(server))
+    assert link.load_settings().curve_server_key == str(server)
+    server.unlink()
+    dock, _ = make_docker()
+    assert dock.engine_state.text().startswith("Style engine settings cannot be used: ")
+    assert f"{server}: no such file" in dock.settings_message.text()
+    # The bad value shows, so that emptying the field (back to none) mends it.
+    assert dock.settings_server_key.text() == str(server)
+    dock.settings_server_key.setText("")
+    assert dock.apply_settings(), dock.settings_message.text()
+    assert _saved()["curve_server_key"] == "" and link.load_settings().curve_server_key is None
+    assert _engine_says(dock, "Style engine ready (CPU)")
+
+
+# --- layout ----------------------------------------------------------------------------------
+
+
+def _scrolled(dock: Docker) -> tuple[QWidget, QWidget, QScrollBar, QScrollBar]:
+    """The docker's scroll area: (content, viewport, horizontal bar, vertical bar)."""
+    scroll = dock.scroll
+    parts = (
+        scroll.widget(),
+        scroll.viewport(),
+        scroll.horizontalScrollBar(),
+        scroll.verticalScrollBar(),
+    )
+    content, viewport, across, down = parts
+    assert content is not None and viewport is not None
+    assert across is not None and down is not None
+    return content, viewport, across, down
+
+
+def _layout_problems(dock: Docker) -> list[str]:
+    """What a user would see as broken: a widget (partly) outside the scroll area's viewport,
+    two visible widgets of one parent overlapping, a horizontal scroll bar, a width forced
+    above MAX_FIXED_WIDTH."""
+    content, viewport, across, _ = _scrolled(dock)
+    problems: list[str] = []
+    if across.isVisible():
+        problems.append("a horizontal scroll bar")
+    if content.width() > viewport.width():
+        problems.append(f"content {content.width()} px in a {viewport.width()} px viewport")
+    parents = [content, dock.settings_box]
+    for parent in parents:
+        kids = [w for w in parent.findChildren(QWidget, options=FIND_DIRECT) if w.isVisible()]
+        for w in kids:
+            name = w.objectName() or f"{type(w).__name__} {getattr(w, 'text', lambda: '')()!r}"
+            top_left = w.mapTo(content, QPoint(0, 0))
+            rect = QRect(top_left, w.size())
+            if rect.left() < 0 or rect.right() >= viewport.width():
+                problems.append(f"{name} spans x {rect.left()}..{rect.right()}")
+            if max(w.minimumWidth(), w.minimumSizeHint().width()) > MAX_FIXED_WIDTH:
+                problems.append(f"{name} needs {w.minimumSizeHint().width()} px")
+        for i, a in enumerate(kids):
+            for b in kids[i + 1 :]:
+                if a.geometry().intersects(b.geometry()):
+                    problems.append(f"{a.objectName() or a} overlaps {b.objectName() or b}")
+    return problems
+
+
+LONG_ERROR = (
+    "Stylize failed: no style engine answered at tcp://127.0.0.1:57571 within 5 s: start it "
+    "with `nst daemon start --endpoint tcp://127.0.0.1:57571` (the program nst-daemon), or "
+    "check the endpoint in " + link.WHERE_SETTINGS
+)
+
+
+@pytest.mark.parametrize("height", [800, 420])
+@pytest.mark.parametrize("expanded", [False, True])
+def test_the_docker_fits_260_px(
+    make_docker: MakeDocker, style: str, height: int, expanded: bool
+) -> None:
+    dock, _ = make_docker(silent=True)
+    dock.set_style(style)
+    dock.resize(260, height)
+    dock._say(LONG_ERROR, error=True)
+    dock.settings_toggle.setChecked(expanded)
+    assert _engine_says(dock, "not running")
+    _settle(20)
+    content, viewport, _, down = _scrolled(dock)
+    assert viewport.width() <= 260
+    assert _layout_problems(dock) == []
+    if height < 600:  # too short for everything: it scrolls up and down, never sideways
+        assert down.maximum() > 0
+    labels = [w for w in content.findChildren(QLabel) if w.text()]
+    unwrapped = {w.objectName() for w in labels if not w.wordWrap()}
+    assert unwrapped <= {"nst_strength_value", "nst_style_thumbnail", "nst_preview"}
+    assert dock.scroll.widgetResizable()
+
+
+def test_the_preview_follows_the_docker_width(make_docker: MakeDocker) -> None:
+    dock, _ = make_docker()
+    heights = {}
+    for width in (260, 420):
+        dock.resize(width, 900)
+        _settle(20)
+        preview = dock.preview
+        assert abs(preview.height() - preview.width() * 3 / 4) <= 1, preview.size()
+        assert preview.width() >= _scrolled(dock)[1].width() - 40
+        heights[width] = preview.height()
+    assert heights[420] > heights[260]
+    image = QImage(400, 100, QImage.Format_RGBA8888)
+    image.fill(QColor(0, 90, 200, 255))
+    dock.preview.show_image(image)
+    shown = dock.preview.pixmap()
+    assert shown is not None and shown.width() == dock.preview.width() - 2  # aspect kept
+    assert shown.height() == round(shown.width() / 4)
 
 
 def test_previews_show_the_wire_layouts_the_plugin_sends() -> None:

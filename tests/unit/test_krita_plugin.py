@@ -149,16 +149,48 @@ def test_connect_names_the_plugin_and_its_transport(
     assert made == ["tcp://127.0.0.1:7"]
 
 
-def test_status_line_and_version_warning(plugin: ModuleType) -> None:
+def test_version_warning(plugin: ModuleType) -> None:
     link = plugin.link
-    daemon = settings.Settings(endpoint="tcp://127.0.0.1:7", transport="bridge")
-    welcome = {"device": "cuda:0", "version": client.__version__}
-    assert link.status_line(welcome, daemon) == (
-        "Daemon connected: cuda:0 via bridge (tcp://127.0.0.1:7)"
-    )
-    assert link.version_warning(welcome) is None
-    note = link.version_warning({**welcome, "version": "99.0"})
+    assert link.version_warning(client.__version__) is None
+    assert link.version_warning("") is None  # an engine that did not say
+    note = link.version_warning("99.0")
     assert note is not None and "`nst install-plugin krita`" in note and "99.0" in note
+
+
+def test_saved_engine_settings_are_read_as_settings_types(
+    plugin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Krita keeps text; the overrides reach nst_client.settings.load as the file's types,
+    over the file and the environment, and blank ones leave the installed values."""
+    link = plugin.link
+    krita = krita_standin.reset()
+    config = tmp_path / settings.CONFIG_NAME
+    settings.Settings(endpoint="tcp://127.0.0.1:9", idle_exit_s=60.0).save(config)
+    monkeypatch.setattr(link, "CONFIG_PATH", config)
+    monkeypatch.setenv("NST_ENDPOINT", "tcp://127.0.0.1:8")
+    monkeypatch.delenv("NST_IDLE_EXIT", raising=False)
+    monkeypatch.delenv("NST_START_ON_DEMAND", raising=False)
+    assert link.saved_overrides() == {}
+    assert link.load_settings().endpoint == "tcp://127.0.0.1:8"  # the environment's
+    link.save_overrides({"endpoint": "tcp://127.0.0.1:7", "start_on_demand": False})
+    assert krita.readSetting(link.SETTINGS_GROUP, "start_on_demand", "") == "false"
+    assert krita.readSetting(link.SETTINGS_GROUP, "idle_exit_s", "x") == ""
+    krita.writeSetting(link.SETTINGS_GROUP, "idle_exit_s", "90")
+    assert link.saved_overrides() == {
+        "endpoint": "tcp://127.0.0.1:7",
+        "start_on_demand": False,
+        "idle_exit_s": 90.0,
+    }
+    loaded = link.load_settings()
+    assert (loaded.endpoint, loaded.start_on_demand, loaded.idle_exit_s) == (
+        "tcp://127.0.0.1:7",
+        False,
+        90.0,
+    )
+    assert link.installed_settings().endpoint == "tcp://127.0.0.1:8"
+    krita.writeSetting(link.SETTINGS_GROUP, "idle_exit_s", "soon")
+    with pytest.raises(settings.SettingsError, match="expected seconds, got 'soon'"):
+        link.load_settings()
 
 
 def test_platform_paths() -> None:

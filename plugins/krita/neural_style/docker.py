@@ -1,7 +1,11 @@
 """The "Neural Style" docker: pick a style, press Stylize, get a new layer above the source.
 
-All daemon traffic runs in worker QThreads; this class only reads widgets, reads and writes
+All engine traffic runs in worker QThreads; this class only reads widgets, reads and writes
 layers on the GUI thread (quick), and reacts to the workers' signals, so Krita never freezes.
+Two lines say what is going on: the job line (nst_status) for the last job, and the engine
+line (nst_engine_state), kept current by an EngineWatch thread while the docker is visible.
+Everything sits in a scroll area and wraps, so a narrow docker on a small screen still shows
+every control without overlaps.
 """
 
 from __future__ import annotations
@@ -13,46 +17,143 @@ from typing import Any
 
 from krita import DockWidget, Krita
 
-from nst_client import strength
+from nst_client import launcher, strength
 from nst_client.client import JobResult, RawImage
 from nst_client.progress import Progress, format_duration
-from nst_client.settings import SettingsError
+from nst_client.settings import Settings, SettingsError
 
 from . import images, job_params, layer_ops, link
 from .qt import (
     ALIGN_CENTER,
+    ALIGN_RIGHT_CENTER,
+    ARROW_DOWN,
+    ARROW_RIGHT,
+    COMBO_SHRINKS,
     HORIZONTAL,
     KEEP_ASPECT,
+    NO_FRAME,
+    SCROLLBAR_OFF,
     SIZE_EXPANDING,
+    SIZE_FIXED,
     SIZE_PREFERRED,
     SMOOTH,
+    TEXT_BESIDE_ICON,
     TEXT_SELECTABLE,
+    QApplication,
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPixmap,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSize,
+    QSizePolicy,
     QSlider,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
     pyqtSignal,
 )
-from .worker import StatusWorker, StylizeWorker
+from .worker import EngineWatch, StylizeWorker, plain
 
 DOCKER_ID = "neural_style_docker"
 TITLE = "Neural Style"
-SETTINGS_GROUP = "neural_style"
+SETTINGS_GROUP = link.SETTINGS_GROUP
 MAX_RECENT = 8
 THUMB = 96
+#: The preview keeps this aspect and follows the docker's width, up to PREVIEW_MAX_H high.
 PREVIEW_W, PREVIEW_H = 200, 150
+PREVIEW_MAX_H = 360
 PREVIEW_EVERY = 5
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
+KEY_FILTER = "Key files (*.key *.key_secret);;All files (*)"
+ERROR_STYLE = "color: #c0392b;"
+WARNING_STYLE = "color: #d35400;"
+#: The idle time offered, in minutes (0 = the engine never exits by itself).
+MAX_IDLE_MINUTES = 24 * 60
+
+
+def stop_watches() -> None:
+    """End every EngineWatch and wait for it: at Krita's exit, before Qt deletes a QThread
+    that still runs (which aborts the process)."""
+    app = QApplication.instance()
+    watches = app.findChildren(EngineWatch) if app is not None else []
+    for watch in watches:
+        watch.stop()
+    for watch in watches:
+        watch.wait(5000)
+
+
+def _wrapped(text: str, parent: QWidget, name: str = "") -> QLabel:
+    label = QLabel(text, parent)
+    label.setWordWrap(True)
+    if name:
+        label.setObjectName(name)
+    return label
+
+
+class ClickableLabel(QLabel):
+    """Wrapped words that say `clicked` when pressed, for a checkbox beside them."""
+
+    clicked = pyqtSignal()
+
+    def __init__(self, text: str, parent: QWidget) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+
+    def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        super().mouseReleaseEvent(event)
+        self.clicked.emit()
+
+
+class PreviewBox(QLabel):
+    """The live preview: as wide as the docker allows, 4:3, the picture scaled inside."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__("preview", parent)
+        self._image: Any = None
+        self.setAlignment(ALIGN_CENTER)
+        self.setStyleSheet("border: 1px solid palette(mid);")
+        policy = QSizePolicy(SIZE_PREFERRED, SIZE_PREFERRED)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+        self.setMaximumHeight(PREVIEW_MAX_H)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt's name)
+        return min(PREVIEW_MAX_H, width * PREVIEW_H // PREVIEW_W)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(PREVIEW_W, PREVIEW_H)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(PREVIEW_W // 4, PREVIEW_H // 4)
+
+    def show_image(self, image: Any) -> None:
+        self._image = image
+        self._fit()
+
+    def show_text(self, text: str) -> None:
+        self._image = None
+        self.setText(text)
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._image is not None:
+            w, h = max(1, self.width() - 2), max(1, self.height() - 2)
+            self.setPixmap(QPixmap.fromImage(self._image.scaled(w, h, KEEP_ASPECT, SMOOTH)))
 
 
 class NeuralStyleDocker(DockWidget):
@@ -64,22 +165,44 @@ class NeuralStyleDocker(DockWidget):
         super().__init__()
         self.setWindowTitle(TITLE)
         self._worker: StylizeWorker | None = None
-        self._status_worker: StatusWorker | None = None
+        self._watch: EngineWatch | None = None
         self._capture: layer_ops.Capture | None = None
         self._style_name = ""
         self._started = 0.0
-        #: Where the strength slider starts: the daemon's default once it said hello.
+        #: The engine's state as last shown, and when it was learnt (monotonic).
+        self.engine: launcher.EngineState | None = None
+        self._engine_at = 0.0
+        #: The settings' values as the form showed them, to tell what the user changed.
+        self._shown: dict[str, object] = {}
+        #: Where the strength slider starts: the engine's default once it said hello.
         self._strength_start = round(strength.DEFAULT)
         self.last_layer: Any = None
         self._build()
         self._load_recent()
-        self.check_daemon()
+        self._fill_settings()
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(stop_watches)
 
     # -- widgets ----------------------------------------------------------------------------
     def _build(self) -> None:
-        root = QWidget(self)
+        self.scroll = QScrollArea(self)
+        self.scroll.setObjectName("nst_scroll")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(SCROLLBAR_OFF)
+        self.scroll.setFrameShape(NO_FRAME)
+        root = QWidget(self.scroll)
+        root.setObjectName("nst_content")
         layout = QVBoxLayout(root)
+        self._build_style(root, layout)
+        self._build_params(root, layout)
+        self._build_job(root, layout)
+        self._build_engine(root, layout)
+        layout.addStretch(1)
+        self.scroll.setWidget(root)
+        self.setWidget(self.scroll)
 
+    def _build_style(self, root: QWidget, layout: QVBoxLayout) -> None:
         self.style_path = QLineEdit(root)
         self.style_path.setObjectName("nst_style_path")
         self.style_path.setPlaceholderText("Style image (painting, texture)…")
@@ -88,7 +211,7 @@ class NeuralStyleDocker(DockWidget):
         browse.setObjectName("nst_browse")
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
-        row.addWidget(self.style_path)
+        row.addWidget(self.style_path, 1)
         row.addWidget(browse)
         layout.addLayout(row)
 
@@ -100,34 +223,51 @@ class NeuralStyleDocker(DockWidget):
         self.recent = QComboBox(root)
         self.recent.setObjectName("nst_recent_styles")
         self.recent.setToolTip("Recently used style images")
+        self.recent.setSizeAdjustPolicy(COMBO_SHRINKS)
+        self.recent.setMinimumContentsLength(3)
         self.recent.activated.connect(self._recent_chosen)
         self.recent.setSizePolicy(SIZE_EXPANDING, SIZE_PREFERRED)
         side = QVBoxLayout()
-        side.addWidget(QLabel("Recent styles:", root))
+        side.addWidget(_wrapped("Recent styles:", root))
         side.addWidget(self.recent)
         side.addStretch(1)
         row = QHBoxLayout()
         row.addWidget(self.thumbnail)
-        row.addLayout(side)
+        row.addLayout(side, 1)
         layout.addLayout(row)
 
-        form = QFormLayout()
+    def _build_params(self, root: QWidget, layout: QVBoxLayout) -> None:
+        grid = QGridLayout()
+        grid.setColumnStretch(1, 1)
         self.strength = QSlider(HORIZONTAL, root)
         self.strength.setObjectName("nst_strength")
         self.strength.setRange(int(strength.MINIMUM), int(strength.MAXIMUM))
-        self.strength.setValue(self._strength_start)
         self.strength.setToolTip(
             f"How much style: {strength.MINIMUM:g} = a hint, {strength.DEFAULT:g} = the classic "
             f"look, {strength.MAXIMUM:g} = only the painting's texture"
         )
-        form.addRow("Strength", self.strength)
+        self.strength_value = QLabel(root)
+        self.strength_value.setObjectName("nst_strength_value")
+        self.strength_value.setAlignment(ALIGN_RIGHT_CENTER)
+        digits = self.strength_value.fontMetrics().horizontalAdvance(str(int(strength.MAXIMUM)))
+        self.strength_value.setFixedWidth(digits + 4)
+        self.strength.valueChanged.connect(self.strength_value.setNum)
+        self.strength.setValue(self._strength_start)
+        self.strength_value.setNum(self.strength.value())
+        row = QHBoxLayout()
+        row.addWidget(self.strength, 1)
+        row.addWidget(self.strength_value)
+        grid.addWidget(_wrapped("Strength", root), 0, 0)
+        grid.addLayout(row, 0, 1)
+
         self.iterations = QSpinBox(root)
         self.iterations.setObjectName("nst_iterations")
         self.iterations.setRange(1, 5000)
         self.iterations.setSingleStep(50)
         self.iterations.setValue(300)
-        self.iterations.setToolTip("Quality: optimizer iterations (more = finer, slower)")
-        form.addRow("Quality (iterations)", self.iterations)
+        self.iterations.setToolTip("Optimizer iterations: more = finer, slower")
+        grid.addWidget(_wrapped("Quality (iterations)", root), 1, 0)
+        grid.addWidget(self.iterations, 1, 1)
         self.size = QSpinBox(root)
         self.size.setObjectName("nst_size")
         self.size.setRange(job_params.MIN_SIZE, 8192)
@@ -138,13 +278,15 @@ class NeuralStyleDocker(DockWidget):
             "Long side the style is worked out at; the result is scaled to "
             "the layer. Larger = finer brush strokes, much slower."
         )
-        form.addRow("Working size", self.size)
+        grid.addWidget(_wrapped("Working size", root), 2, 0)
+        grid.addWidget(self.size, 2, 1)
+        layout.addLayout(grid)
         self.preserve = QCheckBox("Preserve colours", root)
         self.preserve.setObjectName("nst_preserve_colors")
         self.preserve.setToolTip("Transfer only the texture; keep the layer's colours")
-        form.addRow(self.preserve)
-        layout.addLayout(form)
+        layout.addWidget(self.preserve)
 
+    def _build_job(self, root: QWidget, layout: QVBoxLayout) -> None:
         self.stylize_button = QPushButton("Stylize", root)
         self.stylize_button.setObjectName("nst_stylize")
         self.stylize_button.clicked.connect(self.stylize)
@@ -165,73 +307,285 @@ class NeuralStyleDocker(DockWidget):
         self.progress.setFormat("idle")
         layout.addWidget(self.progress)
 
-        self.preview = QLabel("preview", root)
+        self.preview = PreviewBox(root)
         self.preview.setObjectName("nst_preview")
-        self.preview.setFixedSize(PREVIEW_W, PREVIEW_H)
-        self.preview.setAlignment(ALIGN_CENTER)
-        self.preview.setStyleSheet("border: 1px solid palette(mid);")
-        layout.addWidget(self.preview, 0, ALIGN_CENTER)
+        layout.addWidget(self.preview)
 
-        self.status = QLabel("", root)
-        self.status.setObjectName("nst_status")
-        self.status.setWordWrap(True)
+        self.status = _wrapped("", root, "nst_status")
         self.status.setTextInteractionFlags(TEXT_SELECTABLE)
         layout.addWidget(self.status)
-        self.daemon_status = QLabel("Daemon: checking…", root)
-        self.daemon_status.setObjectName("nst_daemon_status")
-        self.daemon_status.setWordWrap(True)
-        self.daemon_status.setTextInteractionFlags(TEXT_SELECTABLE)
-        layout.addWidget(self.daemon_status)
-        layout.addStretch(1)
-        self.setWidget(root)
+        self.engine_state = _wrapped("Style engine: checking…", root, "nst_engine_state")
+        self.engine_state.setTextInteractionFlags(TEXT_SELECTABLE)
+        layout.addWidget(self.engine_state)
+
+    def _build_engine(self, root: QWidget, layout: QVBoxLayout) -> None:
+        self.settings_toggle = QToolButton(root)
+        self.settings_toggle.setObjectName("nst_settings_toggle")
+        self.settings_toggle.setText("Engine settings")
+        self.settings_toggle.setCheckable(True)
+        self.settings_toggle.setAutoRaise(True)
+        self.settings_toggle.setToolButtonStyle(TEXT_BESIDE_ICON)
+        self.settings_toggle.setArrowType(ARROW_RIGHT)
+        self.settings_toggle.toggled.connect(self._toggle_settings)
+        layout.addWidget(self.settings_toggle)
+
+        box = self.settings_box = QWidget(root)
+        box.setObjectName("nst_settings")
+        form = QVBoxLayout(box)
+        form.setContentsMargins(8, 0, 0, 0)
+        self.engine_details = _wrapped("", box, "nst_engine_details")
+        self.engine_details.setTextInteractionFlags(TEXT_SELECTABLE)
+        form.addWidget(self.engine_details)
+
+        form.addWidget(_wrapped("Engine address (endpoint):", box))
+        self.settings_endpoint = QLineEdit(box)
+        self.settings_endpoint.setObjectName("nst_settings_endpoint")
+        self.settings_endpoint.setToolTip(
+            "Where the style engine listens, e.g. tcp://127.0.0.1:5757. "
+            "Leave empty to use the address the plug-in was installed with."
+        )
+        form.addWidget(self.settings_endpoint)
+        self.settings_server_key = self._key_row(
+            box,
+            form,
+            "Engine's public key (only for an engine on another computer):",
+            "nst_settings_server_key",
+            "The engine's server.key file, beside its --curve-secret-key",
+        )
+        self.settings_client_cert = self._key_row(
+            box,
+            form,
+            "This computer's secret key (if that engine only lets known keys in):",
+            "nst_settings_client_cert",
+            "This client's client.key_secret; its client.key goes in the engine's "
+            "--curve-allow folder",
+        )
+        self.settings_start = self._check_row(
+            box,
+            form,
+            "Start the engine when needed",
+            "nst_settings_start_on_demand",
+            "When no engine answers on this computer, Stylize starts one and it stops "
+            "again after the idle time below",
+        )
+        form.addWidget(_wrapped("Stop an engine started here after this long without a job:", box))
+        # Tenths of a minute: an idle time set in seconds elsewhere shows as it is, not "never".
+        self.settings_idle = QDoubleSpinBox(box)
+        self.settings_idle.setObjectName("nst_settings_idle_minutes")
+        self.settings_idle.setDecimals(1)
+        self.settings_idle.setRange(0, MAX_IDLE_MINUTES)
+        self.settings_idle.setSingleStep(5)
+        self.settings_idle.setSuffix(" min")
+        self.settings_idle.setSpecialValueText("never")
+        self.settings_idle.setToolTip("0 = the engine keeps running until you stop it")
+        form.addWidget(self.settings_idle)
+        apply = QPushButton("Apply", box)
+        apply.setObjectName("nst_settings_apply")
+        apply.clicked.connect(self._apply_clicked)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(apply)
+        form.addLayout(row)
+        self.settings_message = _wrapped("", box, "nst_settings_message")
+        self.settings_message.setTextInteractionFlags(TEXT_SELECTABLE)
+        form.addWidget(self.settings_message)
+        box.setVisible(False)
+        layout.addWidget(box)
+
+    def _key_row(
+        self, box: QWidget, form: QVBoxLayout, text: str, name: str, tip: str
+    ) -> QLineEdit:
+        form.addWidget(_wrapped(text, box))
+        edit = QLineEdit(box)
+        edit.setObjectName(name)
+        edit.setToolTip(tip)
+        browse = QPushButton("Browse…", box)
+        browse.setObjectName(f"{name}_browse")
+        browse.setSizePolicy(SIZE_FIXED, SIZE_PREFERRED)
+        browse.clicked.connect(lambda: self._browse_key(edit))
+        row = QHBoxLayout()
+        row.addWidget(edit, 1)
+        row.addWidget(browse)
+        form.addLayout(row)
+        return edit
+
+    def _check_row(
+        self, box: QWidget, form: QVBoxLayout, text: str, name: str, tip: str
+    ) -> QCheckBox:
+        """A checkbox whose words wrap (a QCheckBox's own text never does): clicking the
+        words toggles it too."""
+        check = QCheckBox(box)
+        check.setObjectName(name)
+        check.setAccessibleName(text)
+        check.setToolTip(tip)
+        words = ClickableLabel(text, box)
+        words.setToolTip(tip)
+        words.clicked.connect(check.toggle)
+        row = QHBoxLayout()
+        row.addWidget(check)
+        row.addWidget(words, 1)
+        form.addLayout(row)
+        return check
 
     def canvasChanged(self, canvas: Any) -> None:  # noqa: N802 (Krita's name)
         """Required by DockWidget; the docker works on whatever document is active."""
 
     def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
-        """Re-check the daemon when the docker is shown: it may have been started since."""
+        """Watch the engine only while someone can see the docker."""
         super().showEvent(event)
-        self.check_daemon()
+        self.watch_engine()
 
-    # -- status -----------------------------------------------------------------------------
-    def _say(self, text: str, error: bool = False) -> None:
-        self.status.setStyleSheet("color: #c0392b;" if error else "")
-        self.status.setText(text)
+    def hideEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        super().hideEvent(event)
+        self.stop_watching()
 
-    def check_daemon(self) -> None:
-        """Ask the daemon for its device in the background; updates the status line."""
-        if self._status_worker is not None and self._status_worker.isRunning():
+    # -- the engine's state -----------------------------------------------------------------
+    def watch_engine(self, daemon: Settings | None = None) -> None:
+        """Start polling the engine (with these settings, else the saved ones)."""
+        if self._watch is not None:
             return
+        if daemon is None:
+            try:
+                daemon = link.load_settings()
+            except SettingsError as exc:
+                self._settings_broken(exc)
+                return
+        # Owned by the application, not the docker: Krita may delete a docker whose watch
+        # is still in a poll; the watch stops then, and deletes itself once it has ended.
+        watch = EngineWatch(daemon, QApplication.instance())
+        watch.state_changed.connect(self._watched)
+        watch.welcomed.connect(self._welcomed)
+        watch.finished.connect(self._watch_ended)
+        watch.finished.connect(watch.deleteLater)
+        self.destroyed.connect(watch.stop)
+        self._watch = watch
+        watch.start()
+
+    def stop_watching(self) -> None:
+        """Stop polling; returns at once (the thread ends after the poll in flight)."""
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
+
+    def _watch_ended(self) -> None:
+        if self.sender() is self._watch:
+            self._watch = None
+
+    def _refresh_engine(self) -> None:
+        if self._watch is not None:
+            self._watch.refresh()
+
+    def _watched(self, state: launcher.EngineState, began: float) -> None:
+        """A poll's answer, unless a newer state came from a job meanwhile."""
+        if self.sender() is self._watch and began >= self._engine_at:
+            self._show_engine(state)
+
+    def _job_engine_state(self, state: launcher.EngineState) -> None:
+        """The engine's state as the running job saw it (starting, ready, or unreachable)."""
+        self._engine_at = time.monotonic()
+        self._show_engine(state)
+        if state.phase == launcher.STARTING and self._worker is not None:
+            percent = f" {round(100 * state.fraction)}%" if state.fraction is not None else ""
+            self.progress.setFormat(f"Starting the style engine…{percent}")
+            self.progress.setValue(int(1000 * (state.fraction or 0.0)))
+
+    def _show_engine(self, state: launcher.EngineState) -> None:
+        self.engine = state
+        note = link.version_warning(state.version)
+        summary = plain(state.summary)
+        text = f"{summary}\nWarning: {note}" if note else summary
+        if state.phase == launcher.UNREACHABLE:
+            style = ERROR_STYLE
+        else:
+            style = WARNING_STYLE if note else ""
+        self.engine_state.setStyleSheet(style)
+        self.engine_state.setText(text)
+        self.engine_state.setToolTip(plain(state.details))
+        self.engine_details.setText(plain(state.details))
+
+    def _settings_broken(self, exc: SettingsError) -> None:
+        self.engine = None
+        self._engine_at = time.monotonic()
+        self.engine_state.setStyleSheet(ERROR_STYLE)
+        self.engine_state.setText(
+            f"Style engine settings cannot be used: {exc}. Fix them under Engine settings."
+        )
+        self.engine_state.setToolTip("")
+
+    # -- engine settings --------------------------------------------------------------------
+    def _toggle_settings(self, shown: bool) -> None:
+        self.settings_toggle.setArrowType(ARROW_DOWN if shown else ARROW_RIGHT)
+        self.settings_box.setVisible(shown)
+
+    def _browse_key(self, edit: QLineEdit) -> None:
+        start = str(Path(edit.text()).parent) if edit.text() else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a key file", start, KEY_FILTER)
+        if path:
+            edit.setText(path)
+
+    def _form(self) -> dict[str, object]:
+        """The settings as the form holds them, in Settings' units."""
+        return {
+            "endpoint": self.settings_endpoint.text().strip(),
+            "curve_server_key": self.settings_server_key.text().strip(),
+            "curve_client_cert": self.settings_client_cert.text().strip(),
+            "start_on_demand": self.settings_start.isChecked(),
+            "idle_exit_s": round(60.0 * self.settings_idle.value(), 1),
+        }
+
+    def _fill_settings(self) -> None:
+        """Show the settings in effect: the docker's saved ones over the installed ones. When
+        those cannot be used, the saved values as they are, so the user can mend them."""
         try:
-            settings = link.load_settings()
+            shown = link.load_settings()
         except SettingsError as exc:
-            self._daemon_unavailable(f"Daemon settings: {exc}")
-            return
-        worker = StatusWorker(settings, self)
-        worker.welcomed.connect(self._welcomed)
-        worker.unavailable.connect(self._daemon_unavailable)
-        worker.finished.connect(self._status_done)
-        self._status_worker = worker
-        worker.start()
+            self.settings_message.setStyleSheet(ERROR_STYLE)
+            self.settings_message.setText(str(exc))
+            try:
+                shown = link.installed_settings()
+            except SettingsError:
+                shown = Settings()
+            for key, value in link.saved_overrides().items():
+                wanted = (
+                    bool if key == "start_on_demand" else float if key == "idle_exit_s" else str
+                )
+                if isinstance(value, wanted):
+                    setattr(shown, key, value)
+        self.settings_endpoint.setText(shown.endpoint)
+        self.settings_server_key.setText(shown.curve_server_key or "")
+        self.settings_client_cert.setText(shown.curve_client_cert or "")
+        self.settings_start.setChecked(shown.start_on_demand)
+        self.settings_idle.setValue(shown.idle_exit_s / 60.0)
+        self._shown = self._form()
 
-    def _status_done(self) -> None:
-        if self._status_worker is not None:
-            self._status_worker.deleteLater()
-        self._status_worker = None
+    def _apply_clicked(self) -> None:
+        self.apply_settings()
 
-    def _daemon_unavailable(self, text: str) -> None:
-        self.daemon_status.setStyleSheet("color: #c0392b;")
-        self.daemon_status.setText(text)
-
-    def _welcomed(self, line: str, welcome: dict[str, Any]) -> None:
-        """The daemon said hello: its device, a stale-plug-in warning, its default strength."""
-        note = link.version_warning(welcome)
-        self.daemon_status.setStyleSheet("color: #d35400;" if note else "")
-        self.daemon_status.setText(f"{line}\nWarning: {note}" if note else line)
-        start = round(strength.default_strength(welcome))
-        if self.strength.value() == self._strength_start:  # not moved by the user
-            self.strength.setValue(start)
-        self._strength_start = start
+    def apply_settings(self) -> bool:
+        """Check and save what the user changed (Krita's settings); False, with a message
+        and nothing saved, when the result cannot be used."""
+        overrides = link.saved_overrides()
+        for key, value in self._form().items():
+            if value == self._shown.get(key):
+                continue  # untouched: an installed value stays the installed one
+            if value == "":
+                overrides.pop(key, None)  # cleared: back to the installed value
+            else:
+                overrides[key] = value
+        try:
+            daemon = link.load_settings(overrides)
+        except SettingsError as exc:
+            self.settings_message.setStyleSheet(ERROR_STYLE)
+            self.settings_message.setText(f"Not saved: {exc}")
+            return False
+        link.save_overrides(overrides)
+        self._fill_settings()
+        self.settings_message.setStyleSheet("")
+        self.settings_message.setText("Saved; the docker uses these settings now.")
+        self.stop_watching()
+        if self.isVisible():
+            self.watch_engine(daemon)
+        return True
 
     # -- style picking ----------------------------------------------------------------------
     def _browse(self) -> None:
@@ -294,16 +648,31 @@ class NeuralStyleDocker(DockWidget):
         Krita.instance().writeSetting(SETTINGS_GROUP, "recent_styles", json.dumps(paths))
 
     # -- running a job ----------------------------------------------------------------------
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setStyleSheet(ERROR_STYLE if error else "")
+        self.status.setText(text)
+
     def _set_busy(self, busy: bool) -> None:
-        self.stylize_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
+        """Swap Stylize and Cancel, the focus going to the one enabled: a disabled button's
+        focus would jump to the next widget and scroll the docker to it."""
+        now, then = (self.cancel_button, self.stylize_button)[:: 1 if busy else -1]
+        # The focus widget, not hasFocus(): that is false while Krita's window is
+        # inactive, yet disabling the focus widget still moves the focus and scrolls.
+        had_focus = self.focusWidget() is then
+        now.setEnabled(True)
+        if had_focus:
+            now.setFocus()
+        then.setEnabled(False)
 
     def stylize(self) -> None:
         """Stylize the active layer (or its selected part) with the chosen style."""
         if self._worker is not None:
             return
         try:
-            settings = link.load_settings()
+            try:
+                daemon = link.load_settings()
+            except SettingsError as exc:
+                raise SettingsError(f"{exc}; fix it under Engine settings") from None
             style_path = self.style_path.text().strip()
             style, _ = images.load_style(style_path)
             capture = layer_ops.capture(Krita.instance().activeDocument())
@@ -324,7 +693,8 @@ class NeuralStyleDocker(DockWidget):
         self._capture = capture
         self._style_name = Path(style_path).stem
         self._started = time.monotonic()
-        worker = StylizeWorker(settings, capture.content(), style, params, PREVIEW_EVERY, self)
+        worker = StylizeWorker(daemon, capture.content(), style, params, PREVIEW_EVERY, self)
+        worker.engine_state.connect(self._job_engine_state)
         worker.welcomed.connect(self._welcomed)
         worker.progressed.connect(self._progressed)
         worker.succeeded.connect(self._succeeded)
@@ -335,7 +705,7 @@ class NeuralStyleDocker(DockWidget):
         self._set_busy(True)
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
-        self.preview.setText("preview")
+        self.preview.show_text("preview")
         self._say(
             f"Stylizing {capture.source_name!r} ({capture.width}x{capture.height}, "
             f"{capture.depth}) with {Path(style_path).name}…"
@@ -345,8 +715,16 @@ class NeuralStyleDocker(DockWidget):
     def cancel(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
+            self.cancel_button.clearFocus()  # else it jumps down the docker, scrolling it
             self.cancel_button.setEnabled(False)
             self.progress.setFormat("cancelling…")
+
+    def _welcomed(self, welcome: dict[str, Any]) -> None:
+        """The engine's default strength becomes the slider's, unless the user moved it."""
+        start = round(strength.default_strength(welcome))
+        if self.strength.value() == self._strength_start:
+            self.strength.setValue(start)
+        self._strength_start = start
 
     def _progressed(self, progress: Progress) -> None:
         self.progress.setFormat(progress.text())  # first: valueChanged then shows this text
@@ -358,11 +736,9 @@ class NeuralStyleDocker(DockWidget):
         try:
             image = images.to_qimage(*raw)
         except Exception as exc:  # a bad preview must not end the job
-            self.preview.setText(f"no preview ({exc})")
+            self.preview.show_text(f"no preview ({exc})")
             return
-        self.preview.setPixmap(
-            QPixmap.fromImage(image.scaled(PREVIEW_W, PREVIEW_H, KEEP_ASPECT, SMOOTH))
-        )
+        self.preview.show_image(image)
 
     def _succeeded(self, result: JobResult) -> None:
         capture = self._capture
@@ -400,3 +776,4 @@ class NeuralStyleDocker(DockWidget):
         self._worker = None
         self._capture = None
         self._set_busy(False)
+        self._refresh_engine()

@@ -16,16 +16,20 @@ try:
         QCheckBox,
         QComboBox,
         QDockWidget,
+        QDoubleSpinBox,
         QFileDialog,
-        QFormLayout,
+        QFrame,
+        QGridLayout,
         QHBoxLayout,
         QLabel,
         QLineEdit,
         QProgressBar,
         QPushButton,
+        QScrollArea,
         QSizePolicy,
         QSlider,
         QSpinBox,
+        QToolButton,
         QVBoxLayout,
         QWidget,
     )
@@ -40,16 +44,20 @@ except ImportError:  # Krita 6. mypy checks the PyQt5 names above (PyQt6 has the
             QCheckBox,
             QComboBox,
             QDockWidget,
+            QDoubleSpinBox,
             QFileDialog,
-            QFormLayout,
+            QFrame,
+            QGridLayout,
             QHBoxLayout,
             QLabel,
             QLineEdit,
             QProgressBar,
             QPushButton,
+            QScrollArea,
             QSizePolicy,
             QSlider,
             QSpinBox,
+            QToolButton,
             QVBoxLayout,
             QWidget,
         )
@@ -74,6 +82,16 @@ SMOOTH = _enum(Qt, "TransformationMode", "SmoothTransformation")
 TEXT_SELECTABLE = _enum(Qt, "TextInteractionFlag", "TextSelectableByMouse")
 SIZE_EXPANDING = _enum(QSizePolicy, "Policy", "Expanding")
 SIZE_PREFERRED = _enum(QSizePolicy, "Policy", "Preferred")
+SIZE_FIXED = _enum(QSizePolicy, "Policy", "Fixed")
+SCROLLBAR_OFF = _enum(Qt, "ScrollBarPolicy", "ScrollBarAlwaysOff")
+NO_FRAME = _enum(QFrame, "Shape", "NoFrame")
+ARROW_RIGHT = _enum(Qt, "ArrowType", "RightArrow")
+ARROW_DOWN = _enum(Qt, "ArrowType", "DownArrow")
+TEXT_BESIDE_ICON = _enum(Qt, "ToolButtonStyle", "ToolButtonTextBesideIcon")
+ALIGN_RIGHT_CENTER = _enum(Qt, "AlignmentFlag", "AlignRight") | _enum(
+    Qt, "AlignmentFlag", "AlignVCenter"
+)
+COMBO_SHRINKS = _enum(QComboBox, "SizeAdjustPolicy", "AdjustToMinimumContentsLengthWithIcon")
 
 
 def qimage_bytes(image: Any) -> bytes:
