@@ -75,10 +75,18 @@ class JobResult:
 
 
 def unavailable(endpoint: str, timeout_s: float) -> DaemonUnavailable:
+    if P.is_local_endpoint(endpoint):
+        advice = (
+            f"start it with `nst daemon start --endpoint {endpoint}` (the program nst-daemon), "
+            "or check the endpoint in the plug-in settings"
+        )
+    else:
+        advice = (
+            "check that it runs on that machine and that this one may reach it, or check "
+            "the endpoint in the plug-in settings"
+        )
     return DaemonUnavailable(
-        f"no style engine answered at {endpoint} within {timeout_s:g} s: start it with "
-        f"`nst daemon start --endpoint {endpoint}` (the program nst-daemon), or check the "
-        "endpoint in the plug-in settings"
+        f"no style engine answered at {endpoint} within {timeout_s:g} s: {advice}"
     )
 
 

@@ -2,14 +2,17 @@
 
 tests/hosts/gimp_rootfs.sh builds (first run, ~2-4 min) or reuses (~/.cache/nst-tests) a
 trixie rootfs with GIMP 3; the plug-in goes into the chroot user's plug-ins folder through the
-real installer; gimp-console-3.0 runs tests/hosts/gimp_driver.py, which calls
-plug-in-nst-stylize non-interactively and dumps pixels into the shared /io folder; this side
-judges them with nst_core (style cost). Needs root (chroot, mounts); skipped otherwise.
-docs/hosts.md describes the host and how it is driven.
+product's installer (`nst install-plugin gimp`, tests/e2e/product.py); gimp-console-3.0 runs
+tests/hosts/gimp_driver.py, which calls plug-in-nst-stylize non-interactively and dumps pixels
+into the shared /io folder; this side judges them with nst_core (style cost). The dialogs run
+on Xvfb (screenshots under $NST_ARTIFACTS/gimp, default ./artifacts), and the engine on
+demand runs the product itself inside the chroot (bound in read-only). Needs root (chroot,
+mounts); skipped otherwise. docs/hosts.md describes the host and how it is driven.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,16 +20,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import product
 import pytest
 from daemon_process import DaemonProc, free_port
 
 import nst_client
-from nst_client import layouts
-from nst_client.settings import CONFIG_NAME, load
+from nst_client import launcher, layouts
+from nst_client.client import Client, DaemonUnavailable
+from nst_client.settings import CONFIG_NAME, Settings, load
 from nst_core.pixels import from_unit_float, to_unit_float
 
 pytestmark = pytest.mark.e2e
@@ -35,6 +41,11 @@ REPO = Path(__file__).resolve().parents[2]
 HOSTS = REPO / "tests" / "hosts"
 ROOTFS_SH = HOSTS / "gimp_rootfs.sh"
 TESTER_PLUGINS = "home/tester/.config/GIMP/3.0/plug-ins"
+#: GIMP's last-used values of an interactive run (plug-in-settings/PROC.last).
+TESTER_LAST_VALUES = "home/tester/.config/GIMP/3.0/plug-in-settings"
+#: Where an engine started on demand by the chroot's user writes its log (launcher.log_dir).
+TESTER_ENGINE_LOGS = "home/tester/.local/state/nst"
+ARTIFACTS = Path(os.environ.get("NST_ARTIFACTS", REPO / "artifacts")) / "gimp"
 W, H = 64, 48
 ITERATIONS, SIZE = 20, 64
 TIMEOUT_S = 3.0
@@ -42,6 +53,8 @@ TIMEOUT_S = 3.0
 STALE_VERSION = "0.0.1-stale"
 #: Result vs style Gram cost must be below this fraction of source vs style.
 STYLE_COST_RATIO = 0.5
+#: The idle time of the engine the on-demand test starts (the product's default is 30 min).
+IDLE_EXIT_S = 15
 
 
 def _needs_root() -> None:
@@ -133,10 +146,25 @@ def _cases(io: Path, transport: str, dead_endpoint: str) -> list[dict[str, Any]]
                 "selection": [14, 12, 36, 28],
             },
             {
+                # Nothing at a local address and starting it turned off: the field to change.
                 "name": "no_daemon",
                 "content": _content("no_daemon", 4, "u8", io),
-                "expect_error": "nst-daemon",
-                "args": {"endpoint": dead_endpoint},
+                "expect_error": '"Start the engine when needed" in the dialog is off',
+                "args": {"endpoint": dead_endpoint, "start-on-demand": False},
+            },
+            {
+                # An engine on another computer is never started from here.
+                "name": "remote_engine",
+                "content": _content("remote_engine", 4, "u8", io),
+                "expect_error": "is on another computer: it is started there",
+                "args": {"endpoint": f"tcp://192.0.2.1:{free_port()}"},
+            },
+            {
+                # No style file: the argument allows none, so the plug-in's own message shows.
+                "name": "no_style",
+                "content": _content("no_style", 4, "u8", io),
+                "style": None,
+                "expect_error": 'No style image was chosen: choose an image file as "Style image"',
             },
             {
                 "name": "not_an_image",
@@ -270,19 +298,19 @@ def _open_io(io: Path) -> None:
         (io / "nst-python").chmod(0o755)
 
 
-def _install_plugin(gimp_root: Path, endpoint: str, version: str | None = None) -> Path:
-    """`nst install-plugin gimp --dest` into the chroot user's GIMP 3 plug-ins folder.
+def _install_plugin(
+    gimp_root: Path, endpoint: str, version: str | None = None, *options: str
+) -> Path:
+    """The product's `nst install-plugin gimp --dest` into the chroot user's GIMP 3 plug-ins
+    folder, as a user runs it; OPTIONS go to the installer.
 
     version: make the plug-in's client copy claim this version (a plug-in an upgrade left
     behind), so that it warns and still works.
     """
     dest = gimp_root / TESTER_PLUGINS
-    nst = Path(sys.executable).with_name("nst")
+    command = [product.bin_path("nst"), "install-plugin", "gimp", "--dest", str(dest)]
     done = subprocess.run(
-        [str(nst), "install-plugin", "gimp", "--dest", str(dest), "--endpoint", endpoint],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [*command, "--endpoint", endpoint, *options], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     plugin_dir = dest / "plug-in-nst-stylize"
@@ -290,11 +318,12 @@ def _install_plugin(gimp_root: Path, endpoint: str, version: str | None = None) 
     script = plugin_dir / "plug-in-nst-stylize.py"
     assert os.access(script, os.X_OK) and (plugin_dir / "nst_gimp_job.py").is_file()
     assert (plugin_dir / "nst_client" / "client.py").is_file()
+    assert (plugin_dir / "nst_client" / "launcher.py").is_file()
     settings = load(plugin_dir / CONFIG_NAME, env={})
     assert settings.endpoint == endpoint and settings.transport == "auto"
-    # The bridge runs in the chroot, so it needs a Python that exists there.
-    settings.python, settings.timeout_s = "/io/nst-python", TIMEOUT_S
-    settings.save(plugin_dir / CONFIG_NAME)
+    # What the plug-in starts when no engine answers: the product's own engine.
+    assert settings.daemon == [product.bin_path("nst-daemon")], settings.daemon
+    assert settings.start_on_demand
     if version is not None:
         init = plugin_dir / "nst_client" / "__init__.py"
         line = f'__version__ = "{nst_client.__version__}"'
@@ -304,6 +333,13 @@ def _install_plugin(gimp_root: Path, endpoint: str, version: str | None = None) 
         ["chown", "-R", "1000:1000", str(gimp_root / "home" / "tester" / ".config")], check=True
     )
     return plugin_dir
+
+
+def _bridge_in_chroot(plugin_dir: Path) -> None:
+    """The bridge's Python is /io/nst-python (see _bridge_files), with a short timeout."""
+    settings = load(plugin_dir / CONFIG_NAME, env={})
+    settings.python, settings.timeout_s = "/io/nst-python", TIMEOUT_S
+    settings.save(plugin_dir / CONFIG_NAME)
 
 
 @pytest.mark.parametrize("transport", ["zmq", "bridge"])
@@ -317,7 +353,7 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
     _open_io(io)
     # The bridge run doubles as a stale plug-in's: it tells the user and works all the same.
     stale = STALE_VERSION if transport == "bridge" else None
-    _install_plugin(gimp_root, daemon_endpoint, stale)
+    _bridge_in_chroot(_install_plugin(gimp_root, daemon_endpoint, stale))
 
     env = {"NST_TRANSPORT": "bridge"} if transport == "bridge" else {}
     started = time.monotonic()
@@ -330,8 +366,9 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
 
     bridge_log = io / "out" / "bridge-starts.log"
     if transport == "bridge":
+        # Two a job: the launcher's look at the engine (a status request), then the job.
         starts = bridge_log.read_text().splitlines() if bridge_log.exists() else []
-        assert len(starts) == len(cases), f"bridge starts: {starts}\n{log[-4000:]}"
+        assert len(starts) == 2 * len(cases), f"bridge starts: {starts}\n{log[-4000:]}"
         assert all("-m nst_client.bridge" in s for s in starts)
     else:
         assert not bridge_log.exists(), "auto transport should use pyzmq inside GIMP"
@@ -394,41 +431,338 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
     print(f"\n[{transport}] gimp-console {gimp_s:.1f} s\n  " + "\n  ".join(report))
 
 
-def test_gimp_interactive_cancel(gimp_root: Path, daemon_endpoint: str, tmp_path: Path) -> None:
-    """Dialogs on a virtual display: OK, then Cancel while the job runs, ends the daemon job."""
-    io = _new_io(tmp_path)
-    _style(io)
+def _content_png(io: Path, name: str) -> np.ndarray:
+    """The RGBA u8 test content as /io/content.png; returns it as float (H, W, 4)."""
     from PIL import Image
 
-    _content("interactive", 4, "u8", io)
-    raw = (io / "interactive_content.raw").read_bytes()
+    _content(name, 4, "u8", io)
+    raw = (io / f"{name}_content.raw").read_bytes()
     Image.frombytes("RGBA", (W, H), raw).save(io / "content.png")
+    desc = layouts.describe(W, H, 4, "u8", 1)
+    return to_unit_float(layouts.to_array(desc, raw))
+
+
+def _judge_new_layer(
+    judge: StyleJudge, source: np.ndarray, res: dict[str, Any], io: Path, what: str
+) -> str:
+    """A new layer the driver dumped as R'G'B'A u8: the source's size and alpha, stylized."""
+    new = res["new"]
+    assert new["name"] == "Background (swirls)" and (new["width"], new["height"]) == (W, H), res
+    desc = layouts.describe(W, H, 4, "u8", 1)
+    data = (io / "out" / Path(new["file"]).name).read_bytes()
+    result = to_unit_float(layouts.to_array(desc, data))
+    np.testing.assert_allclose(result[:, :, 3], source[:, :, 3], atol=0.5 / 255)
+    c_src, c_new = judge.cost(source[:, :, :3]), judge.cost(result[:, :, :3])
+    line = f"{what}: style cost {c_src:.4g} -> {c_new:.4g} ({c_new / c_src:.2f})"
+    assert c_new < STYLE_COST_RATIO * c_src, line
+    return line
+
+
+def _forget_last_values(gimp_root: Path) -> None:
+    """An interactive run starts from GIMP's last-used values of the procedure (saved after a
+    successful interactive run, also by earlier test runs): start from the test's values."""
+    for path in (gimp_root / TESTER_LAST_VALUES).glob("plug-in-nst-stylize.*"):
+        path.unlink()
+
+
+def _interactive_files(io: Path, runs: list[dict[str, Any]], status: bool) -> None:
+    """The interactive scenario's files in IO: its runs, the user's script, the driver."""
     (io / "interactive.json").write_text(
         json.dumps(
             {
                 "content": "/io/content.png",
                 "style": "/io/swirls.png",
-                # Long enough that only a cancel ends it within the test's time.
-                "args": {"iterations": 5000, "size": SIZE},
+                "runs": runs,
+                "status": status,
             }
         )
     )
-    for name in ("gimp_interactive.sh", "gimp_interactive_driver.py"):
+    for name in ("gimp_interactive.sh", "gimp_interactive_driver.py", "gimp_screenshot.py"):
         shutil.copyfile(HOSTS / name, io / name.replace("gimp_", ""))
     _open_io(io)
-    _install_plugin(gimp_root, daemon_endpoint)
 
-    run = _run_in_chroot(io, ["sh", "/io/interactive.sh"], {})
+
+def _save_artifact(path: Path) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(path, ARTIFACTS / path.name))
+
+
+def test_gimp_interactive(gimp_root: Path, daemon_endpoint: str, tmp_path: Path) -> None:
+    """Dialogs on a virtual display: OK, then Cancel while the job runs, ends the daemon job;
+    OK again and the job runs to its end (a new layer). The dialogs' pictures are saved."""
+    io = _new_io(tmp_path)
+    style = _style(io)
+    source = _content_png(io, "interactive")
+    runs = [
+        # Long enough that only a cancel ends it within the test's time.
+        {"name": "cancel", "args": {"iterations": 5000, "size": SIZE}},
+        # Long enough for a picture of the progress dialog at work (~2 s in).
+        {
+            "name": "complete",
+            "args": {"iterations": 60, "size": SIZE},
+            "dump": "/io/out/interactive_new.raw",
+        },
+    ]
+    _interactive_files(io, runs, status=True)
+    _install_plugin(gimp_root, daemon_endpoint)
+    _forget_last_values(gimp_root)
+
+    run = _run_in_chroot(io, ["sh", "/io/interactive.sh", "job"], {})
+    (io / "out" / "gimp.log").write_text(run.stdout)
     user = (io / "out" / "user.log").read_text() if (io / "out" / "user.log").exists() else ""
     assert run.returncode == 0, f"{run.stdout[-6000:]}\nuser: {user}"
-    assert "pressed Escape" in user, user
-    result = json.loads((io / "out" / "interactive.json").read_text())
-    assert result["status"] == "cancel", result
-    assert len(result["layers"]) == 1, f"a cancelled run added a layer: {result}"
-    assert result["seconds"] < 60, result
-    daemon = result["daemon"]
+    assert "pressed Escape" in user and "job ended" in user, user
+    results = json.loads((io / "out" / "interactive.json").read_text())
+    cancelled, complete = results["cancel"], results["complete"]
+    assert cancelled["status"] == "cancel", cancelled
+    assert len(cancelled["layers"]) == 1, f"a cancelled run added a layer: {cancelled}"
+    assert cancelled["seconds"] < 60, cancelled
+    daemon = results["daemon"]
     assert daemon["running"] is None and daemon["jobs_cancelled"] >= 1, daemon
+    assert complete["status"] == "success", f"{complete}\n{run.stdout[-4000:]}"
+    assert complete["layers"] == ["Background (swirls)", "Background"], complete
+    judged = _judge_new_layer(StyleJudge(style), source, complete, io, "dialog run")
+    shots = []
+    for name in ("gimp-procedure-dialog", "gimp-progress-dialog"):
+        picture = io / "out" / f"{name}.png"
+        assert picture.is_file(), f"no picture of the {name}: {user}"
+        from PIL import Image
+
+        width, height = Image.open(picture).size
+        assert width >= 200 and height >= 50, (name, width, height)
+        shots.append(f"{_save_artifact(picture)} ({width}x{height})")
     print(
-        f"\n[interactive] cancelled after {result['seconds']:.1f} s; daemon: "
-        f"{daemon['jobs_cancelled']} job(s) cancelled"
+        f"\n[interactive] cancelled after {cancelled['seconds']:.1f} s; daemon: "
+        f"{daemon['jobs_cancelled']} job(s) cancelled; completed in {complete['seconds']:.1f} s"
+        f"; {judged}\n  " + "\n  ".join(shots)
+    )
+
+
+# --- the engine on demand -------------------------------------------------------------------
+
+
+def _product_binds() -> list[str]:
+    """The product as installed on GIMP's machine, bound read-only at the same paths in the
+    chroot: its venv and the Python the venv was made from (pyvenv.cfg's home). A development
+    venv (an editable install, the stand-in when there is no product venv) needs the
+    checkout too."""
+    venv = product.venv()
+    config = dict(
+        line.split(" = ", 1)
+        for line in (venv / "pyvenv.cfg").read_text().splitlines()
+        if " = " in line
+    )
+    home = Path(config["home"].strip())
+    base = home.parent if home.name == "bin" else home
+    editable = list(venv.glob("lib/python*/site-packages/__editable__*"))
+    return [str(REPO if editable else venv), str(base)]
+
+
+def _answers(endpoint: str) -> dict[str, Any] | None:
+    """The engine's status from the host, or None when nothing answers within a second."""
+    try:
+        with Client(endpoint, timeout_s=1.0, client_name="gimp-e2e-host") as client:
+            return dict(client.status())
+    except DaemonUnavailable:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True while PID runs (a zombie has ended: its status is Z)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@contextlib.contextmanager
+def _chroot_held(io: Path, command: list[str], binds: list[str]) -> Iterator[dict[str, Any]]:
+    """COMMAND in the chroot with BINDS (the product) bound in, until it touches
+    /io/out/gimp-done (GIMP has quit). An engine GIMP started lives on inside the chroot, so
+    the command keeps the chroot's mounts until /io/release exists: the block checks the
+    engine meanwhile; afterwards the dict holds the command's returncode and output."""
+    env = {**os.environ, "NST_CHROOT_BINDS": " ".join(binds), "NST_CHROOT_ENV": ""}
+    run = subprocess.Popen(
+        [str(ROOTFS_SH), "run", str(io), *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    done = io / "out" / "gimp-done"
+    held: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 900
+        while not done.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        held["done_at"] = time.monotonic()
+        if not done.exists():
+            run.kill()
+            out = run.communicate(timeout=30)[0]
+            user = io / "out" / "user.log"
+            pytest.fail(
+                f"GIMP did not finish:\n{out[-6000:]}\n"
+                f"user: {user.read_text() if user.exists() else ''}"
+            )
+        yield held
+    finally:
+        (io / "release").touch()
+        try:
+            held["out"] = run.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGTERM)
+            held["out"] = run.communicate(timeout=30)[0]
+        held["returncode"] = run.returncode
+        subprocess.run([str(ROOTFS_SH), "umount"], check=False)
+
+
+def _engine_log(gimp_root: Path, endpoint: str) -> str:
+    """The log of the engine started on demand for ENDPOINT inside the chroot."""
+    path = gimp_root / TESTER_ENGINE_LOGS / f"engine-{launcher.endpoint_key(endpoint)}.log"
+    return path.read_text(errors="replace") if path.exists() else f"(no log at {path})"
+
+
+def _check_engine_in_chroot(gimp_root: Path, endpoint: str, pid: int) -> None:
+    """Seen from the host: PID runs in GIMP's machine (the chroot), it is the product's engine
+    started on demand with the test's idle time, and it answers at ENDPOINT."""
+    log = _engine_log(gimp_root, endpoint)[-3000:]
+    assert _alive(pid), f"the engine {pid} is gone already: {log}"
+    assert os.path.realpath(f"/proc/{pid}/root") == os.path.realpath(gimp_root)
+    cmdline = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    assert product.bin_path("nst-daemon") in " ".join(cmdline), cmdline
+    assert "--on-demand" in cmdline, cmdline
+    assert cmdline[cmdline.index("--idle-exit") + 1] == str(IDLE_EXIT_S), cmdline
+    status = _answers(endpoint)
+    assert status is not None and status["pid"] == pid, (status, log)
+
+
+def test_gimp_engine_on_demand(gimp_root: Path, tmp_path: Path) -> None:
+    """No engine running: the filter in GIMP starts the product's engine (inside GIMP's
+    machine, the chroot), stylizes, a second GIMP finds it warm, and it exits on its own after
+    its idle time. Prints the time from the call to the first progress, cold and warm."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    assert _answers(endpoint) is None
+    io = _new_io(tmp_path)
+    style = _style(io)
+    source = _content_png(io, "ondemand")
+    (io / "ondemand.json").write_text(
+        json.dumps(
+            {
+                "content": "/io/content.png",
+                "style": "/io/swirls.png",
+                "args": {"iterations": ITERATIONS, "size": SIZE, "start-on-demand": True},
+            }
+        )
+    )
+    for name in ("gimp_ondemand.sh", "gimp_ondemand_driver.py"):
+        shutil.copyfile(HOSTS / name, io / name.replace("gimp_", ""))
+    _open_io(io)
+    plugin_dir = _install_plugin(gimp_root, endpoint, None, "--idle-exit", str(IDLE_EXIT_S))
+    assert load(plugin_dir / CONFIG_NAME, env={}).idle_exit_s == IDLE_EXIT_S
+
+    binds = _product_binds()
+    pid = 0
+    with _chroot_held(io, ["sh", "/io/ondemand.sh"], binds) as held:
+        try:
+            cold, warm = (
+                json.loads((io / "out" / f"ondemand-{phase}.json").read_text())
+                for phase in ("cold", "warm")
+            )
+            engine_log = _engine_log(gimp_root, endpoint)
+            for res in (cold, warm):
+                assert res["status"] == "success", f"{res}\nengine log: {engine_log}"
+            judge = StyleJudge(style)
+            judged = [
+                _judge_new_layer(judge, source, res, io, res["phase"]) for res in (cold, warm)
+            ]
+            # One engine served both GIMPs: the one the first started, on demand.
+            pid = int(cold["engine"]["pid"])
+            assert warm["engine"]["pid"] == pid and cold["engine"]["on_demand"] is True, warm
+            assert warm["engine"]["idle_exit_s"] == IDLE_EXIT_S, warm
+            marks = (cold["marks"], warm["marks"])
+            assert all("first_progress" in m for m in marks), marks
+            _check_engine_in_chroot(gimp_root, endpoint, pid)
+            # ... and it exits on its own once idle, and the endpoint goes quiet.
+            limit = time.monotonic() + IDLE_EXIT_S + 60
+            while _alive(pid) and time.monotonic() < limit:
+                time.sleep(0.2)
+            gone_s = time.monotonic() - held["done_at"]
+            assert not _alive(pid), f"the engine still runs {gone_s:.0f} s after the last job"
+            assert _answers(endpoint) is None, "the endpoint still answers after the engine exit"
+            last_line = _engine_log(gimp_root, endpoint).strip().splitlines()[-1]
+        finally:
+            if pid and _alive(pid):  # a failed check must not leave the test's engine behind
+                os.kill(pid, signal.SIGTERM)
+    assert held["returncode"] == 0, held["out"][-4000:]
+
+    def timing(res: dict[str, Any]) -> str:
+        marks = res["marks"]
+        return (
+            f"{marks['first_progress']:.1f} s to the first progress (the engine answered "
+            f"after {marks.get('answered', float('nan')):.1f} s, ready after "
+            f"{marks.get('ready', float('nan')):.1f} s; job done after {res['seconds']:.1f} s)"
+        )
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    timings = {res["phase"]: {"seconds": res["seconds"], **res["marks"]} for res in (cold, warm)}
+    (ARTIFACTS / "ondemand-timings.json").write_text(json.dumps(timings, indent=1))
+    print(
+        f"\n[on demand] engine pid {pid} from {product.venv()}; binds: {' '.join(binds)}"
+        f"\n  cold: {timing(cold)}\n  warm: {timing(warm)}"
+        f"\n  the engine exited {gone_s:.1f} s after the second GIMP finished "
+        f"(idle exit {IDLE_EXIT_S} s); its log's last line: {last_line}\n  " + "\n  ".join(judged)
+    )
+    assert warm["marks"]["first_progress"] < cold["marks"]["first_progress"], timings
+
+
+def test_gimp_cancel_while_the_engine_starts(gimp_root: Path, tmp_path: Path) -> None:
+    """No engine running: OK, then Cancel while the progress dialog says the engine is
+    starting. The run ends at once without a layer; the engine, started detached for every
+    editor, comes up all the same (it would end itself when idle); the host stops it with the
+    protocol's shutdown, as `nst daemon stop` does."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    assert _answers(endpoint) is None
+    io = _new_io(tmp_path)
+    _style(io)
+    _content_png(io, "start")
+    args = {"iterations": ITERATIONS, "size": SIZE, "start-on-demand": True}
+    _interactive_files(io, [{"name": "start_cancel", "args": args}], status=False)
+    _install_plugin(gimp_root, endpoint, None, "--idle-exit", str(IDLE_EXIT_S))
+    _forget_last_values(gimp_root)
+
+    pid = 0
+    with _chroot_held(io, ["sh", "/io/interactive.sh", "start"], _product_binds()) as held:
+        try:
+            user = (io / "out" / "user.log").read_text()
+            assert "pressed Escape" in user, user
+            result = json.loads((io / "out" / "interactive.json").read_text())["start_cancel"]
+            assert result["status"] == "cancel", result
+            assert result["layers"] == ["Background"], f"a cancelled run added a layer: {result}"
+            # The engine started before the cancel comes up and is stopped from the host.
+            limit = time.monotonic() + 120
+            while (status := _answers(endpoint)) is None and time.monotonic() < limit:
+                time.sleep(0.2)
+            assert status is not None, _engine_log(gimp_root, endpoint)[-3000:]
+            pid = int(status["pid"])
+            _check_engine_in_chroot(gimp_root, endpoint, pid)
+            # Cancelled before any job was sent: the engine never saw one.
+            assert status["jobs_done"] == status["jobs_cancelled"] == 0, status
+            assert status["running"] is None and status["queue"] == [], status
+            assert launcher.stop(Settings(endpoint=endpoint)), "the engine refused to stop"
+            limit = time.monotonic() + 30
+            while _alive(pid) and time.monotonic() < limit:
+                time.sleep(0.2)
+            assert not _alive(pid) and _answers(endpoint) is None, "the engine did not stop"
+        finally:
+            if pid and _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+    assert held["returncode"] == 0, held["out"][-4000:]
+    picture = io / "out" / "gimp-progress-starting.png"
+    assert picture.is_file(), user
+    print(
+        f"\n[cancel while starting] the run took {result['seconds']:.1f} s (dialog included), "
+        f"without a layer; the engine (pid {pid}) came up and was stopped"
+        f"\n  {_save_artifact(picture)}"
     )

@@ -83,7 +83,8 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
     cfg.set_property("image", image)
     cfg.set_core_object_array("drawables", [source])
-    cfg.set_property("style-file", Gio.File.new_for_path(case["style"]))
+    if case["style"] is not None:  # none: the argument keeps its default, no file
+        cfg.set_property("style-file", Gio.File.new_for_path(case["style"]))
     for name, value in case.get("args", {}).items():
         cfg.set_property(name, value)
     started = time.monotonic()

@@ -9,7 +9,9 @@
 #   gimp_rootfs.sh prepare            build or restore the rootfs; prints its path last
 #   gimp_rootfs.sh pack               save the rootfs as a .tar.zst next to it (for CI caches)
 #   gimp_rootfs.sh run IO CMD [ARG..] run CMD in the chroot as uid 1000 with IO at /io;
-#                                     env vars named in $NST_CHROOT_ENV are passed through
+#                                     env vars named in $NST_CHROOT_ENV are passed through;
+#                                     host folders named in $NST_CHROOT_BINDS are bound
+#                                     read-only at the same paths (the installed product)
 #   gimp_rootfs.sh umount             unmount anything left under the rootfs
 #   gimp_rootfs.sh path               print the rootfs path
 set -euo pipefail
@@ -114,6 +116,22 @@ pack() {
     mv "$TARBALL.partial" "$TARBALL"
 }
 
+# A host folder, read-only at the same path inside: the product (its venv and the Python the
+# venv was made from) installed on GIMP's machine, as a user has it. The folders above it in
+# the rootfs (never the host's) are opened for the chroot user to walk through (/root is 700).
+bind_ro() {
+    local src dst dir
+    case "$1" in /*) ;; *) log "NST_CHROOT_BINDS: not an absolute path: $1"; exit 2 ;; esac
+    src="$(realpath -e "$1")" || { log "NST_CHROOT_BINDS: no folder $1"; exit 2; }
+    [ -d "$src" ] && [ "$src" != / ] || { log "NST_CHROOT_BINDS: not a folder: $1"; exit 2; }
+    dst="$ROOT$src"
+    mkdir -p "$dst"
+    dir="$src"
+    while dir="$(dirname "$dir")"; [ "$dir" != / ]; do chmod go+x "$ROOT$dir"; done
+    mount --bind "$src" "$dst"
+    mount -o remount,bind,ro "$dst"
+}
+
 run() {
     local io="$1"; shift
     [ -f "$STAMP" ] || { log "no rootfs at $ROOT: run prepare first"; exit 1; }
@@ -124,6 +142,10 @@ run() {
     mkdir -p "$ROOT/io"
     mount_basics
     mount --bind "$io" "$ROOT/io"
+    local bind
+    for bind in ${NST_CHROOT_BINDS:-}; do
+        bind_ro "$bind"
+    done
     local envs=(HOME=/home/tester LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin)
     local name
     for name in ${NST_CHROOT_ENV:-}; do

@@ -1,5 +1,6 @@
 """The GIMP plug-in without GIMP (fast, no root, no processes): its installer, its thinness,
-and the rules in nst_gimp_job.py, with a scripted daemon behind a real nst_client Client."""
+and the rules in nst_gimp_job.py, with a scripted daemon behind a real nst_client Client and
+a stand-in for the launcher (the real one starts processes: tests/e2e/test_gimp.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import ast
 import json
 import os
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +18,10 @@ import pytest
 from scripted_transport import Reply, ScriptedTransport
 
 import nst_client
+from nst_client import launcher
 from nst_client import protocol as P
 from nst_client.client import Client, DaemonUnavailable, JobCancelled
+from nst_client.launcher import EngineState
 from nst_client.progress import Progress
 from nst_client.settings import CONFIG_NAME, Settings
 from nst_plugins import gimp_installer as installer
@@ -185,16 +191,51 @@ def test_load_settings(tmp_path: Path) -> None:
     env = {"NST_ENDPOINT": "tcp://10.0.0.3:7000", "NST_TRANSPORT": "bridge"}
     from_env = job.load_settings(tmp_path, env=env)
     assert (from_env.endpoint, from_env.transport) == ("tcp://10.0.0.3:7000", "bridge")
-    # The procedure's endpoint wins over both; blank means the installed one.
-    assert job.load_settings(tmp_path, " tcp://h:1 ", env).endpoint == "tcp://h:1"
-    assert job.load_settings(tmp_path, "  ", env).endpoint == "tcp://10.0.0.3:7000"
-    with pytest.raises(job.PluginError, match="expected tcp://HOST:PORT"):
-        job.load_settings(tmp_path, "localhost:5757", env={})
+    # The dialog's engine settings win over both; blank means the installed one.
+    dialog = job.JobArgs("/s.png", endpoint=" tcp://h:1 ").engine_settings()
+    assert job.load_settings(tmp_path, dialog, env).endpoint == "tcp://h:1"
+    assert job.load_settings(tmp_path, {"endpoint": "  "}, env).endpoint == "tcp://10.0.0.3:7000"
+    off = job.JobArgs("/s.png", start_on_demand=False).engine_settings()
+    assert job.load_settings(tmp_path, off, env).start_on_demand is False
     with pytest.raises(job.PluginError, match="NST_TRANSPORT"):
         job.load_settings(tmp_path, env={"NST_TRANSPORT": "pigeon"})
     (tmp_path / CONFIG_NAME).write_text("{not json")
     with pytest.raises(job.PluginError, match="nst install-plugin"):
         job.load_settings(tmp_path, env={})
+
+
+def test_settings_errors_name_the_dialog_fields(tmp_path: Path) -> None:
+    """A bad value typed in the dialog is named by its field there, never by a JSON key."""
+    with pytest.raises(job.PluginError) as info:
+        job.load_settings(tmp_path, {"endpoint": "localhost:5757"}, env={})
+    assert '"Engine address" in the dialog' in str(info.value)
+    assert "expected tcp://HOST:PORT" in str(info.value)
+    missing = str(tmp_path / "server.key")
+    with pytest.raises(job.PluginError) as info:
+        job.load_settings(tmp_path, {"curve_server_key": missing}, env={})
+    assert '"Engine public key" in the dialog' in str(info.value)
+    assert "no such file" in str(info.value) and missing in str(info.value)
+    public = tmp_path / "client.key"
+    public.write_text('public-key = "' + "a" * 40 + '"\n')
+    (tmp_path / "server.key").write_text('public-key = "' + "b" * 40 + '"\n')
+    dialog = {"curve_server_key": missing, "curve_client_cert": str(public)}
+    with pytest.raises(job.PluginError) as info:
+        job.load_settings(tmp_path, dialog, env={})
+    assert '"Your secret certificate" in the dialog' in str(info.value)
+    assert "no secret key" in str(info.value)
+    assert "curve_" not in str(info.value).split(":")[1]  # the field's name, not the key's
+    # The same files are good ones once the certificate is the secret one.
+    public.write_text(public.read_text() + 'secret-key = "' + "c" * 40 + '"\n')
+    good = job.load_settings(tmp_path, dialog, env={})
+    assert good.curve_client_cert == str(public) and good.curve_server_key == missing
+
+
+def test_checkbox_default_is_the_installed_setting(tmp_path: Path) -> None:
+    assert job.installed_start_on_demand(tmp_path, env={}) is True  # nothing installed
+    Settings(start_on_demand=False).save(tmp_path / CONFIG_NAME)
+    assert job.installed_start_on_demand(tmp_path, env={}) is False
+    (tmp_path / CONFIG_NAME).write_text("{not json")  # the run says what is wrong
+    assert job.installed_start_on_demand(tmp_path, env={}) is True
 
 
 # --- one job through a Client, against a scripted daemon -------------------------------------
@@ -231,10 +272,43 @@ PROGRESS: Reply = (
 
 
 SETTINGS = Settings(endpoint="tcp://127.0.0.1:1", timeout_s=0.05)
+READY = EngineState(launcher.READY, "Style engine ready (CPU)", "tcp://127.0.0.1:1", device="cpu")
+
+
+class Launcher:
+    """Stands in for launcher.ensure_running: replays STATES through on_state (asking
+    should_cancel after each, as the real one does while it waits), then returns READY or
+    raises FAILURE."""
+
+    def __init__(
+        self, states: tuple[EngineState, ...] = (), failure: Exception | None = None
+    ) -> None:
+        self.states, self.failure = states, failure
+        self.calls: list[Settings] = []
+
+    def __call__(
+        self,
+        settings: Settings,
+        on_state: Callable[[EngineState], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> EngineState:
+        self.calls.append(settings)
+        for state in self.states:
+            if on_state is not None:
+                on_state(state)
+            if should_cancel is not None and should_cancel():
+                raise JobCancelled("cancelled while the engine started")
+        if self.failure is not None:
+            raise self.failure
+        return READY
 
 
 def _run(
-    daemon: ScriptedTransport, style_path: str, **kwargs: Any
+    daemon: ScriptedTransport,
+    style_path: str,
+    settings: Settings = SETTINGS,
+    ensure: Launcher | None = None,
+    **kwargs: Any,
 ) -> tuple[Any, list[str], list[str]]:
     """run_job against DAEMON; returns (result, client names that connected, style reads)."""
     names: list[str] = []
@@ -252,7 +326,14 @@ def _run(
 
     params = job.build_params(job.JobArgs(style_path, iterations=20, size=64))
     done = job.run_job(
-        SETTINGS, CONTENT, style_path, read_style, params, connect_fn=connect, **kwargs
+        settings,
+        CONTENT,
+        style_path,
+        read_style,
+        params,
+        connect_fn=connect,
+        ensure_fn=ensure or Launcher(),
+        **kwargs,
     )
     return done, names, reads
 
@@ -308,7 +389,9 @@ def test_daemon_error(style_file: str) -> None:
     daemon = ScriptedTransport({"hello": [_welcome()], "stylize": [{"type": "accepted"}, refusal]})
     with pytest.raises(job.PluginError) as info:
         _run(daemon, style_file)
-    assert str(info.value) == "The NST daemon refused the job: too_large: the image is too large"
+    assert str(info.value) == (
+        "The style engine refused the job: too_large: the image is too large"
+    )
     assert daemon.closed
     # An error reply to hello (an old daemon, say) is a refusal too, before any style read.
     daemon = ScriptedTransport({"hello": [{**refusal, "code": "unsupported_protocol"}]})
@@ -331,13 +414,90 @@ def test_cancel(style_file: str) -> None:
     assert daemon.closed
 
 
-def test_daemon_unavailable(style_file: str) -> None:
-    daemon = ScriptedTransport({})  # nothing answers hello
+def test_engine_lost_during_the_job(style_file: str) -> None:
+    daemon = ScriptedTransport({})  # the launcher saw it ready; then nothing answers hello
     with pytest.raises(job.PluginError) as info:
         _run(daemon, style_file)
     message = str(info.value)
-    assert "tcp://127.0.0.1:1" in message and "nst-daemon" in message
+    assert message.startswith("The style engine stopped answering: ")
+    assert "tcp://127.0.0.1:1" in message
     assert daemon.closed and not daemon.of_type("stylize")
+
+
+STARTING = tuple(
+    EngineState(
+        launcher.STARTING,
+        f"Starting the style engine… loading VGG-19 ({round(f * 100)}%)",
+        "pid 42",
+        fraction=f,
+    )
+    for f in (0.0, 0.4, 0.9)
+)
+
+
+def test_engine_started_first(style_file: str) -> None:
+    """ensure_running runs before any connection, with the job's on_state and should_cancel:
+    the progress dialog shows the start and its Cancel works there."""
+    daemon = ScriptedTransport({"hello": [_welcome()], "stylize": [_result()]})
+    ensure = Launcher(STARTING)
+    seen: list[EngineState] = []
+    asked: list[int] = []
+
+    def should_cancel() -> bool:
+        asked.append(len(seen))
+        return False
+
+    done, names, _ = _run(
+        daemon, style_file, ensure=ensure, on_state=seen.append, should_cancel=should_cancel
+    )
+    assert done.data == bytes(48) and names == [job.CLIENT_NAME]
+    assert ensure.calls == [SETTINGS]
+    assert [s.fraction for s in seen] == [0.0, 0.4, 0.9]
+    assert asked[:3] == [1, 2, 3]  # asked while starting, after each state shown
+
+
+def test_cancel_while_the_engine_starts(style_file: str) -> None:
+    daemon = ScriptedTransport({"hello": [_welcome()]})
+    seen: list[EngineState] = []
+    with pytest.raises(JobCancelled):
+        _run(
+            daemon,
+            style_file,
+            ensure=Launcher(STARTING),
+            on_state=seen.append,
+            should_cancel=lambda: len(seen) == 2,
+        )
+    assert len(seen) == 2 and daemon.sent == [] and not daemon.closed  # never connected
+
+
+def test_no_engine_says_which_field_to_change(style_file: str) -> None:
+    """When no engine can be had, the message names the dialog's field that changes it."""
+    daemon = ScriptedTransport({})
+    off = Settings(endpoint="tcp://127.0.0.1:1", start_on_demand=False)
+    reason = DaemonUnavailable("the style engine is not running: starting it is turned off")
+    with pytest.raises(job.PluginError) as info:
+        _run(daemon, style_file, settings=off, ensure=Launcher(failure=reason))
+    assert str(info.value) == (
+        'The style engine is not running and "Start the engine when needed" in the dialog is '
+        "off: turn it on, or start the engine with `nst daemon start`, or check "
+        '"Engine address" in the dialog.'
+    )
+    remote = Settings(endpoint="tcp://192.0.2.7:5757")
+    gone = DaemonUnavailable("no style engine answered at tcp://192.0.2.7:5757 within 1 s")
+    with pytest.raises(job.PluginError) as info:
+        _run(daemon, style_file, settings=remote, ensure=Launcher(failure=gone))
+    assert str(info.value) == (
+        "No style engine answered at tcp://192.0.2.7:5757 within 1 s. The engine at "
+        "tcp://192.0.2.7:5757 is on another computer: it is started there. Check "
+        '"Engine address" in the dialog and, for that engine\'s keys, "Engine public key" in '
+        'the dialog and "Your secret certificate" in the dialog.'
+    )
+    # On demand and local: the launcher's own reason (from the engine's log) is the message.
+    failed = DaemonUnavailable("the style engine could not start (exit code 1): no torch.")
+    with pytest.raises(job.PluginError) as info:
+        _run(daemon, style_file, ensure=Launcher(failure=failed))
+    assert str(info.value) == "The style engine could not start (exit code 1): no torch."
+    assert daemon.sent == []
 
 
 def test_no_client_to_be_had(style_file: str) -> None:
@@ -347,18 +507,25 @@ def test_no_client_to_be_had(style_file: str) -> None:
     def no_zmq(settings: Settings, name: str) -> Client:
         raise ImportError("No module named 'zmq'")
 
-    with pytest.raises(job.PluginError, match='cannot start the bridge.*"python"'):
+    with pytest.raises(job.PluginError, match="cannot start the bridge.*`nst install-plugin gimp`"):
         job.open_client(SETTINGS, no_bridge)
-    with pytest.raises(job.PluginError, match='"transport": "bridge"'):
+    with pytest.raises(job.PluginError, match="`nst install-plugin gimp --transport auto`"):
         job.open_client(SETTINGS, no_zmq)
 
 
 def test_missing_style_file(tmp_path: Path) -> None:
     daemon = ScriptedTransport({"hello": [_welcome()]})
-    for path in ("", str(tmp_path / "gone.png"), str(tmp_path)):
-        with pytest.raises(job.PluginError, match="does not exist: choose an image file"):
-            _run(daemon, path)
-    assert daemon.sent == []  # nothing was sent for a style that is not there
+    ensure = Launcher()
+    with pytest.raises(job.PluginError) as info:
+        _run(daemon, "", ensure=ensure)
+    assert str(info.value) == 'No style image was chosen: choose an image file as "Style image".'
+    for path in (str(tmp_path / "gone.png"), str(tmp_path)):
+        with pytest.raises(job.PluginError) as info:
+            _run(daemon, path, ensure=ensure)
+        assert str(info.value) == (
+            f'The style image {path} does not exist: choose an image file as "Style image".'
+        )
+    assert daemon.sent == [] and ensure.calls == []  # no engine started for a missing style
 
 
 def test_wrong_size_or_malformed_result(style_file: str) -> None:
@@ -368,3 +535,97 @@ def test_wrong_size_or_malformed_result(style_file: str) -> None:
     daemon = ScriptedTransport({"hello": [_welcome()], "stylize": [_result(data=b"short")]})
     with pytest.raises(job.PluginError, match="malformed result"):
         _run(daemon, style_file)
+
+
+# --- the dialog's state line -------------------------------------------------------------------
+
+
+class Monitors:
+    """Stand-ins for launcher.EngineMonitor: each polls STATE of its settings' endpoint."""
+
+    def __init__(self, fail_for: str = "") -> None:
+        self.made: list[FakeMonitor] = []
+        self.fail_for = fail_for
+
+    def __call__(self, settings: Settings) -> FakeMonitor:
+        if settings.endpoint == self.fail_for:
+            raise ImportError("No module named 'zmq'")
+        monitor = FakeMonitor(settings.endpoint)
+        self.made.append(monitor)
+        return monitor
+
+
+class FakeMonitor:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.polls = 0
+        self.closed = False
+        self.thread: threading.Thread | None = None
+
+    def poll(self) -> EngineState:
+        assert not self.closed
+        self.polls += 1
+        self.thread = threading.current_thread()
+        return EngineState(launcher.READY, f"ready #{self.polls}", self.endpoint)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Posted:
+    """What the watcher handed over, with a wait for the next one."""
+
+    def __init__(self) -> None:
+        self.states: list[EngineState] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, state: EngineState) -> None:
+        with self.cond:
+            self.states.append(state)
+            self.cond.notify_all()
+
+    def wait_for(self, check: Callable[[list[EngineState]], bool], timeout_s: float = 5.0) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: check(self.states), timeout_s), self.states
+
+
+def test_state_watcher_polls_off_the_caller_thread() -> None:
+    posted, monitors = Posted(), Monitors()
+    watcher = job.StateWatcher(posted, monitors, interval_s=0.02)
+    time.sleep(0.1)
+    assert posted.states == [] and monitors.made == []  # nothing to watch yet
+    watcher.watch(Settings(endpoint="tcp://127.0.0.1:1"))
+    posted.wait_for(lambda s: len(s) >= 3)  # polled again every interval
+    [first] = monitors.made
+    assert [s.summary for s in posted.states[:3]] == ["ready #1", "ready #2", "ready #3"]
+    assert first.thread is not None and first.thread is not threading.current_thread()
+    # New settings (the endpoint edited in the dialog): a new monitor, the old one closed.
+    watcher.watch(Settings(endpoint="tcp://127.0.0.1:2"))
+    posted.wait_for(lambda s: s[-1].details == "tcp://127.0.0.1:2")
+    assert first.closed and len(monitors.made) == 2
+    # Settings that cannot be used: no polling until they change.
+    watcher.watch(None)
+    time.sleep(0.05)
+    count = len(posted.states)
+    time.sleep(0.1)
+    assert len(posted.states) == count and monitors.made[1].closed
+    watcher.watch(Settings(endpoint="tcp://127.0.0.1:3"))
+    posted.wait_for(lambda s: s[-1].details == "tcp://127.0.0.1:3")
+    started = time.monotonic()
+    watcher.stop()
+    assert time.monotonic() - started < 1.0 and monitors.made[-1].closed
+    count = len(posted.states)
+    time.sleep(0.1)
+    assert len(posted.states) == count  # nothing after stop
+
+
+def test_state_watcher_reports_a_monitor_it_cannot_make() -> None:
+    posted = Posted()
+    watcher = job.StateWatcher(posted, Monitors(fail_for="tcp://127.0.0.1:9"), interval_s=0.02)
+    watcher.watch(Settings(endpoint="tcp://127.0.0.1:9", transport="zmq"))
+    posted.wait_for(lambda s: len(s) >= 1)
+    [state] = posted.states
+    assert state.phase == launcher.UNREACHABLE and not state.usable()
+    assert state.summary == "Style engine unreachable: No module named 'zmq'"
+    assert "tcp://127.0.0.1:9" in state.details
+    watcher.stop()

@@ -6,8 +6,11 @@ vendored `nst_client` (copied here by `nst install-plugin gimp`) carries them to
 either straight over ZeroMQ (when GIMP's Python has pyzmq + msgpack) or through the bridge,
 a subprocess of the product's own Python. The source layer is only ever read.
 
-This file is the GIMP glue (registration, pixels, dialogs); the rules that need no GIMP are in
-nst_gimp_job.py beside it. GIMP 3 runs only the file named like its folder.
+When no engine answers at a local address, the plug-in starts the installed one (nst_client.
+launcher) and shows "Starting the style engine..." while it loads; the procedure dialog shows
+the engine's state, kept current by a background thread. This file is the GIMP glue
+(registration, pixels, dialogs); the rules that need no GIMP are in nst_gimp_job.py beside it.
+GIMP 3 runs only the file named like its folder.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import nst_gimp_job as job  # noqa: E402
 
 from nst_client import layouts  # noqa: E402
 from nst_client.client import JobCancelled, RawImage  # noqa: E402
+from nst_client.launcher import EngineState  # noqa: E402
 from nst_client.progress import Progress  # noqa: E402
 
 PROC_NAME = job.PROC_NAME
@@ -91,7 +95,9 @@ def _success(layer: Gimp.Layer) -> Gimp.ValueArray:
 
 
 class ProgressDialog:
-    """Interactive runs: a GIMP progress bar with a Cancel button that cancels the job."""
+    """Interactive runs: what the job is doing (the engine's start-up, then the job's progress)
+    with a Cancel button that cancels it. The dialog shows it itself: GIMP forwards a plug-in's
+    progress calls only where it has an interface (the image window's status bar)."""
 
     def __init__(self, title: str) -> None:
         from gi.repository import GimpUi, Gtk
@@ -102,16 +108,33 @@ class ProgressDialog:
         self.dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
         self.dialog.connect("response", self._on_response)
         self.dialog.connect("delete-event", self._on_delete)
-        self.bar = GimpUi.ProgressBar.new()  # becomes this plug-in's progress
-        self.bar.set_size_request(360, -1)
+        self.text = Gtk.Label(label=f"{job.TITLE}: sending the layer")
+        self.text.set_xalign(0.0)
+        self.text.set_line_wrap(True)
+        self.text.set_max_width_chars(52)
+        self.bar = Gtk.ProgressBar()
+        self.bar.set_size_request(380, -1)
         box = self.dialog.get_content_area()
         box.set_border_width(12)
+        box.set_spacing(8)
+        box.pack_start(self.text, False, False, 0)
         box.pack_start(self.bar, False, False, 0)
         self.dialog.show_all()
         self.pump()
 
+    def show(self, text: str, fraction: float | None) -> None:
+        """TEXT above the bar; the bar at FRACTION (None: it pulses, no figure yet)."""
+        if not self.cancelled:
+            self.text.set_text(text)
+        if fraction is None:
+            self.bar.pulse()
+        else:
+            self.bar.set_fraction(min(max(fraction, 0.0), 1.0))
+        self.pump()
+
     def _on_response(self, _dialog: Any, _response: Any) -> None:
         self.cancelled = True
+        self.text.set_text(f"{job.TITLE}: cancelling…")
         Gimp.progress_set_text("Cancelling...")
 
     def _on_delete(self, *_args: Any) -> bool:
@@ -150,11 +173,7 @@ def run(
         from gi.repository import GimpUi
 
         GimpUi.init(PROC_NAME)
-        dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
-        dialog.fill(None)
-        ok = dialog.run()
-        dialog.destroy()
-        if not ok:
+        if not run_dialog(procedure, config):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
 
     ui = (
@@ -178,25 +197,102 @@ def run(
     return _success(layer)
 
 
+def _path(config: Gimp.ProcedureConfig, name: str) -> str:
+    """A file argument's path; "" for none."""
+    file = config.get_property(name)
+    return (file.get_path() or "") if file is not None else ""
+
+
 def job_args(config: Gimp.ProcedureConfig) -> job.JobArgs:
     """The procedure's values."""
-    style_file = config.get_property("style-file")
     return job.JobArgs(
-        style_path=(style_file.get_path() or "") if style_file is not None else "",
+        style_path=_path(config, "style-file"),
         strength=float(config.get_property("strength")),
         iterations=int(config.get_property("iterations")),
         size=int(config.get_property("size")),
         preserve_colors=bool(config.get_property("preserve-colors")),
         seed=int(config.get_property("seed")),
         endpoint=config.get_property("endpoint") or "",
+        curve_server_key=_path(config, "curve-server-key"),
+        curve_client_cert=_path(config, "curve-client-cert"),
+        start_on_demand=bool(config.get_property("start-on-demand")),
     )
+
+
+#: The procedure's arguments that are engine settings (they restart the state line's watch).
+ENGINE_ARGS = ("start-on-demand", "endpoint", "curve-server-key", "curve-client-cert")
+
+
+class EngineStateLine:
+    """The dialog's engine state: the plain summary, the details in its tooltip, refreshed by
+    a job.StateWatcher thread (GTK is only touched here, through GLib.idle_add)."""
+
+    def __init__(self, label: Any, config: Gimp.ProcedureConfig) -> None:
+        self.label = label
+        self.config = config
+        self.closed = False
+        self.label.set_line_wrap(True)
+        self.label.set_xalign(0.0)
+        self.label.set_max_width_chars(48)
+        self.watcher = job.StateWatcher(lambda state: GLib.idle_add(self._show, state))
+        self._handlers = [
+            config.connect(f"notify::{name}", lambda *_: self.refresh()) for name in ENGINE_ARGS
+        ]
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Follow the dialog's engine settings; a setting that cannot be used is the line."""
+        try:
+            settings = job.load_settings(PLUGIN_DIR, job_args(self.config).engine_settings())
+        except job.PluginError as exc:
+            self.watcher.watch(None)
+            self._set(str(exc), "")
+            return
+        self._set("Checking the style engine…", f"endpoint {settings.endpoint}")
+        self.watcher.watch(settings)
+
+    def _show(self, state: EngineState) -> bool:
+        if not self.closed:
+            self._set(state.summary, state.details)
+        return False  # once
+
+    def _set(self, summary: str, details: str) -> None:
+        self.label.set_text(summary)
+        self.label.set_tooltip_text(details or None)
+
+    def close(self) -> None:
+        self.closed = True
+        for handler in self._handlers:
+            self.config.disconnect(handler)
+        self.watcher.stop()
+
+
+def run_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool:
+    """The procedure dialog: the job's values, then the engine's state and settings in a
+    frame. True on OK."""
+    from gi.repository import GimpUi
+
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
+    dialog.get_label("engine-title", "Style engine", False, False)
+    label = dialog.get_label("engine-state", "Checking the style engine…", False, False)
+    dialog.fill_box("engine-box", ["engine-state", *ENGINE_ARGS])
+    dialog.fill_frame("engine-frame", "engine-title", False, "engine-box")
+    dialog.fill(
+        ["style-file", "strength", "iterations", "size", "preserve-colors", "seed", "engine-frame"]
+    )
+    state_line = EngineStateLine(label, config)
+    try:
+        return bool(dialog.run())
+    finally:
+        state_line.close()
+        dialog.destroy()
 
 
 def stylize_layer(
     image: Gimp.Image, source: Gimp.Layer, args: job.JobArgs, ui: ProgressDialog | None
 ) -> Gimp.Layer:
     """Send the layer (or its part under the selection) and add the result above it."""
-    settings = job.load_settings(PLUGIN_DIR, args.endpoint)
+    settings = job.load_settings(PLUGIN_DIR, args.engine_settings())
     ok, x, y, w, h = source.mask_intersect()
     if not ok or w <= 0 or h <= 0:
         raise job.PluginError(
@@ -206,6 +302,16 @@ def stylize_layer(
     dtype = layouts.gimp_dtype(image.get_precision().value_nick)
     channels = layouts.channel_count(source.is_gray(), source.has_alpha())
 
+    def report(text: str, fraction: float | None) -> None:
+        """In GIMP's progress (the image window's status bar) and the dialog's."""
+        Gimp.progress_set_text(text)
+        if fraction is None:
+            Gimp.progress_pulse()
+        else:
+            Gimp.progress_update(fraction)
+        if ui is not None:
+            ui.show(text, fraction)
+
     Gimp.progress_init(f"{job.TITLE}: sending the layer")
     content = (
         layouts.describe(w, h, channels, dtype, 0),
@@ -213,8 +319,10 @@ def stylize_layer(
     )
 
     def on_progress(progress: Progress) -> None:
-        Gimp.progress_set_text(job.progress_text(progress))
-        Gimp.progress_update(progress.fraction)
+        report(job.progress_text(progress), progress.fraction)
+
+    def on_state(state: EngineState) -> None:  # while the engine starts
+        report(state.summary, state.fraction)
 
     def should_cancel() -> bool:
         return ui.pump() if ui is not None else False
@@ -227,11 +335,11 @@ def stylize_layer(
         lambda path: load_style(path, dtype, args.size),
         job.build_params(args),
         on_progress=on_progress,
+        on_state=on_state,
         should_cancel=should_cancel,
         on_note=Gimp.message,
     )
-    Gimp.progress_set_text(job.done_text(time.monotonic() - started))
-    Gimp.progress_update(1.0)
+    report(job.done_text(time.monotonic() - started), 1.0)
     name = job.result_layer_name(source.get_name(), args.style_path)
     return add_result_layer(image, source, (x, y, w, h), done.raw, has_selection, name)
 
@@ -289,9 +397,9 @@ class NstStylize(Gimp.PlugIn):
         proc.add_menu_path("<Image>/Filters/Artistic")
         proc.set_documentation(
             "Repaint the layer in the style of another image",
-            "Sends the active layer (or its part under the selection) to the NST daemon "
-            "and puts the stylized result in a new layer above it. Start the daemon with "
-            "`nst-daemon` first.",
+            "Sends the active layer (or its part under the selection) to the NST style engine "
+            "and puts the stylized result in a new layer above it. The engine starts when "
+            "needed (the installed one, on this computer) and stops on its own when idle.",
             name,
         )
         proc.set_attribution("NST Studio", "NST Studio", "2025")
@@ -301,7 +409,7 @@ class NstStylize(Gimp.PlugIn):
             "St_yle image",
             "Image whose style to apply",
             Gimp.FileChooserAction.OPEN,
-            False,
+            True,  # none is allowed through, so the plug-in's own message says what to do
             None,
             flags,
         )
@@ -334,11 +442,39 @@ class NstStylize(Gimp.PlugIn):
             flags,
         )
         proc.add_int_argument("seed", "See_d", "Random seed", *job.SEED, flags)
+        fields = job.ENGINE_FIELDS
+        proc.add_boolean_argument(
+            "start-on-demand",
+            fields["start_on_demand"],
+            "Start the installed style engine on this computer when none answers; it stops "
+            "on its own when idle",
+            job.installed_start_on_demand(PLUGIN_DIR),
+            flags,
+        )
         proc.add_string_argument(
             "endpoint",
-            "Daemon _endpoint",
-            "ZeroMQ endpoint of the NST daemon (empty: the installed setting)",
+            fields["endpoint"],
+            "Where the style engine listens, e.g. tcp://127.0.0.1:5757 (empty: as installed)",
             "",
+            flags,
+        )
+        proc.add_file_argument(
+            "curve-server-key",
+            fields["curve_server_key"],
+            "An engine on another computer: its public key file, server.key (none: as installed)",
+            Gimp.FileChooserAction.OPEN,
+            True,
+            None,
+            flags,
+        )
+        proc.add_file_argument(
+            "curve-client-cert",
+            fields["curve_client_cert"],
+            "An engine on another computer: this computer's secret certificate, "
+            "client.key_secret (none: as installed)",
+            Gimp.FileChooserAction.OPEN,
+            True,
+            None,
             flags,
         )
         proc.add_layer_return_value("layer", "Layer", "The new stylized layer", False, flags)
