@@ -250,11 +250,19 @@ def load(
     curve_server_key: str = "",
     curve_client_cert: str = "",
     overrides: Mapping[str, object] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Settings:
     """The file's values (when path exists), then the environment's, then those given for
     this run (endpoint from a dialog, the CURVE files from the command line; blank = none),
     then overrides (an editor's settings UI, OVERRIDABLE keys; blank or None = not set);
-    SettingsError if bad, key files included."""
+    SettingsError if bad, key files included. labels: how a message names a value given
+    here or in overrides, per key (an editor's field, '"Engine address" in the dialog');
+    by default "the KEY given"."""
+    named = dict(labels or {})
+
+    def name(key: str) -> str:
+        return named.get(key, f"the {key} given")
+
     env = os.environ if env is None else env
     ui = {k: v for k, v in (overrides or {}).items() if v is not None and v != ""}
     unknown = sorted(set(ui) - set(OVERRIDABLE))
@@ -275,7 +283,7 @@ def load(
     settings = Settings()
     given = endpoint.strip() or str(ui.get("endpoint", "")).strip()
     chosen = given or env.get("NST_ENDPOINT") or data.get("endpoint") or settings.endpoint
-    source = "the endpoint given" if given else f"endpoint in {where}"
+    source = name("endpoint") if given else f"endpoint in {where}"
     if not isinstance(chosen, str) or "://" not in chosen:
         raise SettingsError(f"{source}: expected tcp://HOST:PORT, got {chosen!r}")
     settings.endpoint = chosen.strip()
@@ -287,21 +295,21 @@ def load(
     timeout = env.get("NST_TIMEOUT") or data.get("timeout_s", settings.timeout_s)
     settings.timeout_s = _seconds(timeout, f"timeout_s in {where}", allow_zero=False)
     value: object
-    for name, variable, check in (
+    for key, variable, check in (
         ("start_on_demand", "NST_START_ON_DEMAND", _bool),
         ("idle_exit_s", "NST_IDLE_EXIT", lambda v, s: _seconds(v, s, allow_zero=True)),
         ("daemon", "NST_DAEMON", _command),
         ("host_command", "", lambda v, s: _command(v, s) or []),
     ):
-        if name in ui:
-            value, source = ui[name], f"the {name} set"
+        if key in ui:
+            value, source = ui[key], name(key)
         elif variable and env.get(variable, "").strip():
             value, source = env[variable], variable
-        elif name in data:
-            value, source = data[name], f"{name} in {where}"
+        elif key in data:
+            value, source = data[key], f"{key} in {where}"
         else:
             continue
-        setattr(settings, name, check(value, source))
+        setattr(settings, key, check(value, source))
     sources = []
     for key, given_value, variable in (
         ("curve_server_key", curve_server_key, "NST_CURVE_SERVER_KEY"),
@@ -309,7 +317,7 @@ def load(
     ):
         given_value = given_value.strip() or str(ui.get(key, "")).strip()
         if given_value:
-            value, source, base = given_value, f"the {key} given", None
+            value, source, base = given_value, name(key), None
         elif env.get(variable, "").strip():
             value, source, base = env[variable], variable, None
         else:

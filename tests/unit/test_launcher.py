@@ -287,7 +287,7 @@ def test_settings_file_environment_and_editor_overrides(config: Path) -> None:
         ({"start_on_demand": "maybe"}, {}, {}, "start_on_demand in nst_config.json: expected"),
         ({"daemon": [1, 2]}, {}, {}, "daemon in nst_config.json: expected a command"),
         ({}, {"NST_IDLE_EXIT": "soon"}, {}, "NST_IDLE_EXIT: expected seconds"),
-        ({}, {}, {"idle_exit_s": "nan"}, "the idle_exit_s set: must be 0 (never) or more"),
+        ({}, {}, {"idle_exit_s": "nan"}, "the idle_exit_s given: must be 0 (never) or more"),
         ({}, {}, {"colour": "red"}, "unknown settings colour"),
     ],
 )

@@ -149,13 +149,12 @@ def _field(key: str) -> str:
     return f'"{label(ENGINE_FIELDS[key])}" in the dialog'
 
 
+#: How the settings loader names each engine setting of the dialog in its messages.
+FIELD_LABELS = {key: _field(key) for key in ENGINE_FIELDS}
+
+
 def settings_message(exc: SettingsError) -> str:
-    """A settings error in the dialog's words: the loader names an override by its key."""
-    message = str(exc)
-    for key in ENGINE_FIELDS:
-        for phrase in (f"the {key} given", f"the {key} set"):
-            message = message.replace(phrase, _field(key))
-    return f"The engine settings cannot be used: {message}"
+    return f"The engine settings cannot be used: {exc}"
 
 
 def load_settings(
@@ -166,7 +165,7 @@ def load_settings(
     """The installed settings (nst_config.json beside the plug-in, the NST_* variables on
     top), then the dialog's engine settings (JobArgs.engine_settings; blank: installed)."""
     try:
-        return load(plugin_dir / CONFIG_NAME, env, overrides=dialog)
+        return load(plugin_dir / CONFIG_NAME, env, overrides=dialog, labels=FIELD_LABELS)
     except SettingsError as exc:
         raise PluginError(settings_message(exc)) from exc
 
