@@ -11,6 +11,8 @@ style cost) and keeps screenshots and timings under $NST_ARTIFACTS (default ./ar
 Two Krita sessions:
 - on demand (1920x1080): nothing answers at the endpoint; the first Stylize starts the
   product's engine, the other jobs find it warm, and it exits by itself after its idle time.
+  One job makes the README's pictures: the astronaut photo at 384x288 in the swirls painting,
+  zoomed to fill the canvas, the whole docker showing (during the run and with the result).
 - fallback (1366x768): Krita's Python really without pyzmq (krita_host.sh without-zmq), so the
   plug-in reaches a hand-started engine through the bridge; its Engine settings turn starting
   on demand off, and a job after the engine stopped says so in both lines.
@@ -50,6 +52,9 @@ PROFILE_DIRS = ("home", "config", "data", "cache")
 W, H = 64, 48
 ITERATIONS, SIZE = 20, 64
 SELECTION = (16, 12, 32, 24)
+#: The README's picture: a layer large enough to look like a picture, ~25 s on 2 CPU cores.
+README_W, README_H = 384, 288
+README_ITERATIONS, README_SIZE, README_STRENGTH = 40, 256, 40
 #: Result vs style Gram cost must be below this fraction of source vs style.
 STYLE_COST_RATIO = 0.5
 KRITA_TIMEOUT_S = 420
@@ -210,13 +215,14 @@ def _install_plugin(run: Path, endpoint: str, *options: str) -> Path:
 # --- images --------------------------------------------------------------------------------
 
 
-def _content_float() -> np.ndarray:
-    """64x48 RGB 0..1: the astronaut photo (smooth areas and edges), cropped to 4:3."""
+def _content_float(width: int = W, height: int = H) -> np.ndarray:
+    """RGB 0..1 (64x48 unless told): the astronaut photo (smooth areas and edges), cropped
+    to 4:3."""
     from PIL import Image
     from skimage import data
 
     photo = data.astronaut()[32:416, 0:512]
-    small = Image.fromarray(photo).resize((W, H), Image.Resampling.LANCZOS)
+    small = Image.fromarray(photo).resize((width, height), Image.Resampling.LANCZOS)
     return np.asarray(small, dtype=np.float64) / 255.0
 
 
@@ -241,20 +247,31 @@ def _krita_bytes(rgba: np.ndarray) -> bytes:
     return layouts.wire_to_krita(data, desc["dtype"])
 
 
-def _from_krita(path: str, depth: str) -> np.ndarray:
+def _from_krita(path: str, depth: str, width: int = W, height: int = H) -> np.ndarray:
     wire, dtype = layouts.krita_to_wire(Path(path).read_bytes(), depth)
-    return layouts.to_array(layouts.describe(W, H, 4, dtype, 1), wire)
+    return layouts.to_array(layouts.describe(width, height, 4, dtype, 1), wire)
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from PIL import Image
 
+    from nst_core.demo import swirls
+
     folder = tmp_path_factory.mktemp("krita-images")
     content = _content_float()
     style = _style_u8()
     Image.fromarray(style).save(folder / "bold_stripes.png")
     files = {"style": str(folder / "bold_stripes.png"), "style_array": style}
+    # The README's pair: a painting an artist recognises as one, a photo at a real size.
+    # In a folder of the kind an artist keeps paintings in: the docker shows the path's end.
+    paintings = folder / "Pictures" / "Paintings"
+    paintings.mkdir(parents=True)
+    Image.fromarray(swirls(256)).save(paintings / "swirls.png")
+    files["swirls"] = str(paintings / "swirls.png")
+    readme = _rgba(_content_float(README_W, README_H), "u8")
+    (folder / "readme_U8.raw").write_bytes(_krita_bytes(readme))
+    files["readme"] = str(folder / "readme_U8.raw")
     for depth, dtype in (("U8", "u8"), ("U16", "u16")):
         rgba = _rgba(content, dtype)
         (folder / f"content_{depth}.raw").write_bytes(_krita_bytes(rgba))
@@ -317,6 +334,31 @@ def _case(name: str, depth: str, images: dict[str, Any], **extra: Any) -> dict[s
     }
 
 
+def _readme_case(images: dict[str, Any]) -> dict[str, Any]:
+    """The job behind the README's pictures: one document tab, the image zoomed to fill the
+    canvas, the docker 300 px wide below only the Layers docker, so all of it shows."""
+    return _case(
+        "readme",
+        "U8",
+        images,
+        width=README_W,
+        height=README_H,
+        content=images["readme"],
+        style=images["swirls"],
+        iterations=README_ITERATIONS,
+        size=README_SIZE,
+        strength=README_STRENGTH,
+        zoom="fit",
+        tool="PanTool",
+        screenshots=True,
+        during_at=0.6,
+        close_others=True,
+        file_name="astronaut.kra",
+        dockers={"width": 300, "keep": {"Layers": 250}},
+        timeout_s=180,
+    )
+
+
 def _process_state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -342,6 +384,7 @@ def ondemand_run(
         _case("cancel", "U8", images, iterations=3000, cancel=True, timeout_s=90),
         _case("missing_style", "U8", images, style="/nonexistent/style.png"),
         _case("group_active", "U8", images, active="group"),
+        _readme_case(images),  # last: it closes the other documents and moves the slider
         {"kind": "layout"},
         {"kind": "await_engine_exit", "timeout_s": IDLE_EXIT_S + 45},
     ]
@@ -507,6 +550,33 @@ def test_docker_stylizes_only_the_selection(
     source = images["U8_array"]
     changed = np.abs(result[inside][:, :3].astype(int) - source[inside][:, :3]).mean()
     assert changed > 10, f"the selected part barely changed (mean {changed:.1f} levels)"
+
+
+def test_the_readme_pictures(ondemand_run: dict[str, Any]) -> None:
+    """A 384x288 layer stylized with the swirls painting: a new layer that differs from the
+    photo, and whole-window pictures during the run and with the result (looked at by eye)."""
+    from PIL import Image
+
+    rec = ondemand_run["cases"]["readme"]
+    assert rec["outcomes"] == ["done"], rec["status"]
+    assert rec["layers_after"] == ["Photo", "Photo (swirls style)", "Top"], rec["layers_after"]
+    assert rec["active_after"] == "Photo (swirls style)"
+    size = (README_W, README_H)
+    source = _from_krita(rec["source_before"], "U8", *size)
+    result = _from_krita(rec["result"], "U8", *size)
+    assert (result[:, :, 3] == 255).all()
+    changed = np.abs(result[:, :, :3].astype(int) - source[:, :, :3]).mean()
+    assert changed > 10, f"the result barely differs from the photo (mean {changed:.1f} levels)"
+    assert rec["zoom"] >= 2.0, rec["zoom"]
+    TIMINGS["readme_job_s"] = rec["job_s"]
+    for key, name in (
+        ("during", "krita_readme_during_run.png"),
+        ("result", "krita_readme_result.png"),
+    ):
+        shot = Path(rec["screenshots"][key])
+        assert shot.name == name and shot.exists(), shot
+        with Image.open(shot) as picture:
+            assert picture.size == SCREENS["ondemand"], picture.size
 
 
 def test_cancel_adds_no_layer(ondemand_run: dict[str, Any]) -> None:

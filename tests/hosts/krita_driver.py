@@ -1,12 +1,14 @@
 """Test driver, installed as a pykrita plug-in only for the e2e test: uses the docker as a user.
 
 Reads the job from $NST_KRITA_JOB (JSON) and works through its steps: a stylize case makes a
-document, picks the style by typing its path into the docker, sets quality/size, clicks
-Stylize (or Cancel), waits, and writes what happened (layers, pixels, the docker's lines as
-they changed, screenshots); other steps check the docker's layout at 260 px, use its Engine
-settings, stop the engine or wait for it to exit by itself. Everything goes to the job's out
-folder; then Krita quits. Krita's excepthook (a modal dialog that would hang a headless run) is
-replaced and a watchdog hard-exits Krita if the run stalls.
+document, picks the style by typing its path into the docker, sets quality/size (strength),
+clicks Stylize (or Cancel), waits, and writes what happened (layers, pixels, the docker's lines
+as they changed, screenshots); for the README's pictures a case can also close the other
+documents, zoom the image to fit, pick a tool and give the docker room; other steps check the
+docker's layout at 260 px, use its Engine settings, stop the engine or wait for it to exit by
+itself. Everything goes to the job's out folder; then Krita quits. Krita's excepthook (a modal
+dialog that would hang a headless run) is replaced and a watchdog hard-exits Krita if the run
+stalls.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ DOCK_WIDTH = 260
 MAX_FIXED_WIDTH = 230
 JOB_PROGRESS = re.compile(r"^\d+%( ·|$)")
 STARTING = "Starting the style engine"
+BRUSH_TOOL = "KritaShape/KisToolBrush"
 
 
 def log(text: str) -> None:
@@ -228,14 +231,29 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
     REPORT["cases"][name] = rec
     log(f"case {name}")
     k = Krita.instance()
+    if case.get("close_others"):  # one document tab, as in a picture for people to look at
+        for other in k.documents():
+            other.setModified(False)
+            other.close()
+        yield 200
     w, h, depth = case["width"], case["height"], case["depth"]
     doc = k.createDocument(w, h, f"nst-{name}", "RGBA", depth, profile_for(depth), 72.0)
+    if case.get("file_name"):  # the tab shows this name instead of "[Not Saved]"
+        doc.setFileName(str(OUT / case["file_name"]))
     window.addView(doc)
     doc.waitForDone()
     yield 200
+    restore = arrange_dockers(window.qwindow(), dock, case.get("dockers"))
+    if case.get("tool"):  # e.g. the hand: a brush's outline would sit on the picture
+        use_tool(case["tool"])
+    yield 200
     view = window.activeView()
     if view is not None and view.canvas() is not None:
-        view.canvas().setZoomLevel(float(case.get("zoom", 8.0)))  # whole image on screen
+        zoom = case.get("zoom", 8.0)  # whole image on screen
+        if zoom == "fit":
+            zoom = fit_zoom(window.qwindow(), w, h)
+        rec["zoom"] = zoom
+        view.canvas().setZoomLevel(float(zoom))
     source = doc.rootNode().childNodes()[0]
     source.setName("Photo")
     source.setPixelData(Path(case["content"]).read_bytes(), 0, 0, w, h)
@@ -277,6 +295,8 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
     QTest.keyClick(path_edit, Qt.Key_Return)
     child(dock, "nst_iterations").setValue(case["iterations"])
     child(dock, "nst_size").setValue(case["size"])
+    if "strength" in case:
+        child(dock, "nst_strength").setValue(case["strength"])
     outcome: list[str] = []
     dock.job_finished.connect(outcome.append)
     shots: dict[str, str] = {}
@@ -294,7 +314,9 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
             shots["starting"] = str(ART / f"krita_docker_starting_engine_{JOB['tag']}.png")
             QTimer.singleShot(0, lambda: grab_docker(dock, Path(shots["starting"])))
         progress = child(dock, "nst_progress")
-        if case.get("screenshots") and JOB_PROGRESS.match(text) and progress.value() >= 300:
+        # Far enough into the job for the preview to show the style taking hold.
+        at = int(1000 * case.get("during_at", 0.3))
+        if case.get("screenshots") and JOB_PROGRESS.match(text) and progress.value() >= at:
             if "during" not in shots:
                 shots["during"] = str(ART / f"krita_{name}_during_run.png")
                 shots["docker_during"] = str(ART / f"krita_{name}_docker_during_run.png")
@@ -362,6 +384,9 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
             yield 200
             rec["layers_after_redo"] = names(doc)
     rec["screenshots"] = shots
+    restore()
+    if case.get("tool"):
+        use_tool(BRUSH_TOOL)
     write_report()
 
 
@@ -375,7 +400,7 @@ def layout_problems(dock: Any) -> list[str]:
         problems.append("a horizontal scroll bar")
     if content.width() > viewport.width():
         problems.append(f"content {content.width()} px in a {viewport.width()} px viewport")
-    for parent in (content, child(dock, "nst_settings")):
+    for parent in (content, child(dock, "nst_engine_panel"), child(dock, "nst_settings")):
         kids = [
             w
             for w in parent.findChildren(QWidget, options=Qt.FindDirectChildrenOnly)
@@ -407,6 +432,51 @@ def size_docker(qwindow: Any, dock: Any) -> None:
     Layers and Brush Presets dockers (as a user would drag it)."""
     qwindow.resizeDocks([dock], [DOCK_WIDTH], Qt.Horizontal)
     qwindow.resizeDocks([dock], [int(qwindow.height() * 0.6)], Qt.Vertical)
+
+
+def arrange_dockers(qwindow: Any, dock: Any, how: dict[str, Any] | None) -> Callable[[], None]:
+    """For a picture of the docker in use: this wide, beside only the named dockers of its
+    column (each that high), the docker given the rest, so it shows whole. Returns what puts
+    the workspace back (the sizes the other steps expect)."""
+    if not how:
+        return lambda: None
+    area = qwindow.dockWidgetArea(dock)
+    column = [
+        d
+        for d in qwindow.findChildren(QDockWidget)
+        if d is not dock and not d.isHidden() and qwindow.dockWidgetArea(d) == area
+    ]
+    keep = {d: how["keep"][d.windowTitle()] for d in column if d.windowTitle() in how["keep"]}
+    hidden = [d for d in column if d not in keep]
+    shown = [d for d in hidden if d.isVisible()]  # the current tab of a tabbed group
+    for d in hidden:
+        d.hide()
+    qwindow.resizeDocks([dock], [int(how["width"])], Qt.Horizontal)
+    rest = qwindow.height() - sum(keep.values())
+    qwindow.resizeDocks([*keep, dock], [*keep.values(), rest], Qt.Vertical)
+
+    def restore() -> None:
+        for d in hidden:
+            d.show()
+        for d in shown:
+            d.raise_()
+        size_docker(qwindow, dock)
+
+    return restore
+
+
+def use_tool(name: str) -> None:
+    action = Krita.instance().action(name)
+    if action is None:
+        raise RuntimeError(f"Krita has no tool action {name}")
+    action.trigger()
+
+
+def fit_zoom(qwindow: Any, width: int, height: int) -> float:
+    """The zoom, in quarter steps, at which the image fills most of the canvas area."""
+    area = qwindow.centralWidget().size()
+    fit = min((area.width() - 60) / width, (area.height() - 90) / height)
+    return max(0.25, int(fit * 4) / 4)
 
 
 def check_layout(window: Any, dock: Any) -> Step:

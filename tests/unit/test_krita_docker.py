@@ -20,6 +20,7 @@ import pytest
 from krita_standin import Document, Krita, Node, Selection
 from PyQt5.QtCore import QPoint, QRect, Qt, QThread
 from PyQt5.QtGui import QColor, QImage
+from PyQt5.QtTest import QTest as _QTest
 from PyQt5.QtWidgets import QLabel, QScrollBar, QWidget
 
 import nst_client
@@ -30,7 +31,7 @@ from nst_client.client import Client, JobCancelled, Received
 from nst_client.settings import CONFIG_NAME, Settings
 
 krita_standin.load_plugin()
-from neural_style import docker, images, layer_ops, link, worker  # noqa: E402
+from neural_style import docker, images, layer_ops, link, widgets, worker  # noqa: E402
 
 W, H = 32, 24
 ENDPOINT = "tcp://127.0.0.1:1"
@@ -48,6 +49,8 @@ ENV_NAMES = (
 #: The widest any widget of the docker may insist on being (a 260 px docker's viewport).
 MAX_FIXED_WIDTH = 230
 FIND_DIRECT = Qt.FindChildOption.FindDirectChildrenOnly
+#: PyQt5's stubs declare QTest's static methods as instance methods.
+QTest: Any = _QTest
 
 
 # --- documents -------------------------------------------------------------------------------
@@ -544,7 +547,7 @@ def test_the_engine_line_follows_the_engine_from_a_watch_thread(make_docker: Mak
     # The endpoint and the transport are details, not words for the summary line.
     assert "tcp://" not in dock.engine_state.text()
     for words in (ENDPOINT, "transport zmq", "device cpu", "pid 4242"):
-        assert words in dock.engine_details.text() and words in dock.engine_state.toolTip()
+        assert words in dock.engine_panel.details.text() and words in dock.engine_state.toolTip()
     assert daemon.polls and all(thread != "MainThread" for _, thread in daemon.polls)
     assert not dock.engine_state.styleSheet()
 
@@ -589,8 +592,8 @@ def test_no_engine_is_said_in_the_engine_line(make_docker: MakeDocker) -> None:
     assert _engine_says(dock, "Style engine not running")
     # No engine command was installed, so it cannot start one: it says what to do.
     assert "reinstall it with `nst install-plugin`" in dock.engine_state.text()
-    assert "no style engine answered at tcp://127.0.0.1:1" in dock.engine_details.text()
-    assert link.WHERE_SETTINGS in dock.engine_details.text()
+    assert "no style engine answered at tcp://127.0.0.1:1" in dock.engine_panel.details.text()
+    assert link.WHERE_SETTINGS in dock.engine_panel.details.text()
 
 
 def test_a_failure_replaces_the_engine_state(
@@ -611,7 +614,7 @@ def test_a_failure_replaces_the_engine_state(
     assert dock.status.text().startswith(f"Stylize failed: {words}")
     assert link.WHERE_SETTINGS in dock.status.text()
     assert dock.engine_state.text().startswith(f"Style engine unreachable: {words}")
-    assert dock.engine_state.styleSheet() == docker.ERROR_STYLE
+    assert dock.engine_state.styleSheet() == widgets.ERROR_STYLE
     # The watch's next look (at once after the job) agrees, and nothing older undoes it.
     polls = len(daemon.polls)
     assert _wait(lambda: len(daemon.polls) > polls, 5.0)
@@ -626,7 +629,7 @@ def test_bad_settings_are_named(make_docker: MakeDocker, config: Path, style: st
     assert dock.engine_state.text().startswith(
         "Style engine settings cannot be used: transport in nst_config.json: must be one of"
     )
-    assert dock.engine_state.styleSheet() == docker.ERROR_STYLE and dock._watch is None
+    assert dock.engine_state.styleSheet() == widgets.ERROR_STYLE and dock._watch is None
     _document("U8")
     dock.set_style(style)
     outcomes: list[str] = []
@@ -862,17 +865,29 @@ def test_engine_settings_show_what_is_installed(make_docker: MakeDocker, config:
         config
     )
     dock, _ = make_docker(show=False)
-    assert not dock.settings_box.isVisibleTo(dock)
-    dock.settings_toggle.click()
-    assert dock.settings_box.isVisibleTo(dock)
-    assert dock.settings_endpoint.text() == ENDPOINT
-    assert dock.settings_server_key.text() == dock.settings_client_cert.text() == ""
-    assert not dock.settings_start.isChecked()
-    assert dock.settings_idle.value() == 10 and dock.settings_idle.text() == "10.0 min"
-    dock.settings_idle.setValue(0)
-    assert dock.settings_idle.text() == "never"
-    dock.settings_toggle.click()
-    assert not dock.settings_box.isVisibleTo(dock)
+    panel = dock.engine_panel
+    assert not panel.box.isVisibleTo(dock)
+    panel.toggle.click()
+    assert panel.box.isVisibleTo(dock)
+    assert panel.endpoint.text() == ENDPOINT
+    assert panel.server_key.text() == panel.client_cert.text() == ""
+    assert not panel.start_on_demand.isChecked()
+    assert panel.idle_minutes.value() == 10 and panel.idle_minutes.text() == "10.0 min"
+    panel.idle_minutes.setValue(0)
+    assert panel.idle_minutes.text() == "never"
+    panel.toggle.click()
+    assert not panel.box.isVisibleTo(dock)
+
+
+def test_the_words_beside_a_checkbox_toggle_it(make_docker: MakeDocker) -> None:
+    """A QCheckBox's own text never wraps, so its words are a label that clicks it too."""
+    dock, _ = make_docker(show=False)
+    panel = dock.engine_panel
+    (words,) = panel.box.findChildren(widgets.ClickableLabel)
+    assert words.wordWrap() and words.text() == "Start the engine when needed"
+    was = panel.start_on_demand.isChecked()
+    QTest.mouseClick(words, Qt.MouseButton.LeftButton)
+    assert panel.start_on_demand.isChecked() is not was
 
 
 def test_engine_settings_round_trip(make_docker: MakeDocker, config: Path, tmp_path: Path) -> None:
@@ -880,15 +895,16 @@ def test_engine_settings_round_trip(make_docker: MakeDocker, config: Path, tmp_p
     read them back through nst_client.settings.load, over the installed file."""
     server, client = _certificates(tmp_path / "keys")
     dock, daemon = make_docker()
+    panel = dock.engine_panel
     assert _wait(lambda: bool(daemon.polls))
     other = "tcp://127.0.0.1:2"
-    dock.settings_endpoint.setText(other)
-    dock.settings_server_key.setText(str(server))
-    dock.settings_client_cert.setText(str(client))
-    dock.settings_start.setChecked(False)
-    dock.settings_idle.setValue(5)
-    assert dock.apply_settings(), dock.settings_message.text()
-    assert dock.settings_message.text() == "Saved; the docker uses these settings now."
+    panel.endpoint.setText(other)
+    panel.server_key.setText(str(server))
+    panel.client_cert.setText(str(client))
+    panel.start_on_demand.setChecked(False)
+    panel.idle_minutes.setValue(5)
+    assert panel.apply(), panel.message.text()
+    assert panel.message.text() == "Saved; the docker uses these settings now."
     assert _saved() == {
         "endpoint": other,
         "curve_server_key": str(server),
@@ -907,14 +923,14 @@ def test_engine_settings_round_trip(make_docker: MakeDocker, config: Path, tmp_p
     # The watch now looks at the new endpoint.
     assert _wait(lambda: daemon.polls[-1][0] == other)
     # A docker made later (Krita restarted) shows the saved values.
-    again, _ = make_docker(show=False)
-    assert again.settings_endpoint.text() == other
-    assert again.settings_server_key.text() == str(server)
-    assert not again.settings_start.isChecked() and again.settings_idle.value() == 5
+    again = make_docker(show=False)[0].engine_panel
+    assert again.endpoint.text() == other
+    assert again.server_key.text() == str(server)
+    assert not again.start_on_demand.isChecked() and again.idle_minutes.value() == 5
     # Emptying a field goes back to the installed value; untouched ones stay saved.
-    again.settings_endpoint.setText("")
-    assert again.apply_settings()
-    assert again.settings_endpoint.text() == ENDPOINT
+    again.endpoint.setText("")
+    assert again.apply()
+    assert again.endpoint.text() == ENDPOINT
     assert _saved()["endpoint"] == "" and _saved()["idle_exit_s"] == "300"
     assert link.load_settings().endpoint == ENDPOINT
 
@@ -923,9 +939,10 @@ def test_an_idle_time_in_seconds_is_shown_and_kept(make_docker: MakeDocker, conf
     """20 s (an installer's --idle-exit 20) is 0.3 min, never "never"; Apply keeps 20 s."""
     Settings(endpoint=ENDPOINT, transport="zmq", timeout_s=0.3, idle_exit_s=20.0).save(config)
     dock, _ = make_docker(show=False)
-    assert dock.settings_idle.text() == "0.3 min"
-    dock.settings_endpoint.setText("tcp://127.0.0.1:4")
-    assert dock.apply_settings()
+    panel = dock.engine_panel
+    assert panel.idle_minutes.text() == "0.3 min"
+    panel.endpoint.setText("tcp://127.0.0.1:4")
+    assert panel.apply()
     assert _saved()["idle_exit_s"] == "" and link.load_settings().idle_exit_s == 20.0
 
 
@@ -934,8 +951,9 @@ def test_untouched_settings_follow_the_installed_file(
 ) -> None:
     """Apply saves only what changed, so a reinstall with another endpoint still counts."""
     dock, _ = make_docker(show=False)
-    dock.settings_idle.setValue(7)
-    assert dock.apply_settings()
+    panel = dock.engine_panel
+    panel.idle_minutes.setValue(7)
+    assert panel.apply()
     assert _saved()["endpoint"] == "" and _saved()["idle_exit_s"] == "420"
     Settings(endpoint="tcp://127.0.0.1:3", transport="zmq", timeout_s=0.3).save(config)
     loaded = link.load_settings()
@@ -954,17 +972,18 @@ def test_bad_engine_settings_are_not_saved(
     make_docker: MakeDocker, field: str, value: str, words: str
 ) -> None:
     dock, _ = make_docker(show=False)
+    panel = dock.engine_panel
     edits = {
-        "endpoint": dock.settings_endpoint,
-        "curve_server_key": dock.settings_server_key,
-        "curve_client_cert": dock.settings_client_cert,
+        "endpoint": panel.endpoint,
+        "curve_server_key": panel.server_key,
+        "curve_client_cert": panel.client_cert,
     }
     edits[field].setText(value)
-    dock.settings_idle.setValue(3)
-    assert not dock.apply_settings()
-    message = dock.settings_message.text()
+    panel.idle_minutes.setValue(3)
+    assert not panel.apply()
+    message = panel.message.text()
     assert message.startswith("Not saved: ") and words in message, message
-    assert dock.settings_message.styleSheet() == docker.ERROR_STYLE
+    assert panel.message.styleSheet() == widgets.ERROR_STYLE
     assert set(_saved().values()) == {""}  # nothing at all, not even the good idle time
     assert link.load_settings().endpoint == ENDPOINT
 
@@ -975,12 +994,13 @@ def test_a_saved_setting_that_went_bad_is_named(make_docker: MakeDocker, tmp_pat
     assert link.load_settings().curve_server_key == str(server)
     server.unlink()
     dock, _ = make_docker()
+    panel = dock.engine_panel
     assert dock.engine_state.text().startswith("Style engine settings cannot be used: ")
-    assert f"{server}: no such file" in dock.settings_message.text()
+    assert f"{server}: no such file" in panel.message.text()
     # The bad value shows, so that emptying the field (back to none) mends it.
-    assert dock.settings_server_key.text() == str(server)
-    dock.settings_server_key.setText("")
-    assert dock.apply_settings(), dock.settings_message.text()
+    assert panel.server_key.text() == str(server)
+    panel.server_key.setText("")
+    assert panel.apply(), panel.message.text()
     assert _saved()["curve_server_key"] == "" and link.load_settings().curve_server_key is None
     assert _engine_says(dock, "Style engine ready (CPU)")
 
@@ -1013,7 +1033,7 @@ def _layout_problems(dock: Docker) -> list[str]:
         problems.append("a horizontal scroll bar")
     if content.width() > viewport.width():
         problems.append(f"content {content.width()} px in a {viewport.width()} px viewport")
-    parents = [content, dock.settings_box]
+    parents = [content, dock.engine_panel, dock.engine_panel.box]
     for parent in parents:
         kids = [w for w in parent.findChildren(QWidget, options=FIND_DIRECT) if w.isVisible()]
         for w in kids:
@@ -1047,7 +1067,7 @@ def test_the_docker_fits_260_px(
     dock.set_style(style)
     dock.resize(260, height)
     dock._say(LONG_ERROR, error=True)
-    dock.settings_toggle.setChecked(expanded)
+    dock.engine_panel.toggle.setChecked(expanded)
     assert _engine_says(dock, "not running")
     _settle(20)
     content, viewport, _, down = _scrolled(dock)

@@ -5,7 +5,8 @@ layers on the GUI thread (quick), and reacts to the workers' signals, so Krita n
 Two lines say what is going on: the job line (nst_status) for the last job, and the engine
 line (nst_engine_state), kept current by an EngineWatch thread while the docker is visible.
 Everything sits in a scroll area and wraps, so a narrow docker on a small screen still shows
-every control without overlaps.
+every control without overlaps. The Engine settings fold-out is its own widget (engine_panel),
+the wrapping labels and the preview are shared ones (widgets).
 """
 
 from __future__ import annotations
@@ -23,26 +24,22 @@ from nst_client.progress import Progress, format_duration
 from nst_client.settings import Settings, SettingsError
 
 from . import images, job_params, layer_ops, link
+from .engine_panel import EnginePanel
 from .qt import (
     ALIGN_CENTER,
     ALIGN_RIGHT_CENTER,
-    ARROW_DOWN,
-    ARROW_RIGHT,
     COMBO_SHRINKS,
     HORIZONTAL,
     KEEP_ASPECT,
     NO_FRAME,
     SCROLLBAR_OFF,
     SIZE_EXPANDING,
-    SIZE_FIXED,
     SIZE_PREFERRED,
     SMOOTH,
-    TEXT_BESIDE_ICON,
     TEXT_SELECTABLE,
     QApplication,
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -52,15 +49,13 @@ from .qt import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSize,
-    QSizePolicy,
     QSlider,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
     pyqtSignal,
 )
+from .widgets import ERROR_STYLE, WARNING_STYLE, PreviewBox, wrapped
 from .worker import EngineWatch, StylizeWorker, plain
 
 DOCKER_ID = "neural_style_docker"
@@ -68,16 +63,8 @@ TITLE = "Neural Style"
 SETTINGS_GROUP = link.SETTINGS_GROUP
 MAX_RECENT = 8
 THUMB = 96
-#: The preview keeps this aspect and follows the docker's width, up to PREVIEW_MAX_H high.
-PREVIEW_W, PREVIEW_H = 200, 150
-PREVIEW_MAX_H = 360
 PREVIEW_EVERY = 5
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
-KEY_FILTER = "Key files (*.key *.key_secret);;All files (*)"
-ERROR_STYLE = "color: #c0392b;"
-WARNING_STYLE = "color: #d35400;"
-#: The idle time offered, in minutes (0 = the engine never exits by itself).
-MAX_IDLE_MINUTES = 24 * 60
 
 
 def stop_watches() -> None:
@@ -89,71 +76,6 @@ def stop_watches() -> None:
         watch.stop()
     for watch in watches:
         watch.wait(5000)
-
-
-def _wrapped(text: str, parent: QWidget, name: str = "") -> QLabel:
-    label = QLabel(text, parent)
-    label.setWordWrap(True)
-    if name:
-        label.setObjectName(name)
-    return label
-
-
-class ClickableLabel(QLabel):
-    """Wrapped words that say `clicked` when pressed, for a checkbox beside them."""
-
-    clicked = pyqtSignal()
-
-    def __init__(self, text: str, parent: QWidget) -> None:
-        super().__init__(text, parent)
-        self.setWordWrap(True)
-
-    def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
-        super().mouseReleaseEvent(event)
-        self.clicked.emit()
-
-
-class PreviewBox(QLabel):
-    """The live preview: as wide as the docker allows, 4:3, the picture scaled inside."""
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__("preview", parent)
-        self._image: Any = None
-        self.setAlignment(ALIGN_CENTER)
-        self.setStyleSheet("border: 1px solid palette(mid);")
-        policy = QSizePolicy(SIZE_PREFERRED, SIZE_PREFERRED)
-        policy.setHeightForWidth(True)
-        self.setSizePolicy(policy)
-        self.setMaximumHeight(PREVIEW_MAX_H)
-
-    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
-        return True
-
-    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt's name)
-        return min(PREVIEW_MAX_H, width * PREVIEW_H // PREVIEW_W)
-
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
-        return QSize(PREVIEW_W, PREVIEW_H)
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
-        return QSize(PREVIEW_W // 4, PREVIEW_H // 4)
-
-    def show_image(self, image: Any) -> None:
-        self._image = image
-        self._fit()
-
-    def show_text(self, text: str) -> None:
-        self._image = None
-        self.setText(text)
-
-    def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
-        super().resizeEvent(event)
-        self._fit()
-
-    def _fit(self) -> None:
-        if self._image is not None:
-            w, h = max(1, self.width() - 2), max(1, self.height() - 2)
-            self.setPixmap(QPixmap.fromImage(self._image.scaled(w, h, KEEP_ASPECT, SMOOTH)))
 
 
 class NeuralStyleDocker(DockWidget):
@@ -172,14 +94,11 @@ class NeuralStyleDocker(DockWidget):
         #: The engine's state as last shown, and when it was learnt (monotonic).
         self.engine: launcher.EngineState | None = None
         self._engine_at = 0.0
-        #: The settings' values as the form showed them, to tell what the user changed.
-        self._shown: dict[str, object] = {}
         #: Where the strength slider starts: the engine's default once it said hello.
         self._strength_start = round(strength.DEFAULT)
         self.last_layer: Any = None
         self._build()
         self._load_recent()
-        self._fill_settings()
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(stop_watches)
@@ -197,7 +116,9 @@ class NeuralStyleDocker(DockWidget):
         self._build_style(root, layout)
         self._build_params(root, layout)
         self._build_job(root, layout)
-        self._build_engine(root, layout)
+        self.engine_panel = EnginePanel(root)
+        self.engine_panel.applied.connect(self._settings_applied)
+        layout.addWidget(self.engine_panel)
         layout.addStretch(1)
         self.scroll.setWidget(root)
         self.setWidget(self.scroll)
@@ -228,7 +149,7 @@ class NeuralStyleDocker(DockWidget):
         self.recent.activated.connect(self._recent_chosen)
         self.recent.setSizePolicy(SIZE_EXPANDING, SIZE_PREFERRED)
         side = QVBoxLayout()
-        side.addWidget(_wrapped("Recent styles:", root))
+        side.addWidget(wrapped("Recent styles:", root))
         side.addWidget(self.recent)
         side.addStretch(1)
         row = QHBoxLayout()
@@ -257,7 +178,7 @@ class NeuralStyleDocker(DockWidget):
         row = QHBoxLayout()
         row.addWidget(self.strength, 1)
         row.addWidget(self.strength_value)
-        grid.addWidget(_wrapped("Strength", root), 0, 0)
+        grid.addWidget(wrapped("Strength", root), 0, 0)
         grid.addLayout(row, 0, 1)
 
         self.iterations = QSpinBox(root)
@@ -266,7 +187,7 @@ class NeuralStyleDocker(DockWidget):
         self.iterations.setSingleStep(50)
         self.iterations.setValue(300)
         self.iterations.setToolTip("Optimizer iterations: more = finer, slower")
-        grid.addWidget(_wrapped("Quality (iterations)", root), 1, 0)
+        grid.addWidget(wrapped("Quality (iterations)", root), 1, 0)
         grid.addWidget(self.iterations, 1, 1)
         self.size = QSpinBox(root)
         self.size.setObjectName("nst_size")
@@ -278,7 +199,7 @@ class NeuralStyleDocker(DockWidget):
             "Long side the style is worked out at; the result is scaled to "
             "the layer. Larger = finer brush strokes, much slower."
         )
-        grid.addWidget(_wrapped("Working size", root), 2, 0)
+        grid.addWidget(wrapped("Working size", root), 2, 0)
         grid.addWidget(self.size, 2, 1)
         layout.addLayout(grid)
         self.preserve = QCheckBox("Preserve colours", root)
@@ -311,121 +232,12 @@ class NeuralStyleDocker(DockWidget):
         self.preview.setObjectName("nst_preview")
         layout.addWidget(self.preview)
 
-        self.status = _wrapped("", root, "nst_status")
+        self.status = wrapped("", root, "nst_status")
         self.status.setTextInteractionFlags(TEXT_SELECTABLE)
         layout.addWidget(self.status)
-        self.engine_state = _wrapped("Style engine: checking…", root, "nst_engine_state")
+        self.engine_state = wrapped("Style engine: checking…", root, "nst_engine_state")
         self.engine_state.setTextInteractionFlags(TEXT_SELECTABLE)
         layout.addWidget(self.engine_state)
-
-    def _build_engine(self, root: QWidget, layout: QVBoxLayout) -> None:
-        self.settings_toggle = QToolButton(root)
-        self.settings_toggle.setObjectName("nst_settings_toggle")
-        self.settings_toggle.setText("Engine settings")
-        self.settings_toggle.setCheckable(True)
-        self.settings_toggle.setAutoRaise(True)
-        self.settings_toggle.setToolButtonStyle(TEXT_BESIDE_ICON)
-        self.settings_toggle.setArrowType(ARROW_RIGHT)
-        self.settings_toggle.toggled.connect(self._toggle_settings)
-        layout.addWidget(self.settings_toggle)
-
-        box = self.settings_box = QWidget(root)
-        box.setObjectName("nst_settings")
-        form = QVBoxLayout(box)
-        form.setContentsMargins(8, 0, 0, 0)
-        self.engine_details = _wrapped("", box, "nst_engine_details")
-        self.engine_details.setTextInteractionFlags(TEXT_SELECTABLE)
-        form.addWidget(self.engine_details)
-
-        form.addWidget(_wrapped("Engine address (endpoint):", box))
-        self.settings_endpoint = QLineEdit(box)
-        self.settings_endpoint.setObjectName("nst_settings_endpoint")
-        self.settings_endpoint.setToolTip(
-            "Where the style engine listens, e.g. tcp://127.0.0.1:5757. "
-            "Leave empty to use the address the plug-in was installed with."
-        )
-        form.addWidget(self.settings_endpoint)
-        self.settings_server_key = self._key_row(
-            box,
-            form,
-            "Engine's public key (only for an engine on another computer):",
-            "nst_settings_server_key",
-            "The engine's server.key file, beside its --curve-secret-key",
-        )
-        self.settings_client_cert = self._key_row(
-            box,
-            form,
-            "This computer's secret key (if that engine only lets known keys in):",
-            "nst_settings_client_cert",
-            "This client's client.key_secret; its client.key goes in the engine's "
-            "--curve-allow folder",
-        )
-        self.settings_start = self._check_row(
-            box,
-            form,
-            "Start the engine when needed",
-            "nst_settings_start_on_demand",
-            "When no engine answers on this computer, Stylize starts one and it stops "
-            "again after the idle time below",
-        )
-        form.addWidget(_wrapped("Stop an engine started here after this long without a job:", box))
-        # Tenths of a minute: an idle time set in seconds elsewhere shows as it is, not "never".
-        self.settings_idle = QDoubleSpinBox(box)
-        self.settings_idle.setObjectName("nst_settings_idle_minutes")
-        self.settings_idle.setDecimals(1)
-        self.settings_idle.setRange(0, MAX_IDLE_MINUTES)
-        self.settings_idle.setSingleStep(5)
-        self.settings_idle.setSuffix(" min")
-        self.settings_idle.setSpecialValueText("never")
-        self.settings_idle.setToolTip("0 = the engine keeps running until you stop it")
-        form.addWidget(self.settings_idle)
-        apply = QPushButton("Apply", box)
-        apply.setObjectName("nst_settings_apply")
-        apply.clicked.connect(self._apply_clicked)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(apply)
-        form.addLayout(row)
-        self.settings_message = _wrapped("", box, "nst_settings_message")
-        self.settings_message.setTextInteractionFlags(TEXT_SELECTABLE)
-        form.addWidget(self.settings_message)
-        box.setVisible(False)
-        layout.addWidget(box)
-
-    def _key_row(
-        self, box: QWidget, form: QVBoxLayout, text: str, name: str, tip: str
-    ) -> QLineEdit:
-        form.addWidget(_wrapped(text, box))
-        edit = QLineEdit(box)
-        edit.setObjectName(name)
-        edit.setToolTip(tip)
-        browse = QPushButton("Browse…", box)
-        browse.setObjectName(f"{name}_browse")
-        browse.setSizePolicy(SIZE_FIXED, SIZE_PREFERRED)
-        browse.clicked.connect(lambda: self._browse_key(edit))
-        row = QHBoxLayout()
-        row.addWidget(edit, 1)
-        row.addWidget(browse)
-        form.addLayout(row)
-        return edit
-
-    def _check_row(
-        self, box: QWidget, form: QVBoxLayout, text: str, name: str, tip: str
-    ) -> QCheckBox:
-        """A checkbox whose words wrap (a QCheckBox's own text never does): clicking the
-        words toggles it too."""
-        check = QCheckBox(box)
-        check.setObjectName(name)
-        check.setAccessibleName(text)
-        check.setToolTip(tip)
-        words = ClickableLabel(text, box)
-        words.setToolTip(tip)
-        words.clicked.connect(check.toggle)
-        row = QHBoxLayout()
-        row.addWidget(check)
-        row.addWidget(words, 1)
-        form.addLayout(row)
-        return check
 
     def canvasChanged(self, canvas: Any) -> None:  # noqa: N802 (Krita's name)
         """Required by DockWidget; the docker works on whatever document is active."""
@@ -501,7 +313,7 @@ class NeuralStyleDocker(DockWidget):
         self.engine_state.setStyleSheet(style)
         self.engine_state.setText(text)
         self.engine_state.setToolTip(plain(state.details))
-        self.engine_details.setText(plain(state.details))
+        self.engine_panel.show_details(plain(state.details))
 
     def _settings_broken(self, exc: SettingsError) -> None:
         self.engine = None
@@ -512,80 +324,11 @@ class NeuralStyleDocker(DockWidget):
         )
         self.engine_state.setToolTip("")
 
-    # -- engine settings --------------------------------------------------------------------
-    def _toggle_settings(self, shown: bool) -> None:
-        self.settings_toggle.setArrowType(ARROW_DOWN if shown else ARROW_RIGHT)
-        self.settings_box.setVisible(shown)
-
-    def _browse_key(self, edit: QLineEdit) -> None:
-        start = str(Path(edit.text()).parent) if edit.text() else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a key file", start, KEY_FILTER)
-        if path:
-            edit.setText(path)
-
-    def _form(self) -> dict[str, object]:
-        """The settings as the form holds them, in Settings' units."""
-        return {
-            "endpoint": self.settings_endpoint.text().strip(),
-            "curve_server_key": self.settings_server_key.text().strip(),
-            "curve_client_cert": self.settings_client_cert.text().strip(),
-            "start_on_demand": self.settings_start.isChecked(),
-            "idle_exit_s": round(60.0 * self.settings_idle.value(), 1),
-        }
-
-    def _fill_settings(self) -> None:
-        """Show the settings in effect: the docker's saved ones over the installed ones. When
-        those cannot be used, the saved values as they are, so the user can mend them."""
-        try:
-            shown = link.load_settings()
-        except SettingsError as exc:
-            self.settings_message.setStyleSheet(ERROR_STYLE)
-            self.settings_message.setText(str(exc))
-            try:
-                shown = link.installed_settings()
-            except SettingsError:
-                shown = Settings()
-            for key, value in link.saved_overrides().items():
-                wanted = (
-                    bool if key == "start_on_demand" else float if key == "idle_exit_s" else str
-                )
-                if isinstance(value, wanted):
-                    setattr(shown, key, value)
-        self.settings_endpoint.setText(shown.endpoint)
-        self.settings_server_key.setText(shown.curve_server_key or "")
-        self.settings_client_cert.setText(shown.curve_client_cert or "")
-        self.settings_start.setChecked(shown.start_on_demand)
-        self.settings_idle.setValue(shown.idle_exit_s / 60.0)
-        self._shown = self._form()
-
-    def _apply_clicked(self) -> None:
-        self.apply_settings()
-
-    def apply_settings(self) -> bool:
-        """Check and save what the user changed (Krita's settings); False, with a message
-        and nothing saved, when the result cannot be used."""
-        overrides = link.saved_overrides()
-        for key, value in self._form().items():
-            if value == self._shown.get(key):
-                continue  # untouched: an installed value stays the installed one
-            if value == "":
-                overrides.pop(key, None)  # cleared: back to the installed value
-            else:
-                overrides[key] = value
-        try:
-            daemon = link.load_settings(overrides)
-        except SettingsError as exc:
-            self.settings_message.setStyleSheet(ERROR_STYLE)
-            self.settings_message.setText(f"Not saved: {exc}")
-            return False
-        link.save_overrides(overrides)
-        self._fill_settings()
-        self.settings_message.setStyleSheet("")
-        self.settings_message.setText("Saved; the docker uses these settings now.")
+    def _settings_applied(self, daemon: Settings) -> None:
+        """Engine settings were saved: watch the engine they name from now on."""
         self.stop_watching()
         if self.isVisible():
             self.watch_engine(daemon)
-        return True
 
     # -- style picking ----------------------------------------------------------------------
     def _browse(self) -> None:
