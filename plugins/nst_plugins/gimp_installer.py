@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nst_client.protocol import DEFAULT_ENDPOINT
-from nst_client.settings import DEFAULT_IDLE_EXIT_S, Settings
+from nst_client.settings import Settings
 
 from . import flatpak as fp
 from . import install as shared
@@ -122,33 +121,3 @@ def remove(where: shared.Target, record: dict[str, Any]) -> list[Path]:
         return []
     shutil.rmtree(plugin)
     return [plugin]
-
-
-def install(
-    dest: Path | None,
-    endpoint: str = DEFAULT_ENDPOINT,
-    transport: str = "auto",
-    curve_server_key: str | None = None,
-    curve_client_cert: str | None = None,
-    *,
-    start_on_demand: bool = True,
-    idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
-    flatpak: bool | None = None,
-) -> Path:
-    """Copy the plug-in to DEST (a plug-ins folder) or GIMP's; returns the plug-in's folder."""
-    where = target(dest, flatpak)
-    settings = shared.settings_for(
-        where,
-        endpoint,
-        transport,
-        curve_server_key,
-        curve_client_cert,
-        start_on_demand=start_on_demand,
-        idle_exit_s=idle_exit_s,
-    )
-    return install_to(where, settings)
-
-
-def uninstall(dest: Path | None, flatpak: bool | None = None) -> list[Path]:
-    """Remove the plug-in from DEST or from every GIMP 3 location; returns what was removed."""
-    return shared.uninstall("gimp", str(dest) if dest else None, flatpak)

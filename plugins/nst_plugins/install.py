@@ -289,35 +289,6 @@ def install_hosts(
     return done
 
 
-def install(
-    host: str,
-    dest: str | None = None,
-    endpoint: str | None = None,
-    transport: str = "auto",
-    curve_server_key: str | None = None,
-    curve_client_cert: str | None = None,
-    *,
-    start_on_demand: bool = True,
-    idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
-    flatpak: bool | None = None,
-) -> Path:
-    """Install HOST's plug-in (gimp or krita); returns the folder it went to."""
-    if host not in HOSTS:
-        raise ValueError(f"unknown host {host!r}: choose one of {', '.join(HOSTS)}")
-    (done,) = install_hosts(
-        host,
-        dest,
-        endpoint,
-        transport,
-        curve_server_key,
-        curve_client_cert,
-        start_on_demand=start_on_demand,
-        idle_exit_s=idle_exit_s,
-        flatpak=flatpak,
-    )
-    return done.folder
-
-
 def uninstall_hosts(
     host: str, dest: str | None = None, flatpak: bool | None = None
 ) -> dict[str, list[Path]]:
@@ -343,11 +314,6 @@ def uninstall_hosts(
     for path in remove_empty_dirs(made):
         removed[made[str(path)]].append(path)
     return removed
-
-
-def uninstall(host: str, dest: str | None = None, flatpak: bool | None = None) -> list[Path]:
-    """Remove HOST's plug-in (gimp or krita); returns what was removed."""
-    return uninstall_hosts(host, dest, flatpak)[host]
 
 
 # --- what the commands say ----------------------------------------------------------------------

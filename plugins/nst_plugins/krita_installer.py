@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nst_client.protocol import DEFAULT_ENDPOINT
-from nst_client.settings import CONFIG_NAME, DEFAULT_IDLE_EXIT_S, Settings
+from nst_client.settings import CONFIG_NAME, Settings
 
 from . import flatpak as fp
 from . import install as shared
@@ -235,44 +234,3 @@ def remove(where: shared.Target, record: Mapping[str, Any]) -> list[Path]:
     if forget(rc, record):
         removed.append(rc)
     return removed
-
-
-def install(
-    dest: Path | None = None,
-    endpoint: str = DEFAULT_ENDPOINT,
-    transport: str = "auto",
-    kritarc: Path | None = None,
-    curve_server_key: str | None = None,
-    curve_client_cert: str | None = None,
-    *,
-    start_on_demand: bool = True,
-    idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
-    flatpak: bool | None = None,
-) -> Path:
-    """Copy the plug-in and the client package into dest (default: Krita's pykrita folder),
-    write its settings and enable it in kritarc. Returns the plug-in package folder."""
-    where = target(dest, kritarc, flatpak)
-    settings = shared.settings_for(
-        where,
-        endpoint,
-        transport,
-        curve_server_key,
-        curve_client_cert,
-        start_on_demand=start_on_demand,
-        idle_exit_s=idle_exit_s,
-    )
-    return install_to(where, settings)
-
-
-def uninstall(
-    dest: Path | None = None, kritarc: Path | None = None, flatpak: bool | None = None
-) -> list[Path]:
-    """Remove the plug-in from dest (default: every Krita pykrita folder) and its kritarc
-    line; returns what was removed or changed."""
-    removed: list[Path] = []
-    made: list[str] = []
-    for where in targets(dest, kritarc, flatpak):
-        record = shared.read_record(plugin_folder(where))
-        removed += remove(where, record)
-        made += record.get("created_dirs", [])
-    return removed + shared.remove_empty_dirs(made)

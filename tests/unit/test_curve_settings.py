@@ -181,7 +181,7 @@ def test_installers_check_the_keys_before_copying(
 
     dest = tmp_path / "plugins"
     with pytest.raises(SettingsError, match="holds no secret key"):
-        install.install(
+        install.install_hosts(
             host, str(dest), None, "auto", str(certs["server"]), str(certs["client_public"])
         )
     assert not dest.exists()

@@ -47,7 +47,8 @@ def _assigned(path: Path, name: str) -> object:
 
 def test_install_and_uninstall(tmp_path: Path) -> None:
     dest = tmp_path / "plug-ins"
-    target = installer.install(dest, "tcp://127.0.0.1:6000", "bridge")
+    (done,) = shared.install_hosts("gimp", str(dest), "tcp://127.0.0.1:6000", "bridge")
+    target = done.folder
     assert target == dest / "plug-in-nst-stylize"
     script = target / "plug-in-nst-stylize.py"
     assert os.access(script, os.X_OK)
@@ -74,15 +75,16 @@ def test_install_and_uninstall(tmp_path: Path) -> None:
     assert (settings.endpoint, settings.transport) == ("tcp://127.0.0.1:6000", "bridge")
     # Reinstalling replaces the folder; stale files go.
     (target / "stale.txt").write_text("x")
-    installer.install(dest, "tcp://127.0.0.1:6001", "auto")
+    shared.install_hosts("gimp", str(dest), "tcp://127.0.0.1:6001", "auto")
     assert not (target / "stale.txt").exists()
-    assert installer.uninstall(dest) == [target] and not target.exists()
-    assert installer.uninstall(dest) == []
+    assert shared.uninstall_hosts("gimp", str(dest)) == {"gimp": [target]}
+    assert not target.exists()
+    assert shared.uninstall_hosts("gimp", str(dest)) == {"gimp": []}
 
 
 def test_bad_transport(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="transport"):
-        installer.install(tmp_path, "tcp://127.0.0.1:6000", "carrier-pigeon")
+        shared.install_hosts("gimp", str(tmp_path), "tcp://127.0.0.1:6000", "carrier-pigeon")
 
 
 def test_plugin_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

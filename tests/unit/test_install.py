@@ -12,7 +12,6 @@ import pytest
 
 from nst_client.settings import CONFIG_NAME, DEFAULT_IDLE_EXIT_S, load
 from nst_core import cli
-from nst_plugins import gimp_installer, krita_installer
 from nst_plugins import install as shared
 
 USER_KRITARC = "[General]\nfoo=1\n\n[python]\nenable_other=true\n\n[Zoom]\nlevel=2\n"
@@ -134,9 +133,9 @@ def test_a_made_kritarc_krita_wrote_to_stays_without_our_section(home: Path) -> 
 
 def test_dest_gets_the_files_and_keeps_the_folder(home: Path, tmp_path: Path) -> None:
     dest = tmp_path / "mine" / "plug-ins"
-    shared.install("gimp", str(dest))
+    shared.install_hosts("gimp", str(dest))
     assert (dest / "plug-in-nst-stylize" / CONFIG_NAME).is_file()
-    assert gimp_installer.uninstall(dest) == [dest / "plug-in-nst-stylize"]
+    assert shared.uninstall_hosts("gimp", str(dest)) == {"gimp": [dest / "plug-in-nst-stylize"]}
     assert dest.is_dir() and not any(dest.iterdir())
     with pytest.raises(ValueError, match="--dest"):
         shared.install_hosts("all", str(dest))
@@ -224,17 +223,3 @@ def test_dest_with_all_is_refused(home: Path, capsys: pytest.CaptureFixture[str]
     assert cli.main(["install-plugin", "all", "--dest", str(home / "x")]) == 2
     assert "use it with gimp or krita, not all" in capsys.readouterr().err
     assert not any(home.iterdir())
-
-
-def test_stand_alone_host_installers_keep_their_signatures(home: Path, tmp_path: Path) -> None:
-    """krita_installer.install(dest, endpoint, transport, kritarc) as the e2e tests call it."""
-    rc = tmp_path / "rc"
-    package = krita_installer.install(tmp_path / "pykrita", "tcp://127.0.0.1:2", "bridge", rc)
-    assert config(package)["transport"] == "bridge"
-    assert set(krita_installer.uninstall(tmp_path / "pykrita", rc)) == {
-        package,
-        package.with_suffix(".desktop"),
-        package.parent / "nst_client",
-        rc,
-    }
-    assert not rc.exists()  # the install made it: it goes

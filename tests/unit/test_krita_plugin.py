@@ -224,11 +224,14 @@ def test_kritarc_enable_line(tmp_path: Path) -> None:
     assert rc.read_text().startswith("[General]\nx=1\n")
 
 
-def test_install_and_uninstall(tmp_path: Path) -> None:
-    dest, rc = tmp_path / "pykrita", tmp_path / "kritarc"
+def test_install_and_uninstall(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dest, rc = tmp_path / "pykrita", tmp_path / "config" / "kritarc"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(rc.parent))
     original = "[General]\nfoo=1\n\n[python]\nenable_other=true\n"
+    rc.parent.mkdir()
     rc.write_text(original)
-    package = installer.install(dest, "tcp://127.0.0.1:1", "bridge", kritarc=rc)
+    (done,) = shared.install_hosts("krita", str(dest), "tcp://127.0.0.1:1", "bridge")
+    package = done.folder
     assert package == dest / "neural_style"
     # The client goes beside the plug-in (Krita puts pykrita on sys.path), not inside it.
     assert (dest / "nst_client" / "client.py").exists()
@@ -239,8 +242,8 @@ def test_install_and_uninstall(tmp_path: Path) -> None:
     assert config["transport"] == "bridge"
     assert "style_weight" not in config  # strength goes to the engine, which maps it
     assert "enable_neural_style=true" in rc.read_text()
-    removed = installer.uninstall(dest, kritarc=rc)
+    removed = shared.uninstall_hosts("krita", str(dest))["krita"]
     assert set(removed) == {package, dest / "neural_style.desktop", dest / "nst_client", rc}
     assert not package.exists() and rc.read_text() == original
     with pytest.raises(ValueError, match="must be one of"):
-        installer.install(dest, "tcp://127.0.0.1:1", "pigeon", kritarc=rc)
+        shared.install_hosts("krita", str(dest), "tcp://127.0.0.1:1", "pigeon")
