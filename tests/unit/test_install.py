@@ -9,20 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from file_tree import tree
 
 from nst_client.settings import CONFIG_NAME, DEFAULT_IDLE_EXIT_S, load
 from nst_core import cli
 from nst_plugins import install as shared
 
 USER_KRITARC = "[General]\nfoo=1\n\n[python]\nenable_other=true\n\n[Zoom]\nlevel=2\n"
-
-
-def tree(root: Path) -> dict[str, bytes | None]:
-    """Every path under root: a file's bytes, None for a folder."""
-    return {
-        str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
-        for p in sorted(root.rglob("*"))
-    }
 
 
 @pytest.fixture

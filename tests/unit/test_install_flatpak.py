@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from file_tree import tree
 
 from nst_client.settings import CONFIG_NAME, load
 from nst_core import cli
@@ -56,13 +57,6 @@ class FakeFlatpak:
 
     def calls(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
-
-
-def tree(root: Path) -> dict[str, bytes | None]:
-    return {
-        str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
-        for p in sorted(root.rglob("*"))
-    }
 
 
 @pytest.fixture
