@@ -5,9 +5,12 @@ answers), hello, submit, wait for the first `progress`. Cold: no engine at the e
 the time includes starting nst-daemon and loading VGG-19; warm: the same engine again.
 A job of the plug-ins' default shape (a 512x384 layer, working size 512) is sent each time.
 
-    .venv/bin/python bench/bench_first_progress.py [--repeat 3] [--daemon PATH]
+    .venv/bin/python bench/bench_first_progress.py [--repeat 3] [--daemon PATH] [--root DIR]
 
 Each round uses a fresh free port and stops its engine afterwards; the figures are medians.
+`--root DIR` adds the way it was before the engine started on demand, in the same run: the
+daemon of an older checkout (a `git worktree`) started by hand, timed from its start to the
+first progress of the same job (the time to type the command not counted).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,12 +39,16 @@ def free_port() -> int:
         return port
 
 
-def first_progress(settings: Settings, content: np.ndarray, style: np.ndarray) -> float:
-    """Click to first progress, in seconds; the job is cancelled once it has reported."""
+def first_progress(
+    settings: Settings, content: np.ndarray, style: np.ndarray, started: float | None = None
+) -> float:
+    """Click (or started) to first progress, in seconds; the job is cancelled once it has
+    reported."""
     from nst_client import layouts
 
-    started = time.monotonic()
-    launcher.ensure_running(settings)
+    started = time.monotonic() if started is None else started
+    if settings.start_on_demand:
+        launcher.ensure_running(settings)
     client: Client
     with connect(settings, "bench-first-progress") as client:
         client.hello()
@@ -58,19 +66,45 @@ def first_progress(settings: Settings, content: np.ndarray, style: np.ndarray) -
                 return took
 
 
+def by_hand(root: str, device: str, content: np.ndarray, style: np.ndarray) -> float:
+    """The old way: nst-daemon of ROOT started by hand, its ready line, then the job."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": f"{root}/daemon:{root}"}
+    started = time.monotonic()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "nst_daemon", "--endpoint", endpoint, "--device", device],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=root,
+    )
+    try:
+        assert daemon.stdout is not None and daemon.stdout.readline().startswith("ready")
+        settings = Settings(endpoint=endpoint, start_on_demand=False)
+        return first_progress(settings, content, style, started)
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     default_daemon = str(Path(sys.executable).with_name("nst-daemon"))
     parser.add_argument("--daemon", default=default_daemon, help="the nst-daemon to start")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--root", help="an older checkout whose daemon is started by hand")
     args = parser.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="nst-bench-"))
     rng = np.random.default_rng(0)
     content = rng.integers(0, 256, (384, 512, 3), dtype=np.uint8)
     style = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
-    cold, warm = [], []
+    cold, warm, hand = [], [], []
     for _ in range(args.repeat):
+        if args.root:
+            hand.append(by_hand(args.root, args.device, content, style))
+            print(f"by hand (old) {hand[-1]:.2f} s", flush=True)
         settings = Settings(
             endpoint=f"tcp://127.0.0.1:{free_port()}",
             daemon=[args.daemon, "--device", args.device],
@@ -86,6 +120,11 @@ def main() -> int:
         f"click to first progress, median of {args.repeat}: "
         f"cold engine {statistics.median(cold):.2f} s, warm engine {statistics.median(warm):.2f} s"
     )
+    if hand:
+        print(
+            f"daemon started by hand (old checkout) to first progress, median: "
+            f"{statistics.median(hand):.2f} s"
+        )
     return 0
 
 
