@@ -61,6 +61,10 @@ class EngineState:
     def usable(self) -> bool:
         return self.phase in (READY, BUSY)
 
+    def down(self) -> bool:
+        """Nothing answers (not running, or not reachable)."""
+        return self.phase in (STOPPED, UNREACHABLE)
+
 
 def device_words(device: str) -> str:
     """'cpu' -> 'CPU', 'cuda:0 (NVIDIA H200)' -> 'GPU: NVIDIA H200', 'mps' -> 'Apple GPU'."""
@@ -161,17 +165,22 @@ def not_answering(settings: Settings, reason: str, see_lock: bool = True) -> Eng
     return EngineState(UNREACHABLE, f"Style engine unreachable: {reason}", details, problem=reason)
 
 
+def unreachable(settings: Settings, exc: BaseException) -> EngineState:
+    """The state when not even a connection can be made (a key file, pyzmq missing, ...)."""
+    return EngineState(UNREACHABLE, f"Style engine unreachable: {exc}", _details(settings))
+
+
 def nobody_listens(endpoint: str) -> bool:
     """True when a local endpoint plainly has no listener (the connection is refused at
     once), so a look need not wait out a ZeroMQ send timeout; False when unsure."""
     import socket
 
     address: str | tuple[str, int] | None
+    tcp = P.tcp_host_port(endpoint)
     if endpoint.startswith("ipc://"):
         family, address = getattr(socket, "AF_UNIX", -1), P.ipc_path(endpoint)
-    elif endpoint.startswith("tcp://") and P.is_local_endpoint(endpoint):
-        host, _, port = endpoint[len("tcp://") :].rpartition(":")
-        host = host.strip("[]")
+    elif tcp is not None and P.is_local_endpoint(endpoint):
+        host, port = tcp
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         address = (host, int(port)) if port.isdigit() else None
     else:
@@ -189,38 +198,34 @@ def nobody_listens(endpoint: str) -> bool:
     return False
 
 
-def _ask_status(client: Client, settings: Settings) -> EngineState:
-    status = dict(client.status())
-    if "version" not in status:
-        status["version"] = ""
-    return state_from_status(status, settings)
-
-
 def probe(
     settings: Settings, timeout_s: float = PROBE_TIMEOUT_S, see_lock: bool = True
 ) -> EngineState:
     """One look at the engine (a `status` request); never raises. see_lock: a held start-up
     lock means STARTING (False for the lock's own holder)."""
-    quick = replace(settings, timeout_s=timeout_s)
-    if nobody_listens(settings.endpoint):
-        reason = f"nothing listens at {settings.endpoint}"
-        return not_answering(settings, reason, see_lock)
+    monitor = EngineMonitor(settings, "nst-probe", timeout_s, see_lock)
     try:
-        with connect(quick, "nst-probe") as client:
-            return _ask_status(client, quick)
-    except DaemonUnavailable as exc:
-        return not_answering(settings, str(exc), see_lock)
-    except (DaemonError, SettingsError, OSError, ImportError) as exc:
-        return EngineState(UNREACHABLE, f"Style engine unreachable: {exc}", _details(settings))
+        return monitor.poll()
+    finally:
+        monitor.close()
 
 
 class EngineMonitor:
     """Live state for an editor: one Client kept between polls (a bridge is not restarted
-    every few seconds), made anew after a failure. Use from one thread."""
+    every few seconds), made anew after a failure. Use from one thread. Each poll waits at
+    most timeout_s (default: the settings' timeout, at most PROBE_TIMEOUT_S)."""
 
-    def __init__(self, settings: Settings, client_name: str) -> None:
-        self.settings = replace(settings, timeout_s=min(settings.timeout_s, PROBE_TIMEOUT_S))
+    def __init__(
+        self,
+        settings: Settings,
+        client_name: str,
+        timeout_s: float | None = None,
+        see_lock: bool = True,
+    ) -> None:
+        timeout = min(settings.timeout_s, PROBE_TIMEOUT_S) if timeout_s is None else timeout_s
+        self.settings = replace(settings, timeout_s=timeout)
         self.client_name = client_name
+        self.see_lock = see_lock
         self._client: Client | None = None
 
     def poll(self) -> EngineState:
@@ -229,17 +234,15 @@ class EngineMonitor:
             if self._client is None:
                 if nobody_listens(self.settings.endpoint):
                     reason = f"nothing listens at {self.settings.endpoint}"
-                    return not_answering(self.settings, reason)
+                    return not_answering(self.settings, reason, self.see_lock)
                 self._client = connect(self.settings, self.client_name)
-            return _ask_status(self._client, self.settings)
+            return state_from_status(self._client.status(), self.settings)
         except DaemonUnavailable as exc:
             self.close()
-            return not_answering(self.settings, str(exc))
+            return not_answering(self.settings, str(exc), self.see_lock)
         except (DaemonError, SettingsError, OSError, ImportError) as exc:
             self.close()
-            return EngineState(
-                UNREACHABLE, f"Style engine unreachable: {exc}", _details(self.settings)
-            )
+            return unreachable(self.settings, exc)
 
     def close(self) -> None:
         if self._client is not None:
@@ -410,7 +413,7 @@ def ensure_running(
     deadline = time.monotonic() + timeout_s
     state = report(probe(settings))
     started: Started | None = None
-    if state.phase in (STOPPED, UNREACHABLE):
+    if state.down():
         why = cannot_start(settings)
         if why is not None:
             remote = not P.is_local_endpoint(settings.endpoint)
@@ -424,7 +427,7 @@ def ensure_running(
         if state.usable():
             return state
         check_cancel()
-        if started is not None and started.process.poll() is not None and not state.usable():
+        if started is not None and started.process.poll() is not None:
             state = probe(settings)
             if not state.usable() and state.phase != STARTING:
                 raise DaemonUnavailable(started.failure())
@@ -459,17 +462,17 @@ def _start_once(
             raise DaemonUnavailable(f"another program holds {lock.path} and no engine started")
         time.sleep(POLL_S)
     try:
-        if probe(settings, see_lock=False).phase not in (STOPPED, UNREACHABLE):
+        if not probe(settings, see_lock=False).down():
             return None  # another launcher started it meanwhile
         report(EngineState(STARTING, "Starting the style engine…", _details(settings), 0.0))
         started = start_engine(settings)
         while True:  # until it answers (then others see it) or ends
             state = probe(settings, see_lock=False)
-            if state.phase not in (STOPPED, UNREACHABLE):
+            if not state.down():
                 report(state)
                 return started
             if started.process.poll() is not None:
-                answered = probe(settings, see_lock=False).phase not in (STOPPED, UNREACHABLE)
+                answered = not probe(settings, see_lock=False).down()
                 if started.process.returncode == 2 and answered:
                     return None  # its bind found another engine there: that one serves
                 raise DaemonUnavailable(started.failure())
@@ -496,5 +499,5 @@ def stop(settings: Settings, timeout_s: float = 5.0) -> bool:
             client.request(P.shutdown(client.new_id()))
         except DaemonUnavailable:
             # No `bye` came back: it stopped all the same if nothing answers any more.
-            return probe(settings, see_lock=False).phase in (STOPPED, UNREACHABLE)
+            return probe(settings, see_lock=False).down()
     return True

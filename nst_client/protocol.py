@@ -81,16 +81,24 @@ ERROR_CODES = (
 )
 
 
+def tcp_host_port(endpoint: str) -> tuple[str, str] | None:
+    """(host, port) of a tcp:// endpoint, brackets off an IPv6 host (port "" when absent)."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    hostport = endpoint[len("tcp://") :]
+    host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    return host.strip("[]"), port
+
+
 def is_local_endpoint(endpoint: str) -> bool:
     """True for ipc://, inproc:// and tcp:// on a loopback address (no CURVE needed; an
     engine there may be started on demand)."""
     if endpoint.startswith(("ipc://", "inproc://")):
         return True
-    if not endpoint.startswith("tcp://"):
+    tcp = tcp_host_port(endpoint)
+    if tcp is None:
         return False
-    hostport = endpoint[len("tcp://") :]
-    host = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
-    host = host.strip("[]")
+    host = tcp[0]
     if host == "localhost":
         return True
     try:

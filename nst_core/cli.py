@@ -520,7 +520,6 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     settings = _daemon_settings(args.endpoint, args)
     if args.action == "status":
         state = launcher.probe(settings, timeout_s=settings.timeout_s)
-        running = state.phase not in (launcher.STOPPED, launcher.UNREACHABLE)
         local_stop = state.phase == launcher.STOPPED
         print(
             "Style engine not running: start it with `nst daemon start`"
@@ -528,7 +527,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             else state.summary
         )
         print(state.details)
-        return 0 if running else 3
+        return 3 if state.down() else 0
     if args.action == "stop":
         try:
             stopped = launcher.stop(settings)

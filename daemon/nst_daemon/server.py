@@ -36,7 +36,7 @@ log = logging.getLogger("nst_daemon")
 
 Handler = Callable[[bytes, P.Header, list[P.Buffer]], None]
 #: Where each start-up step begins, as a share of a cold start (measured: see load()).
-STARTUP_SHARES = {"weights": 0.7, "warmup": 0.93}
+STARTUP_SHARES = {"torch": 0.02, "weights": 0.7, "warmup": 0.93}
 
 
 @dataclass
@@ -156,7 +156,7 @@ class Server:
         The start-up fractions are each step's share of a cold start measured on a 2-core CPU
         (importing PyTorch dominates), so a progress bar moves at a steady pace.
         """
-        self._step("loading PyTorch", 0.02)
+        self._step("loading PyTorch", STARTUP_SHARES["torch"])
         import numpy as np
         import torch
 

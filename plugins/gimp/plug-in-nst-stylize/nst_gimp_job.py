@@ -307,15 +307,6 @@ def _engine_monitor(settings: Settings) -> Monitor:
     return launcher.EngineMonitor(settings, CLIENT_NAME)
 
 
-def unreachable(settings: Settings, exc: Exception) -> EngineState:
-    """The state line when not even a connection can be made (pyzmq missing, say)."""
-    return EngineState(
-        phase=launcher.UNREACHABLE,
-        summary=f"Style engine unreachable: {exc}",
-        details=f"endpoint {settings.endpoint}, transport {settings.transport}: {exc!r}",
-    )
-
-
 class StateWatcher:
     """Asks the engine for its state every interval_s on a thread of its own, so that the
     dialog never waits on the network, and hands each state to post (in GIMP: through
@@ -371,7 +362,7 @@ class StateWatcher:
                         try:
                             monitor = self._make_monitor(settings)
                         except Exception as exc:  # a transport that cannot be made here
-                            self._post(unreachable(settings, exc))
+                            self._post(launcher.unreachable(settings, exc))
                 if monitor is not None:
                     state = monitor.poll()
                     stopped, generation, _ = self._current()
