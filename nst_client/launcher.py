@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from . import protocol as P
 from .client import Client, DaemonError, DaemonUnavailable, JobCancelled, connect
+from .progress import duration_words
 from .settings import Settings, SettingsError
 
 STOPPED, STARTING, READY, BUSY, UNREACHABLE = "stopped", "starting", "ready", "busy", "unreachable"
@@ -93,8 +94,7 @@ def state_from_status(status: Mapping[str, Any], settings: Settings) -> EngineSt
     extra = [f"device {device}" if device else "", f"pid {status.get('pid')}"]
     idle_exit = status.get("idle_exit_s") or 0
     if idle_exit:
-        after = f"{idle_exit / 60:.0f} min" if idle_exit >= 60 else f"{idle_exit:g} s"
-        extra.append(f"exits after {after} without a job")
+        extra.append(f"exits after {duration_words(idle_exit)} without a job")
     if status.get("state") == P.STARTING:
         startup = status.get("startup") or {}
         step = str(startup.get("step") or "starting")

@@ -21,6 +21,15 @@ def _number(value: Any, default: float = 0.0) -> float:
     return float(value) if math.isfinite(value) else default
 
 
+def duration_words(seconds: float) -> str:
+    """A set length of time in words: '1 hour', '30 minutes', '90 seconds'."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
+
+
 def format_duration(seconds: float) -> str:
     """'0:42', '12:05' or '1:02:03'."""
     seconds = max(int(round(seconds)), 0)

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm.add_argument(
         "--idle-exit",
-        type=float,
+        type=idle_seconds,
         default=0.0,
         metavar="SECONDS",
         help="start: exit after this long without a job (default 0: stays until stopped)",
@@ -494,7 +494,7 @@ def _daemon_settings(endpoint: str | None, args: argparse.Namespace) -> Settings
         raise UserError(str(exc)) from None
 
 
-def _ensure_engine(settings: Settings, should_cancel: Any = None) -> None:
+def _ensure_engine(settings: Settings, should_cancel: Any = None) -> Any:
     """The local engine, started when none answers (the plug-ins' launcher), with its
     start-up on stderr; DaemonUnavailable when there is none to be had."""
     from nst_client import launcher
@@ -509,7 +509,7 @@ def _ensure_engine(settings: Settings, should_cancel: Any = None) -> None:
             shown.append(state.summary)
             print(state.summary, file=sys.stderr, flush=True)
 
-    launcher.ensure_running(settings, on_state, should_cancel)
+    return launcher.ensure_running(settings, on_state, should_cancel)
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -537,18 +537,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return 0
     from nst_daemon import launch_command
 
-    if args.idle_exit < 0:
-        raise UserError("--idle-exit: must be 0 (never) or more seconds")
     settings.daemon = launch_command() + (["--device", args.device] if args.device else [])
     settings.idle_exit_s = args.idle_exit
     settings.start_on_demand = True
     try:
-        before = launcher.probe(settings)
-        _ensure_engine(settings)
+        already = not launcher.probe(settings).down()
+        state = _ensure_engine(settings)
     except DaemonUnavailable as exc:
         raise UserError(str(exc)) from None
-    state = launcher.probe(settings)
-    already = before.phase not in (launcher.STOPPED, launcher.UNREACHABLE)
     print(("already running: " if already else "") + state.summary)
     print(state.details)
     return 0

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 
-def launch_command() -> list[str]:
+def launch_command(python: str | None = None) -> list[str]:
     """The command that starts this installation's daemon: the `nst-daemon` script beside
-    this Python (a venv's bin/, Windows' Scripts/), else `python -m nst_daemon`. What the
-    plug-in installers record and `nst daemon start` runs."""
-    folder = Path(sys.executable).parent
-    for name in ("nst-daemon", "nst-daemon.exe"):
-        if (folder / name).is_file():
-            return [str(folder / name)]
-    return [sys.executable, "-m", "nst_daemon"]
+    its Python (default: this one; a venv's bin/, Windows' Scripts/), else that Python running
+    the module. What the plug-in installers record and `nst daemon start` runs."""
+    python = python or sys.executable
+    script = Path(python).with_name("nst-daemon.exe" if sys.platform == "win32" else "nst-daemon")
+    if script.is_file():
+        return [str(script)]
+    return [python, "-m", "nst_daemon"]

@@ -27,6 +27,7 @@ from typing import Any
 
 import nst_client
 from nst_client import protocol
+from nst_client.progress import duration_words
 from nst_client.settings import (
     CONFIG_NAME,
     DEFAULT_IDLE_EXIT_S,
@@ -34,6 +35,7 @@ from nst_client.settings import (
     check_transport,
     load,
 )
+from nst_daemon import launch_command
 
 from . import flatpak
 
@@ -102,16 +104,6 @@ def copy_tree(source: Path, target: Path) -> Path:
     return target
 
 
-def daemon_command(python: str | None = None) -> list[str]:
-    """How a plug-in starts the engine: the product's `nst-daemon` beside its Python (the
-    venv's script), or that Python running the module where there is no script."""
-    python = python or sys.executable
-    script = Path(python).with_name("nst-daemon.exe" if sys.platform == "win32" else "nst-daemon")
-    if script.is_file():
-        return [str(script)]
-    return [python, "-m", "nst_daemon"]
-
-
 def idle_seconds(text: str) -> float:
     """argparse type of --idle-exit: seconds, 0 (never) or more."""
     try:
@@ -131,7 +123,6 @@ def plugin_settings(
     *,
     start_on_demand: bool = True,
     idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
-    host_command: Sequence[str] = (),
 ) -> Settings:
     """The plug-in's settings: the daemon's endpoint, the transport, this Python for the bridge,
     this product's nst-daemon to start on demand, and the CURVE key files as absolute paths.
@@ -147,8 +138,7 @@ def plugin_settings(
     )
     settings.transport = check_transport(transport)
     settings.python = sys.executable
-    settings.daemon = daemon_command()
-    settings.host_command = list(host_command)
+    settings.daemon = launch_command()
     return settings
 
 
@@ -319,14 +309,6 @@ def uninstall_hosts(
 # --- what the commands say ----------------------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
-    for unit, size in (("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
-
-
 def engine_note(settings: Settings) -> str:
     """What starts the style engine, in plain words, for the settings an install wrote."""
     from nst_client.launcher import cannot_start
@@ -337,11 +319,11 @@ def engine_note(settings: Settings) -> str:
     stops = (
         "keeps running until you stop it (`nst daemon stop`)"
         if settings.idle_exit_s == 0
-        else f"stops after {_duration(settings.idle_exit_s)} without a job"
+        else f"stops after {duration_words(settings.idle_exit_s)} without a job"
     )
     return (
         "The style engine starts by itself the first time you stylize (loading its model "
-        f"takes a minute or so) and {stops}. It runs {' '.join(settings.daemon or [])}."
+        f"takes a few seconds) and {stops}. It runs {' '.join(settings.daemon or [])}."
     )
 
 

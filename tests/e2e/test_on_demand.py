@@ -131,7 +131,7 @@ def test_engine_on_demand_serves_then_exits_when_idle(endpoint: str) -> None:
     assert status["on_demand"] is True and status["idle_exit_s"] == 4.0
     assert status["jobs_done"] == 1
     later = launcher.probe(settings)
-    assert later.phase == launcher.READY and "exits after 4 s without a job" in later.details
+    assert later.phase == launcher.READY and "exits after 4 seconds without a job" in later.details
     gone_after = _wait_gone(endpoint, 30.0)
     assert launcher.probe(settings).phase == launcher.STOPPED
     log = next((Path(os.environ["XDG_STATE_HOME"]) / "nst").glob("engine-*.log")).read_text()

@@ -13,6 +13,7 @@ from file_tree import tree
 
 from nst_client.settings import CONFIG_NAME, DEFAULT_IDLE_EXIT_S, load
 from nst_core import cli
+from nst_daemon import launch_command
 from nst_plugins import install as shared
 
 USER_KRITARC = "[General]\nfoo=1\n\n[python]\nenable_other=true\n\n[Zoom]\nlevel=2\n"
@@ -65,7 +66,7 @@ def test_install_all_then_uninstall_all_leaves_the_tree_as_before(
         assert recorded["python"] == sys.executable
         assert (
             recorded["daemon"]
-            == shared.daemon_command()
+            == launch_command()
             == [str(Path(sys.executable).with_name("nst-daemon"))]
         )
         assert recorded["endpoint"] == "tcp://127.0.0.1:6123"
@@ -149,9 +150,9 @@ def test_daemon_command_is_the_script_beside_python_or_the_module(
     python = tmp_path / "venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.touch()
-    assert shared.daemon_command(str(python)) == [str(python), "-m", "nst_daemon"]
+    assert launch_command(str(python)) == [str(python), "-m", "nst_daemon"]
     (python.parent / "nst-daemon").touch()
-    assert shared.daemon_command(str(python)) == [str(python.parent / "nst-daemon")]
+    assert launch_command(str(python)) == [str(python.parent / "nst-daemon")]
     monkeypatch.setattr(sys, "executable", str(python))
     assert shared.plugin_settings("tcp://127.0.0.1:1", "auto").daemon == [
         str(python.parent / "nst-daemon")

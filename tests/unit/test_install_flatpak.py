@@ -13,6 +13,7 @@ from file_tree import tree
 
 from nst_client.settings import CONFIG_NAME, load
 from nst_core import cli
+from nst_daemon import launch_command
 from nst_plugins import flatpak
 from nst_plugins import install as shared
 
@@ -103,7 +104,7 @@ def test_only_flatpak_krita_allowed_installs_there_through_flatpak_spawn(
     assert recorded["python"] == sys.executable
     settings = load(package / CONFIG_NAME, env={})
     assert settings.bridge_command() == ["flatpak-spawn", "--host", sys.executable]
-    assert settings.daemon_command() == ["flatpak-spawn", "--host", *shared.daemon_command()]
+    assert settings.daemon_command() == ["flatpak-spawn", "--host", *launch_command()]
     assert (package.parent / "nst_client" / "client.py").is_file()
     assert rc.read_text() == SANDBOX_KRITARC + "\n[python]\nenable_neural_style=true\n"
     assert not (home / ".config").exists() and not (home / ".local").exists()

@@ -51,7 +51,10 @@ def test_states_in_plain_words() -> None:
     ready = launcher.state_from_status(_status(idle_exit_s=1800.0, version="1.2"), s)
     assert (ready.phase, ready.summary) == (launcher.READY, "Style engine ready (CPU)")
     assert ready.usable() and ready.version == "1.2"
-    assert "endpoint tcp://127.0.0.1:5999" in ready.details and "30 min" in ready.details
+    assert (
+        "endpoint tcp://127.0.0.1:5999" in ready.details
+        and "exits after 30 minutes without a job" in ready.details
+    )
     assert LOCAL not in ready.summary, "the endpoint belongs in the details"
     starting = launcher.state_from_status(
         _status(state=P.STARTING, startup={"step": "loading PyTorch", "fraction": 0.02}), s

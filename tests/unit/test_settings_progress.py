@@ -9,7 +9,7 @@ import pytest
 
 from nst_client import __version__
 from nst_client.client import version_note
-from nst_client.progress import Progress, format_duration
+from nst_client.progress import Progress, duration_words, format_duration
 from nst_client.protocol import DEFAULT_ENDPOINT
 from nst_client.settings import Settings, SettingsError, load
 
@@ -105,3 +105,15 @@ def test_version_note_only_on_a_mismatch() -> None:
     note = version_note({"version": "99.0"}, "nst install-plugin gimp")
     assert note is not None and "reinstall" in note and "nst install-plugin gimp" in note
     assert json.dumps(note)  # plain text for any UI
+
+
+def test_duration_words() -> None:
+    assert [duration_words(s) for s in (1, 4, 90, 60, 1800, 3600, 7200)] == [
+        "1 second",
+        "4 seconds",
+        "90 seconds",
+        "1 minute",
+        "30 minutes",
+        "1 hour",
+        "2 hours",
+    ]
