@@ -203,7 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="stylize the bundled photo with the bundled style")
     demo.add_argument("-o", "--output", default="nst-demo.png")
     _add_param_options(demo)
-    demo.set_defaults(size=256, iterations=100, max_pixels=DEFAULT_MAX_PIXELS)
+    # The demo runs cmd_stylize locally: every stylize option it lacks, at its default.
+    demo.set_defaults(
+        size=256,
+        iterations=100,
+        max_pixels=DEFAULT_MAX_PIXELS,
+        style_weights=None,
+        daemon=None,
+        no_start=False,
+        curve_server_key=None,
+        curve_client_cert=None,
+    )
 
     dm = sub.add_parser(
         "daemon",
@@ -459,19 +469,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .imageio import check_output, write_image
 
     output = Path(args.output)
-    content = default_content()
+    try:
+        content = default_content()
+    except RuntimeError as exc:  # the demo photo's package (scikit-image) is not installed
+        raise UserError(str(exc)) from None
     check_output(output, content)
     style_path = output.with_name(f"{output.stem}_style.png")
     content_path = output.with_name(f"{output.stem}_content.png")
     write_image(style_path, swirls())
     write_image(content_path, content)
     print(f"content {content_path}, style {style_path}")
-    args.content, args.styles, args.style_weights, args.daemon = (
-        str(content_path),
-        [str(style_path)],
-        None,
-        None,
-    )
+    args.content, args.styles = str(content_path), [str(style_path)]
     start = time.monotonic()
     code = cmd_stylize(args)
     print(f"demo took {time.monotonic() - start:.0f} s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import struct
 import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -29,6 +30,36 @@ def files(tmp_path: Path, photo: np.ndarray, style_image: np.ndarray) -> dict[st
     Image.fromarray(photo).save(content)
     Image.fromarray(style_image).save(style)
     return {"content": content, "style": style, "out": tmp_path / "out.png", "dir": tmp_path}
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    """The README's first command, `.venv/bin/nst demo` (the development venv, which has the
+    demo extra), small: the bundled photo and style, stylized."""
+    out = tmp_path / "demo.png"
+    dev_nst = str(Path(sys.executable).with_name("nst"))
+    r = subprocess.run(
+        [dev_nst, "demo", "-o", str(out), "--size", "32", "--iterations", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "demo_style.png").is_file()
+    content = Image.open(tmp_path / "demo_content.png")
+    result = Image.open(out)
+    assert result.size == content.size, "the result is at the content's own resolution"
+    diff = np.abs(np.asarray(result, dtype=float) - np.asarray(content, dtype=float)).mean()
+    assert diff > 1.0, f"the demo barely changed the photo (mean {diff:.2f} levels)"
+
+
+def test_demo_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
+    """The wheel alone has no scikit-image (the demo extra): one line naming the extra."""
+    r = run_nst("demo", "-o", str(tmp_path / "demo.png"))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "nst: error: the bundled demo photos come from scikit-image: pip install 'nst-studio[demo]'"
+    ]
+    assert not (tmp_path / "demo.png").exists()
 
 
 def test_stylize_writes_the_result(files: dict[str, Path]) -> None:
