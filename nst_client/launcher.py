@@ -77,6 +77,22 @@ def device_words(device: str) -> str:
     return device.upper() if device else "unknown device"
 
 
+def precision_words(profile: Any) -> str | None:
+    """An engine's measured precision in words, from welcome's or status's `profile`:
+    'bf16 (measured fp32 2.27 s, bf16 1.40 s per 512 px pass)'; None when there is none."""
+    if not isinstance(profile, Mapping) or not isinstance(profile.get("precision"), str):
+        return None
+    measured = profile.get("measured")
+    figures = [
+        f"{name} {seconds:.2f} s"
+        for name, seconds in (measured.items() if isinstance(measured, Mapping) else ())
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    ]
+    size = profile.get("size")
+    per = f" per {size} px pass" if isinstance(size, int) and not isinstance(size, bool) else ""
+    return profile["precision"] + (f" (measured {', '.join(figures)}{per})" if figures else "")
+
+
 def _details(settings: Settings, *extra: str) -> str:
     parts = [f"endpoint {settings.endpoint}", f"transport {settings.resolved_transport()}"]
     return "; ".join([*parts, *[e for e in extra if e]])
@@ -91,7 +107,12 @@ def state_from_status(status: Mapping[str, Any], settings: Settings) -> EngineSt
     field counts as ready)."""
     device = str(status.get("device") or "")
     version = str(status.get("version") or "")
-    extra = [f"device {device}" if device else "", f"pid {status.get('pid')}"]
+    precision = precision_words(status.get("profile"))
+    extra = [
+        f"device {device}" if device else "",
+        f"precision {precision}" if precision else "",
+        f"pid {status.get('pid')}",
+    ]
     idle_exit = status.get("idle_exit_s") or 0
     if idle_exit:
         extra.append(f"exits after {duration_words(idle_exit)} without a job")

@@ -1,9 +1,10 @@
 """How far a job is and how long it has left: the one formula every client shows.
 
 The fraction is elapsed / (elapsed + ETA) once the engine has an estimate: the engine weighs
-its steps by pixels, so the bar does not race through the cheap coarse scales and then stall
-at the last one (as iteration / iterations would). Before the first estimate it falls back to
-the iteration count.
+its steps by their predicted time, so the bar does not race through the cheap coarse scales
+and then stall at the last one (as iteration / iterations would). The engine's first report
+(iteration 0) already carries the plan's estimate; without one it falls back to the
+iteration count.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class Progress:
     def text(self) -> str:
         """'42% · 1:15 left · scale 2/3' (elapsed time while there is no estimate yet)."""
         where = f" · scale {self.scale}/{self.scales}" if self.scales > 1 else ""
-        if self.eta_s is not None and self.iteration > 0:
+        if self.eta_s is not None and (self.iteration > 0 or self.eta_s > 0):
             return f"{self.percent}% · {format_duration(self.eta_s)} left{where}"
         if self.elapsed_s > 0:
             return f"{self.percent}% · {format_duration(self.elapsed_s)} elapsed{where}"

@@ -246,6 +246,7 @@ class Welcome(TypedDict):
     defaults: dict[str, Any]
     state: str
     idle_exit_s: float
+    profile: DeviceProfile | None
 
 
 class Accepted(TypedDict):
@@ -305,6 +306,16 @@ class Bye(TypedDict):
     id: str
 
 
+class DeviceProfile(TypedDict):
+    """What the engine measured on its device at load (nst_core.calibrate)."""
+
+    precision: str
+    channels_last: bool
+    s_per_mpix: float
+    measured: dict[str, float]
+    size: int
+
+
 class Startup(TypedDict):
     """What a starting engine is doing, and how far it is (0..1)."""
 
@@ -359,6 +370,7 @@ class Status(TypedDict):
     on_demand: bool
     idle_exit_s: float
     idle_s: float
+    profile: DeviceProfile | None
 
 
 Reply = Welcome | Accepted | Progress | Result | Error | Cancelled | Pong | Status | Bye
@@ -421,6 +433,7 @@ def welcome(
     defaults: dict[str, Any],
     state: str = READY,
     idle_exit_s: float = 0.0,
+    profile: DeviceProfile | None = None,
 ) -> Welcome:
     return {
         "type": "welcome",
@@ -436,6 +449,7 @@ def welcome(
         "defaults": defaults,
         "state": state,
         "idle_exit_s": idle_exit_s,
+        "profile": profile,
     }
 
 
@@ -508,6 +522,7 @@ def status(
     on_demand: bool = False,
     idle_exit_s: float = 0.0,
     idle_s: float = 0.0,
+    profile: DeviceProfile | None = None,
 ) -> Status:
     """counts: jobs (done, failed, cancelled) since the daemon started; idle_s: seconds since
     the last job ended or arrived (0 while one runs or waits)."""
@@ -530,6 +545,7 @@ def status(
         "on_demand": on_demand,
         "idle_exit_s": idle_exit_s,
         "idle_s": idle_s,
+        "profile": profile,
     }
 
 

@@ -9,6 +9,8 @@ status 1, with nothing written; Ctrl-C writes the image as far as it got.
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import signal
 import sys
 import threading
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nst_client.launcher import precision_words
 from nst_client.progress import Progress
 from nst_client.protocol import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
 from nst_client.settings import TRANSPORTS, Settings
@@ -23,7 +26,7 @@ from nst_plugins.install import CHOICES as PLUGIN_HOSTS
 from nst_plugins.install import DEFAULT_IDLE_EXIT_S, idle_seconds
 
 from .imageio import ImageFileError
-from .params import PARAM_NAMES, ParamError, StyleParams, make_params
+from .params import PARAM_NAMES, QUALITY_PRESETS, ParamError, StyleParams, make_params
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -45,6 +48,53 @@ def _size(text: str) -> int | str:
         ) from None
 
 
+_UNIT_S = {"h": 3600, "m": 60, "s": 1}
+_UNIT_WORDS = {
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), "m"),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
+}
+_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*")
+_CLOCK = re.compile(r"\d+(?::\d{1,2}){1,2}")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds from what a person types: '90', '90s', '2m', '1m30s', '1 h 30', '1:30' (m:ss)
+    or '1:02:03'; None when it is not a duration. A number without a unit is in the unit
+    below the one before it (seconds at first): '1m30' is 90 s. The Krita docker's time
+    limit reads the same (its job_params.parse_duration; a unit test holds them together)."""
+    words = text.strip().lower()
+    if _CLOCK.fullmatch(words):
+        clock = 0
+        for part in words.split(":"):
+            clock = clock * 60 + int(part)
+        return float(clock)
+    total, pos, last = 0.0, 0, math.inf
+    while pos < len(words):
+        match = _PART.match(words, pos)
+        if match is None:
+            return None
+        number, word = match.groups()
+        if word:
+            unit = _UNIT_WORDS.get(word)
+        else:
+            unit = "s" if last == math.inf else {3600: "m", 60: "s"}.get(int(last))
+        if unit is None or _UNIT_S[unit] >= last:
+            return None  # an unknown unit, or units out of order ('30s 1m')
+        total += float(number) * _UNIT_S[unit]
+        last, pos = _UNIT_S[unit], match.end()
+    return total if pos else None
+
+
+def _duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds or a duration like 90s, 2m or 1m30s, got {text!r}"
+        )
+    return seconds
+
+
 def _pixels(text: str) -> int:
     if not (text.isascii() and text.isdigit() and int(text) > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {text!r}")
@@ -54,16 +104,41 @@ def _pixels(text: str) -> int:
 def _add_param_options(parser: argparse.ArgumentParser) -> None:
     d = StyleParams()
     parser.add_argument(
+        "--quality",
+        default=d.quality,
+        metavar="PRESET",
+        help=f"{', '.join(QUALITY_PRESETS)}: a quick look at a small size, the classic look "
+        "(about a minute on a laptop CPU), or the layer's own resolution where the machine "
+        "allows (default %(default)s)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=_duration,
+        default=d.time_budget,
+        metavar="SECONDS",
+        help="fit the job into this time (90, 90s, 2m, 1m30s; 5 s to 24 h): the planner picks "
+        "the size and the work for this device, and --quality does not apply",
+    )
+    parser.add_argument(
         "--size",
         type=_size,
         default=d.size,
-        help="long side of the last scale, or 'full' (default %(default)s)",
+        help="long side of the last scale in pixels, or 'full' (default: the planner's, from "
+        "--quality or --time-budget and the device's speed)",
     )
     parser.add_argument(
         "--iterations",
         type=int,
         default=d.iterations,
-        help="iterations per scale (default %(default)s)",
+        help="a fixed number of iterations at every scale, for scripts (default: the "
+        "planner's, from --quality or --time-budget)",
+    )
+    parser.add_argument(
+        "--no-restore-detail",
+        dest="restore_detail",
+        action="store_false",
+        help="when the last scale is smaller than the content, upscale the result plainly "
+        "(bicubic) instead of putting the content's fine detail back",
     )
     parser.add_argument(
         "--strength",
@@ -119,7 +194,7 @@ def _add_param_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default=d.precision,
-        help="auto (bf16 where the hardware is fast at it), fp32 or bf16",
+        help="auto (the fastest measured on this device within tolerance), fp32, bf16 or fp16",
     )
     parser.add_argument(
         "--weights",
@@ -142,6 +217,10 @@ def _add_param_options(parser: argparse.ArgumentParser) -> None:
 
 def _params(args: argparse.Namespace) -> Any:
     values = {name: getattr(args, name) for name in PARAM_NAMES if hasattr(args, name)}
+    if values.get("iterations") is not None and values.get("time_budget") is not None:
+        raise UserError(
+            "--iterations fixes the work and --time-budget fits it to a time: give one of them"
+        )
     return make_params(values)
 
 
@@ -203,10 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="stylize the bundled photo with the bundled style")
     demo.add_argument("-o", "--output", default="nst-demo.png")
     _add_param_options(demo)
-    # The demo runs cmd_stylize locally: every stylize option it lacks, at its default.
+    # The demo runs cmd_stylize locally (the default preset unless told): every stylize
+    # option it lacks, at its default.
     demo.set_defaults(
-        size=256,
-        iterations=100,
         max_pixels=DEFAULT_MAX_PIXELS,
         style_weights=None,
         daemon=None,
@@ -295,11 +373,14 @@ class _Bar:
                 bar_format="{l_bar}{bar}| {postfix}",
             )
         self.bar.set_description(p.text(), refresh=False)
-        self.bar.set_postfix_str(
-            f"step {p.iteration}/{p.iterations}, J={p.loss_total:.3g} Jc={p.loss_content:.3g} "
-            f"Js={p.loss_style:.3g}",
-            refresh=False,
-        )
+        if p.iteration > 0:
+            postfix = (
+                f"step {p.iteration}/{p.iterations}, J={p.loss_total:.3g} "
+                f"Jc={p.loss_content:.3g} Js={p.loss_style:.3g}"
+            )
+        else:  # the planned job, before its first step
+            postfix = f"step 0/{p.iterations}"
+        self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.update(int(p.fraction * 1000) - self.bar.n)
 
     def close(self) -> None:
@@ -331,6 +412,7 @@ def _stylize_local(
         model = load_model(args.weights, params.device, args.allow_download)
     except (WeightsError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    _say_plan(model, content.shape[:2], params)
     stop = threading.Event()
     bar = _Bar()
 
@@ -367,6 +449,29 @@ def _stylize_local(
     return 0
 
 
+def _say_plan(model: Any, content_hw: tuple[int, int], params: StyleParams) -> None:
+    """The job's plan and the precision it runs in, on stderr above the progress bar, in
+    the words `nst status` uses for a daemon's. The engine plans the same (make_plan is a
+    pure function of these), after the same one-off measurement of this device."""
+    from . import calibrate
+    from .plan import make_plan
+
+    profile = calibrate.profile(model)
+    plan = make_plan((int(content_hw[0]), int(content_hw[1])), params, profile.speed)
+    print(f"plan: {plan.describe()}", file=sys.stderr)
+    if params.precision == "auto":
+        print(f"precision: {profile.words()}", file=sys.stderr)
+    else:
+        print(f"precision: {params.precision} (as asked)", file=sys.stderr)
+
+
+def daemon_params(params: StyleParams) -> dict[str, Any]:
+    """What a job sends the daemon: the params that differ from the engine's defaults (so an
+    unsized job stays the daemon's planner's to size), never the device (the daemon's own)."""
+    defaults = StyleParams().to_dict()
+    return {k: v for k, v in params.to_dict().items() if k != "device" and v != defaults[k]}
+
+
 def _stylize_daemon(
     content: Any,
     styles: list[tuple[Any, float]],
@@ -382,8 +487,7 @@ def _stylize_daemon(
 
     stop = threading.Event()
     bar = _Bar()
-    defaults = StyleParams().to_dict()
-    sent = {k: v for k, v in params.to_dict().items() if k != "device" and v != defaults[k]}
+    sent = daemon_params(params)
 
     def on_progress(p: Progress) -> None:
         bar.update(p)
@@ -535,6 +639,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             else state.summary
         )
         print(state.details)
+        if state.usable():
+            line = _precision_line(_engine_status(settings))
+            if line:
+                print(line)
         return 3 if state.down() else 0
     if args.action == "stop":
         try:
@@ -555,6 +663,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     print(("already running: " if already else "") + state.summary)
     print(state.details)
+    line = _precision_line(_engine_status(settings))
+    if line:
+        print(line)
     return 0
 
 
@@ -570,9 +681,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (DaemonUnavailable, DaemonError) as exc:
         raise UserError(str(exc)) from None
     for key, value in status.items():
-        if key not in ("type", "id"):
+        if key == "profile":
+            print(_precision_line(status) or "precision: not measured yet (the engine is starting)")
+            if isinstance(value, dict) and isinstance(value.get("s_per_mpix"), (int, float)):
+                layout = ", channels_last" if value.get("channels_last") else ""
+                print(f"speed: {value['s_per_mpix']:.3g} s per megapixel pass{layout}")
+        elif key not in ("type", "id"):
             print(f"{key}: {value}")
     return 0
+
+
+def _precision_line(status: Any) -> str | None:
+    words = precision_words(status.get("profile")) if isinstance(status, dict) else None
+    return f"precision: {words}" if words else None
+
+
+def _engine_status(settings: Settings) -> dict[str, Any] | None:
+    """The engine's status reply, or None when it does not give one now."""
+    from nst_client.client import DaemonError, DaemonUnavailable, connect
+
+    try:
+        with connect(settings, "nst-cli") as client:
+            return dict(client.status())
+    except (DaemonUnavailable, DaemonError, OSError):
+        return None
 
 
 def cmd_plugin(args: argparse.Namespace) -> int:

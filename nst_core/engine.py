@@ -9,6 +9,7 @@ shared across calls through a `StyleTargetCache` (the daemon keeps one).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 import time
@@ -24,14 +25,20 @@ import torch.nn.functional as F
 from nst_client.layouts import wire_dtype
 from nst_client.progress import Progress
 
-from . import costs, optim, pixels
+from . import calibrate, costs, detail, optim, pixels, plan
 from .errors import OptimisationFailed as OptimisationFailed  # re-exported for callers
 from .errors import StylizeCancelled as StylizeCancelled
 from .params import TILE_OVERLAP, StyleParams, layer_stride, make_params
-from .plan import Piece, scale_sizes, style_pieces, style_size, tile_spans
+from .plan import Piece, Plan, Speed, make_plan, refit, style_pieces, style_size, tile_spans
 from .vgg import VGGFeatures, build
 
+log = logging.getLogger("nst_core")
 ProgressFn = Callable[[Progress], None]
+#: Seconds of predicted work the ETA trusts the plan for before the measurement takes over.
+ETA_PRIOR_S = 5.0
+#: A time-budgeted job ends its last scale at this share of the budget (the finish to full
+#: size and the hand-back take the rest).
+BUDGET_STOP = 0.97
 CancelFn = Callable[[], bool]
 
 
@@ -63,21 +70,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+def resolve_precision(precision: str, model: VGGFeatures) -> torch.dtype | None:
     """The autocast dtype for the VGG passes, or None for plain fp32.
 
-    'auto' picks bf16 only where it is fast (CPU with AMX tiles, CUDA with native bf16):
-    measured here, a 512-px VGG-19 forward+backward took 1.25 s in bf16 against 2.4 s in fp32
-    on a 2-core AMX CPU, with activations within 0.3-0.7 % of fp32.
+    'auto' is what calibration measured fastest within tolerance on this model's device
+    (nst_core.calibrate); a named precision is used as asked (fp32 only on mps).
     """
-    if precision == "fp32" or device.type == "mps":
+    if precision == "auto":
+        return calibrate.profile(model).autocast
+    if precision == "fp32" or model.device.type == "mps":
         return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return torch.bfloat16 if amx is not None and amx() else None
+    return calibrate.DTYPES[precision]
 
 
 _MODELS: dict[tuple[str, str], VGGFeatures] = {}
@@ -249,22 +252,57 @@ class _Run:
         cancel: CancelFn | None,
         preview_every: int,
         cache: StyleTargetCache | None,
-        total_iterations: int,
-        scales: int,
+        plan: Plan,
         finish: Callable[[torch.Tensor], Any],
     ):
         self.model, self.p = model, params
         self.progress, self.cancel = progress, cancel
         self.preview_every, self.cache = preview_every, cache
-        self.total, self.scales = total_iterations, scales
+        self.plan = plan
         self.finish = finish
         self.done = 0
         self.start = time.monotonic()
-        self.work_done = 0.0  # pixel-iterations done, for the time estimate
-        self.work_total = 0.0
+        #: Predicted seconds of the work done so far (the plan's units), for the estimate.
+        self.work_done = 0.0
         self.style_layers = [name for name, _ in params.style_layers]
         self.layer_weights = list(params.style_layers)
-        self.autocast = resolve_precision(params.precision, model.device)
+        self.autocast = resolve_precision(params.precision, model)
+        self.channels_last = calibrate.profile(model).channels_last
+
+    @property
+    def total(self) -> int:
+        return self.plan.iterations
+
+    @property
+    def scales(self) -> int:
+        return len(self.plan.steps)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def slowness(self) -> float:
+        """Observed time over predicted time so far, starting from the prediction's 1: the
+        plan's estimate stands at first and gives way to the measurement as work is done."""
+        prior = ETA_PRIOR_S
+        return (self.elapsed() + prior) / (self.work_done + prior)
+
+    def eta(self) -> float:
+        """Seconds left: the plan's remaining prediction at the speed seen so far."""
+        return max(0.0, (self.plan.predicted_s - self.work_done) * self.slowness())
+
+    def over_budget(self, scale: int) -> bool:
+        """True once a time-budgeted job has spent this scale's share of its budget: the
+        scales up to it take their predicted share (so an overrun at a coarse scale cannot
+        eat the last one's time), the last scale ends at BUDGET_STOP of the budget."""
+        budget = self.plan.budget_s
+        if budget is None:
+            return False
+        steps = self.plan.steps
+        if scale < len(steps):
+            times = [s.predicted_s(self.plan.speed) for s in steps]
+            share = sum(times[:scale]) / sum(times)
+            return self.elapsed() >= budget * BUDGET_STOP * share
+        return self.elapsed() >= budget * BUDGET_STOP
 
     def style_targets(
         self, styles: list[StyleImage], hw: tuple[int, int], content: torch.Tensor
@@ -367,12 +405,13 @@ class _Run:
     ) -> tuple[torch.Tensor, ...]:
         """J, Jc and Js of x (Jc and Js with the factors of `cost_weights`)."""
         content_factor, layer_factors = weights
+        inp = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
         with torch.autocast(
             self.model.device.type,
             dtype=self.autocast or torch.float32,
             enabled=self.autocast is not None,
         ):
-            feats = self.model(x, [self.p.content_layer, *self.style_layers], self.p.pooling)
+            feats = self.model(inp, [self.p.content_layer, *self.style_layers], self.p.pooling)
         feats = {name: a.float() for name, a in feats.items()}  # the costs stay in fp32
         j_content = content_factor * costs.content_cost(content_target, feats[self.p.content_layer])
         j_style = torch.stack(
@@ -395,13 +434,16 @@ class _Run:
         scale: int,
         snapshot: Callable[[torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
-        """p.iterations guarded optimiser steps on x (1, 3, h, w), reporting each one."""
+        """The plan's guarded optimiser steps for this scale on x (1, 3, h, w), reporting each."""
+        step = self.plan.steps[scale - 1]
+        iterations = step.iterations
+        eval_s = self.plan.speed.evaluation_s(step.tile_pixels)
         with torch.no_grad():
             content_target = self.model(content, [self.p.content_layer], self.p.pooling)[
                 self.p.content_layer
             ]
-        pixels = x.shape[-1] * x.shape[-2]
         weights = self.cost_weights(content_target, style_targets)
+        self.work_done += plan.SCALE_OVERHEAD_EVALUATIONS * eval_s
         best_parts = [math.inf, 0.0, 0.0]  # J, Jc and Js of the best image so far
         best = [x.detach()]
 
@@ -414,27 +456,26 @@ class _Run:
         def on_evaluation(ev: optim.Evaluation) -> None:
             best[0] = ev.best
             self.done += 1
-            self.work_done += pixels
+            self.work_done += eval_s
             # The best so far, not the line search's trial: what a stop now would return.
             self.report(
                 scale, (ev.best_cost, best_parts[1], best_parts[2]), lambda: snapshot(ev.best)
             )
 
-        def should_stop() -> None:
+        def should_stop() -> bool:
             if self.cancel is not None and self.cancel():
                 raise StylizeCancelled(self.finish(snapshot(best[0])))
+            return self.over_budget(scale)
 
-        done_at_end = self.done + self.p.iterations
+        done_at_end = self.done + iterations
         try:
             if self.p.optimizer == "lbfgs":
-                result = optim.minimise_lbfgs(
-                    objective, x, self.p.iterations, on_evaluation, should_stop
-                )
+                result = optim.minimise_lbfgs(objective, x, iterations, on_evaluation, should_stop)
             else:
                 result = optim.minimise_adam(
                     objective,
                     x,
-                    self.p.iterations,
+                    iterations,
                     self.p.learning_rate,
                     on_evaluation,
                     should_stop,
@@ -450,7 +491,7 @@ class _Run:
         if self.done < done_at_end:
             # A converged run stops early: its unused steps count as done (one report for
             # them), so the progress and the time estimate stay true.
-            self.work_done += (done_at_end - self.done) * pixels
+            self.work_done += (done_at_end - self.done) * eval_s
             self.done = done_at_end
             self.report(
                 scale, (best_parts[0], best_parts[1], best_parts[2]), lambda: snapshot(result)
@@ -462,15 +503,27 @@ class _Run:
     ) -> None:
         if self.progress is None:
             return
-        elapsed = time.monotonic() - self.start
-        rate = elapsed / self.work_done if self.work_done else 0.0
-        eta = max(0.0, (self.work_total - self.work_done) * rate)
         preview = None
-        if self.preview_every and (self.done % self.preview_every == 0 or self.done == self.total):
+        if (
+            self.preview_every
+            and self.done
+            and (self.done % self.preview_every == 0 or self.done == self.total)
+        ):
             preview = self.finish(snapshot())
         j, jc, js = last
         self.progress(
-            Progress(self.done, self.total, scale, self.scales, j, jc, js, elapsed, eta, preview)
+            Progress(
+                self.done,
+                self.total,
+                scale,
+                self.scales,
+                j,
+                jc,
+                js,
+                self.elapsed(),
+                self.eta(),
+                preview,
+            )
         )
 
 
@@ -504,11 +557,17 @@ def stylize(
     dtype = wire_dtype(content)
     colour, alpha = pixels.split_alpha(content)
     rgb = _to_tensor(pixels.to_unit_float(colour), device)
+    plan = make_plan((height, width), p, calibrate.speed_for(model, p.precision))
+    log.info("plan for %dx%d: %s", width, height, plan.describe())
 
     def finish(x: torch.Tensor) -> np.ndarray:
-        """Working image -> the caller's layout at full size (colours restored if asked)."""
+        """Working image -> the caller's layout at full size (fine structure and colours
+        restored if asked)."""
         with torch.no_grad():
+            working = (int(x.shape[-2]), int(x.shape[-1]))
             x = resize(x, (height, width)).clamp(0.0, 1.0)
+            if p.restore_detail and working != (height, width):
+                x = detail.restore_detail(x, rgb, working)
             if p.preserve_colors:
                 yiq = rgb_to_yiq(rgb)
                 yiq[:, :1] = rgb_to_yiq(x)[:, :1]
@@ -517,32 +576,15 @@ def stylize(
         out = pixels.from_unit_float(out, dtype)
         return pixels.join_alpha(out, alpha, channels)
 
-    sizes = scale_sizes(height, width, p.size, p.min_scale)
-    tiles_per_scale = [
-        len(tile_spans(h, p.tile_size)) * len(tile_spans(w, p.tile_size)) for h, w in sizes
-    ]
-    run = _Run(
-        model,
-        p,
-        progress,
-        cancel,
-        preview_every,
-        style_cache,
-        p.iterations * sum(tiles_per_scale),
-        len(sizes),
-        finish,
-    )
-    run.work_total = float(
-        p.iterations
-        * sum(
-            min(h, p.tile_size) * min(w, p.tile_size) * t
-            for (h, w), t in zip(sizes, tiles_per_scale, strict=True)
-        )
-    )
-
+    run = _Run(model, p, progress, cancel, preview_every, style_cache, plan, finish)
+    run.report(1, (0.0, 0.0, 0.0), lambda: rgb)  # the plan's ETA, at once
     gen = torch.Generator().manual_seed(p.seed)
     x: torch.Tensor | None = None
-    for index, hw in enumerate(sizes, start=1):
+    for index in range(1, len(plan.steps) + 1):
+        if index > 1:  # a budget is fitted again to the time left, at the speed seen
+            observed = _scaled(plan.speed, run.slowness())
+            run.plan = refit(run.plan, index - 1, run.elapsed(), observed)
+        hw = run.plan.steps[index - 1].size
         content_s = resize(rgb, hw)
         if p.preserve_colors:
             content_s = luminance_only(content_s)
@@ -556,7 +598,13 @@ def stylize(
             x = resize(x, hw).clamp(0.0, 1.0)
         x = _optimise_scale(run, x, content_s, targets, index)
     assert x is not None
+    if run.work_done > 0:
+        calibrate.observe(model, _scaled(plan.speed, run.elapsed() / run.work_done))
     return finish(x)
+
+
+def _scaled(speed: Speed, factor: float) -> Speed:
+    return Speed(speed.s_per_mpix * factor, speed.s_fixed * factor)
 
 
 def _optimise_scale(

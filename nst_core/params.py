@@ -47,6 +47,12 @@ DEFAULT_STYLE_LAYER_WEIGHTS: tuple[tuple[str, float], ...] = tuple(
 TILE_OVERLAP = 64
 #: The smallest tile: the overlaps may take at most half of it.
 MIN_TILE_SIZE = 4 * TILE_OVERLAP
+#: The artists' presets, fastest first (nst_core.plan.PRESETS says what each one does).
+QUALITY_PRESETS = ("draft", "normal", "final")
+DEFAULT_QUALITY = "normal"
+#: A time budget's range in seconds: below 5 s not even a draft fits; a day at most.
+MIN_TIME_BUDGET_S = 5.0
+MAX_TIME_BUDGET_S = 86400.0
 #: The largest weight (alpha, beta, TV, a style layer's) accepted: past it only rounding moves.
 MAX_WEIGHT = 1e6
 
@@ -63,10 +69,18 @@ class ParamError(ValueError):
 class StyleParams:
     """Everything that shapes a run. Defaults aim at jcjohnson/neural-style's look at 512 px."""
 
-    iterations: int = 300
-    """Optimizer iterations at each scale (coarse scales are cheap: 1/4 the pixels each)."""
-    size: int | str = 512
-    """Long side of the last optimised scale; 'full' = the content's own size."""
+    quality: str = "normal"
+    """An artist's preset (QUALITY_PRESETS): the planner turns it into scales and iterations."""
+    time_budget: float | None = None
+    """Seconds the job may take; the planner fits it (quality is then ignored). None = off."""
+    iterations: int | None = None
+    """Optimizer iterations at every scale, fixed (scripts); None = the planner decides."""
+    size: int | str | None = None
+    """Long side of the last optimised scale; 'full' = the content's own size; None = the
+    planner picks it from the preset or budget and the device's measured speed."""
+    restore_detail: bool = True
+    """When the last scale is below the layer's size, put the content's fine structure back
+    at full size (nst_core.detail); False = a plain bicubic upscale."""
     strength: float = strength_scale.DEFAULT
     """How much style, 0 (a hint) .. 100 (only the painting's texture); sets beta."""
     content_weight: float = 1.0
@@ -99,8 +113,8 @@ class StyleParams:
     """Scales whose long side exceeds this are optimised in overlapping tiles (bounded memory)."""
     device: str = "auto"
     precision: str = "auto"
-    """VGG arithmetic: fp32, bf16 (autocast; costs stay fp32), or auto = bf16 where the
-    hardware has native bf16 matrix units (CPU AMX, CUDA sm80+), else fp32."""
+    """VGG arithmetic: fp32, bf16 or fp16 (autocast; costs stay fp32), or auto = the one
+    measured fastest within tolerance on this device (nst_core.calibrate)."""
 
     @property
     def beta(self) -> float:
@@ -121,7 +135,8 @@ _CHOICES = {
     "init": ("content", "noise"),
     "pooling": ("max", "avg"),
     "device": ("auto", "cpu", "cuda", "mps"),
-    "precision": ("auto", "fp32", "bf16"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "quality": QUALITY_PRESETS,
 }
 
 
@@ -165,8 +180,12 @@ def make_params(
         raise ParamError(unknown[0], f"unknown parameter (known: {', '.join(PARAM_NAMES)})")
     p = replace(defaults) if defaults is not None else StyleParams()
     for name, value in values.items():
-        if name in ("iterations",):
-            value = _number(name, value, int, 0, 100000)
+        if name == "iterations":
+            if value is not None:
+                value = _number(name, value, int, 0, 100000)
+        elif name == "time_budget":
+            if value is not None:
+                value = _number(name, value, float, MIN_TIME_BUDGET_S, MAX_TIME_BUDGET_S)
         elif name in ("seed",):
             value = _number(name, value, int, 0, 2**63 - 1)
         elif name == "min_scale":
@@ -174,7 +193,7 @@ def make_params(
         elif name == "tile_size":
             value = _number(name, value, int, MIN_TILE_SIZE, 1 << 16)
         elif name == "size":
-            if value != "full":
+            if value is not None and value != "full":
                 value = _number(name, value, int, 16, 1 << 16)
         elif name == "strength":
             value = _number(name, value, float, strength_scale.MINIMUM, strength_scale.MAXIMUM)
@@ -187,7 +206,7 @@ def make_params(
             value = _number(name, value, float, 0.0, 1.0, strict_min=True)
         elif name == "style_scale":
             value = _number(name, value, float, 0.1, 4.0)
-        elif name in ("preserve_colors", "normalize_costs"):
+        elif name in ("preserve_colors", "normalize_costs", "restore_detail"):
             if not isinstance(value, bool):
                 raise ParamError(name, f"expected true or false, got {quote(value)}")
         elif name in _CHOICES:

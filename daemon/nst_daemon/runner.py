@@ -163,7 +163,7 @@ class Runner:
                     P.OUT_OF_MEMORY,
                     f"out of memory on {self.device_name} for "
                     f"{job.content['width']}x{job.content['height']} at size "
-                    f"{params.size}: lower params.size or params.tile_size",
+                    f"{params.size or 'auto'}: lower params.size, the quality or params.tile_size",
                 ), []
         image, data = layouts.from_array(out, 1)
         if _layout(image) != _layout(job.content):

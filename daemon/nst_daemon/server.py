@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -36,7 +36,7 @@ log = logging.getLogger("nst_daemon")
 
 Handler = Callable[[bytes, P.Header, list[P.Buffer]], None]
 #: Where each start-up step begins, as a share of a cold start (measured: see load()).
-STARTUP_SHARES = {"torch": 0.02, "weights": 0.7, "warmup": 0.93}
+STARTUP_SHARES = {"torch": 0.02, "weights": 0.7, "measure": 0.85, "warmup": 0.93}
 
 
 @dataclass
@@ -119,6 +119,8 @@ class Server:
         #: Why the model could not load (the daemon then ends), set by the loader thread.
         self.load_error: str | None = None
         self._load_done = threading.Event()
+        #: What calibration measured on the device (welcome/status), once the model is loaded.
+        self._profile: Callable[[], P.DeviceProfile] | None = None
         self._loader: threading.Thread | None = None
         #: When a job last arrived or ended, for --idle-exit.
         self.last_activity = time.monotonic()
@@ -160,7 +162,7 @@ class Server:
         import numpy as np
         import torch
 
-        from nst_core import engine
+        from nst_core import calibrate, engine
 
         c = self.config
         self._step("loading the VGG-19 weights", STARTUP_SHARES["weights"])
@@ -172,6 +174,10 @@ class Server:
         self.weights_name = model.weights_name
         if c.memory_fraction and self.device_type == "cuda":
             torch.cuda.set_per_process_memory_fraction(c.memory_fraction, device)
+        # Precision and speed: measured once per machine (cached on disk), refined by jobs.
+        self._step(f"measuring {self.device_name}", STARTUP_SHARES["measure"])
+        calibrate.profile(model)
+        self._profile = lambda: cast(P.DeviceProfile, calibrate.profile(model).to_message())
         cache = engine.StyleTargetCache(max_bytes=c.style_cache_mb << 20)
         self.runner = Runner(engine.stylize, model, cache, self.device_name, self._free_memory)
         if c.warmup:
@@ -271,6 +277,7 @@ class Server:
                 defaults=defaults,
                 state=self.state,
                 idle_exit_s=self.config.idle_exit_s,
+                profile=self._profile() if self._profile is not None else None,
             ),
         )
 
@@ -308,6 +315,7 @@ class Server:
                 on_demand=self.config.on_demand,
                 idle_exit_s=self.config.idle_exit_s,
                 idle_s=round(self.idle_seconds(), 3),
+                profile=self._profile() if self._profile is not None else None,
             ),
         )
 

@@ -15,7 +15,9 @@ import product
 import pytest
 from PIL import Image
 
+from nst_core import cli
 from nst_core.imageio import read_image, write_image
+from nst_core.params import StyleParams
 
 NST = [product.bin_path("nst")]
 
@@ -32,13 +34,114 @@ def files(tmp_path: Path, photo: np.ndarray, style_image: np.ndarray) -> dict[st
     return {"content": content, "style": style, "out": tmp_path / "out.png", "dir": tmp_path}
 
 
+def _parsed(*options: str) -> StyleParams:
+    """The params `nst stylize c.png s.png -o o.png OPTIONS` runs with (in this process)."""
+    argv = ["stylize", "c.png", "s.png", "-o", "o.png", *options]
+    params: StyleParams = cli._params(cli.build_parser().parse_args(argv))
+    return params
+
+
+def test_the_plan_is_the_planners_unless_told() -> None:
+    """No options: the normal preset, the planner's size and iterations, the detail put
+    back; a daemon job sends none of it (the daemon's defaults are the same)."""
+    p = _parsed()
+    assert (p.quality, p.time_budget, p.iterations, p.size, p.restore_detail) == (
+        "normal",
+        None,
+        None,
+        None,
+        True,
+    )
+    assert cli.daemon_params(p) == {}
+    p = _parsed("--quality", "draft", "--time-budget", "1m30s", "--size", "full")
+    assert cli.daemon_params(_parsed("--no-restore-detail")) == {"restore_detail": False}
+    assert cli.daemon_params(p) == {"quality": "draft", "time_budget": 90.0, "size": "full"}
+    for words in ("90", "90s", "1.5m", "1:30", "1 min 30 s"):
+        assert _parsed("--time-budget", words).time_budget == 90.0
+    scripts = _parsed("--iterations", "300", "--size", "512", "--precision", "fp16")
+    assert cli.daemon_params(scripts) == {"iterations": 300, "size": 512, "precision": "fp16"}
+    with pytest.raises(cli.UserError, match="give one of them"):
+        _parsed("--iterations", "5", "--time-budget", "60")
+    demo = cli.build_parser().parse_args(["demo"])  # the default preset too
+    assert (demo.quality, demo.time_budget, demo.size, demo.iterations) == (
+        "normal",
+        None,
+        None,
+        None,
+    )
+
+
+PROFILE = {
+    "precision": "bf16",
+    "channels_last": False,
+    "s_per_mpix": 5.3,
+    "measured": {"fp32": 2.27, "bf16": 1.4},
+    "size": 512,
+}
+
+
+def test_status_says_the_measured_precision(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.precision_words(PROFILE) == (
+        "bf16 (measured fp32 2.27 s, bf16 1.40 s per 512 px pass)"
+    )
+    assert cli.precision_words(None) is None and cli.precision_words({"measured": {}}) is None
+    assert cli.precision_words({"precision": "fp32"}) == "fp32"
+
+    class Engine:
+        profile: dict[str, object] | None = PROFILE
+
+        def __enter__(self) -> Engine:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+        def status(self) -> dict[str, object]:
+            return {"type": "status", "id": "1", "state": "ready", "profile": self.profile}
+
+    import nst_client.client
+
+    monkeypatch.setattr(nst_client.client, "connect", lambda settings, name: Engine())
+    assert cli.main(["status", "--endpoint", "tcp://127.0.0.1:1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "state: ready",
+        "precision: bf16 (measured fp32 2.27 s, bf16 1.40 s per 512 px pass)",
+        "speed: 5.3 s per megapixel pass",
+    ]
+    Engine.profile = None  # still starting: nothing measured yet
+    assert cli.main(["status", "--endpoint", "tcp://127.0.0.1:1"]) == 0
+    assert "precision: not measured yet" in capsys.readouterr().out
+
+
+def test_a_preset_job_says_its_plan(files: dict[str, Path]) -> None:
+    """The default path for people: a preset, the planner's size, the plan and the precision
+    on stderr above the progress."""
+    r = run_nst(
+        "stylize",
+        str(files["content"]),
+        str(files["style"]),
+        "-o",
+        str(files["out"]),
+        "--quality",
+        "draft",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "plan: draft: 64x64:" in r.stderr and "(the layer's size)" in r.stderr, r.stderr
+    assert "precision: " in r.stderr
+    out = read_image(files["out"])
+    assert out.shape == (64, 64, 3) and not np.array_equal(out, read_image(files["content"]))
+
+
 def test_demo_runs(tmp_path: Path) -> None:
     """The README's first command, `.venv/bin/nst demo` (the development venv, which has the
-    demo extra), small: the bundled photo and style, stylized."""
+    demo extra), small: the bundled photo and style, stylized with a preset."""
     out = tmp_path / "demo.png"
     dev_nst = str(Path(sys.executable).with_name("nst"))
     r = subprocess.run(
-        [dev_nst, "demo", "-o", str(out), "--size", "32", "--iterations", "2"],
+        [dev_nst, "demo", "-o", str(out), "--quality", "draft", "--size", "32"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -120,6 +223,23 @@ def test_sixteen_bit_rgba_png_round_trip(files: dict[str, Path], photo: np.ndarr
         (
             ["stylize", "{content}", "{style}", "-o", "{out}", "--optimizer", "sgd"],
             "--optimizer: must be one of lbfgs, adam",
+        ),
+        (
+            ["stylize", "{content}", "{style}", "-o", "{out}", "--quality", "best"],
+            "--quality: must be one of draft, normal, final",
+        ),
+        (
+            ["stylize", "{content}", "{style}", "-o", "{out}", "--time-budget", "soon"],
+            "argument --time-budget: expected seconds or a duration like 90s, 2m or 1m30s",
+        ),
+        (
+            ["stylize", "{content}", "{style}", "-o", "{out}", "--time-budget", "2s"],
+            "--time-budget: must be >= 5.0",
+        ),
+        (
+            ["stylize", "{content}", "{style}", "-o", "{out}", "--time-budget", "1m"]
+            + ["--iterations", "5"],
+            "--iterations fixes the work and --time-budget fits it to a time",
         ),
         (
             ["stylize", "{content}", "{style}", "-o", "{out}", "--style-weights", "1", "2"],

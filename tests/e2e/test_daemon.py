@@ -111,7 +111,10 @@ def test_hello(client: Client) -> None:
     welcome = client.hello()
     assert welcome["protocol"] == 1 and welcome["device"] == "cpu"
     assert welcome["weights"] == "caffe" and welcome["max_pixels"] == MAX_PIXELS
-    assert welcome["defaults"]["iterations"] == 300
+    assert welcome["defaults"]["quality"] == "normal" and welcome["defaults"]["iterations"] is None
+    profile = welcome["profile"]  # what the daemon measured on its device at start-up
+    assert profile is not None and profile["precision"] in profile["measured"]
+    assert profile["s_per_mpix"] > 0 and set(profile["measured"]) <= {"fp32", "bf16"}
     assert client.ping()["type"] == P.PONG
 
 
@@ -125,9 +128,11 @@ def test_round_trip(client: Client, channels: int, dtype: Any) -> None:
     if channels == 4:
         assert np.array_equal(out[..., 3], content[..., 3])  # alpha bit-exact
     total = progress[-1].iterations
-    assert [p.iteration for p in progress] == list(range(1, total + 1))
+    # The first report (iteration 0) comes before any work, with the plan's time estimate.
+    assert [p.iteration for p in progress] == list(range(0, total + 1))
+    assert progress[0].eta_s is not None and progress[0].eta_s > 0
     assert progress[-1].scales == 2 and {p.scale for p in progress} == {1, 2}
-    for p in progress:
+    for p in progress[1:]:
         assert p.loss_total > 0 and p.loss_content >= 0 and p.loss_style >= 0
         assert p.elapsed_s >= 0 and p.eta_s is not None and p.eta_s >= 0
     assert progress[-1].fraction == 1.0

@@ -50,11 +50,18 @@ CACHE = Path(os.environ.get("NST_TEST_CACHE", "~/.cache/nst-tests")).expanduser(
 ARTIFACTS = Path(os.environ.get("NST_ARTIFACTS", REPO / "artifacts")) / "krita"
 PROFILE_DIRS = ("home", "config", "data", "cache")
 W, H = 64, 48
-ITERATIONS, SIZE = 20, 64
+#: The docker's own defaults: the normal preset, the planner's working size (Auto), which on
+#: a 64x48 layer is one scale at the layer's size: a job of seconds.
+QUALITY = "normal"
+#: The working size the planner picks for these layers (their long side): the style's size.
+SIZE = 64
 SELECTION = (16, 12, 32, 24)
-#: The README's picture: a layer large enough to look like a picture, ~25 s on 2 CPU cores.
+#: The README's picture: a layer large enough to look like a picture, at the docker's defaults
+#: (normal, Auto size: two scales, the last at the layer's size; ~30 s on 2 CPU cores).
 README_W, README_H = 384, 288
-README_ITERATIONS, README_SIZE, README_STRENGTH = 40, 256, 40
+README_STRENGTH = 40
+#: The cancelled job: a time limit long enough that only the cancel ends it.
+CANCEL_TIME_LIMIT_S = 600
 #: Result vs style Gram cost must be below this fraction of source vs style.
 STYLE_COST_RATIO = 0.5
 KRITA_TIMEOUT_S = 420
@@ -328,8 +335,7 @@ def _case(name: str, depth: str, images: dict[str, Any], **extra: Any) -> dict[s
         "height": H,
         "content": images[depth],
         "style": images["style"],
-        "iterations": ITERATIONS,
-        "size": SIZE,
+        "quality": QUALITY,
         **extra,
     }
 
@@ -345,8 +351,6 @@ def _readme_case(images: dict[str, Any]) -> dict[str, Any]:
         height=README_H,
         content=images["readme"],
         style=images["swirls"],
-        iterations=README_ITERATIONS,
-        size=README_SIZE,
         strength=README_STRENGTH,
         zoom="fit",
         tool="PanTool",
@@ -381,7 +385,15 @@ def ondemand_run(
         _case("rgba8", "U8", images, screenshots=True, undo=True),
         _case("rgba16", "U16", images),
         _case("selection", "U8", images, selection=list(SELECTION), screenshots=True),
-        _case("cancel", "U8", images, iterations=3000, cancel=True, timeout_s=90),
+        _case(
+            "cancel",
+            "U8",
+            images,
+            quality="final",
+            time_limit_s=CANCEL_TIME_LIMIT_S,
+            cancel=True,
+            timeout_s=90,
+        ),
         _case("missing_style", "U8", images, style="/nonexistent/style.png"),
         _case("group_active", "U8", images, active="group"),
         _readme_case(images),  # last: it closes the other documents and moves the slider
@@ -453,6 +465,13 @@ def _check_stylized(
     assert rec["preview_has_image"], "no live preview was shown"
     assert rec["gui_max_gap_s"] < 1.5, f"Krita's GUI froze for {rec['gui_max_gap_s']:.2f} s"
     assert rec["engine"].startswith("Style engine ready (CPU)"), rec["engine"]
+    # The docker's controls as the job left them: a preset, no time limit, the planner's size.
+    assert rec["controls"] == {
+        "quality": QUALITY,
+        "quality_enabled": True,
+        "time_limit": "Off",
+        "size": "Auto",
+    }, rec["controls"]
     return rec
 
 
@@ -582,6 +601,13 @@ def test_the_readme_pictures(ondemand_run: dict[str, Any]) -> None:
 def test_cancel_adds_no_layer(ondemand_run: dict[str, Any]) -> None:
     rec = ondemand_run["cases"]["cancel"]
     assert rec["outcomes"] == ["cancelled"], rec["status"]
+    # A time limit: the quality does not apply, and the docker greys it.
+    assert rec["controls"] == {
+        "quality": "final",
+        "quality_enabled": False,
+        "time_limit": "10 min",
+        "size": "Auto",
+    }, rec["controls"]
     assert rec["layers_after"] == ["Photo", "Top"]
     assert rec["job_s"] < 60, "cancel took too long"
     assert Path(rec["source_after"]).read_bytes() == Path(rec["source_before"]).read_bytes()

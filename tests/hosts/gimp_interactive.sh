@@ -4,7 +4,8 @@
 # (screenshot.py); gimp_interactive_driver.py records what came of each run in /io/out.
 #   sh interactive.sh job     OK in the procedure dialog and Escape (Cancel) in the progress
 #                             dialog while the job runs; then OK again and the job runs to its
-#                             end (pictures: gimp-procedure-dialog, gimp-progress-dialog)
+#                             end (pictures: gimp-procedure-dialog-time-limit of the first,
+#                             gimp-procedure-dialog and gimp-progress-dialog of the second)
 #   sh interactive.sh start   no engine running: OK, and Escape while the engine starts
 #                             (picture: gimp-progress-starting); the engine goes on starting
 #                             inside this chroot, so the script then keeps the chroot's mounts
@@ -46,15 +47,17 @@ ok() {  # OK in the procedure dialog; prints the progress dialog's id
     echo "$p"
 }
 job() {
-    # 1. A job cancelled while it runs (first: a cancelled run leaves no last-used values).
-    p=$(ok 1 "") || exit 1
+    # 1. A job cancelled while it runs (first: a cancelled run leaves no last-used values);
+    #    it has a time limit, so the dialog's quality is greyed.
+    p=$(ok 1 gimp-procedure-dialog-time-limit) || exit 1
     sleep 2
     xdotool windowfocus --sync "$p" key Escape
     echo "pressed Escape"
     wait_gone "$p" || { echo "the cancelled job's dialog stayed"; exit 1; }
-    # 2. A job through to its end; the state line has its first answer after 3 s.
+    # 2. A job through to its end; the state line has its first answer after 3 s. The
+    #    picture 1 s in: the job (the final preset on the small layer) takes about 2 s.
     p=$(ok 3 gimp-procedure-dialog) || exit 1
-    sleep 2
+    sleep 1
     shot "$p" gimp-progress-dialog
     wait_gone "$p" || { echo "the job did not end"; exit 1; }
     echo "job ended"

@@ -1,14 +1,14 @@
 """Test driver, installed as a pykrita plug-in only for the e2e test: uses the docker as a user.
 
 Reads the job from $NST_KRITA_JOB (JSON) and works through its steps: a stylize case makes a
-document, picks the style by typing its path into the docker, sets quality/size (strength),
-clicks Stylize (or Cancel), waits, and writes what happened (layers, pixels, the docker's lines
-as they changed, screenshots); for the README's pictures a case can also close the other
-documents, zoom the image to fit, pick a tool and give the docker room; other steps check the
-docker's layout at 260 px, use its Engine settings, stop the engine or wait for it to exit by
-itself. Everything goes to the job's out folder; then Krita quits. Krita's excepthook (a modal
-dialog that would hang a headless run) is replaced and a watchdog hard-exits Krita if the run
-stalls.
+document, picks the style by typing its path into the docker, sets the quality, the time limit
+and the working size (strength), clicks Stylize (or Cancel), waits, and writes what happened
+(layers, pixels, the docker's controls and lines as they changed, screenshots); for the
+README's pictures a case can also close the other documents, zoom the image to fit, pick a tool
+and give the docker room; other steps check the docker's layout at 260 px, use its Engine
+settings, stop the engine or wait for it to exit by itself. Everything goes to the job's out
+folder; then Krita quits. Krita's excepthook (a modal dialog that would hang a headless run) is
+replaced and a watchdog hard-exits Krita if the run stalls.
 """
 
 from __future__ import annotations
@@ -288,15 +288,26 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
     Path(rec["source_before"]).write_bytes(bytes(source.pixelData(0, 0, w, h)))
     rec["engine_before"] = text_of(dock, "nst_engine_state")
 
-    # The user's part: type the style path, set quality and size, click Stylize.
+    # The user's part: type the style path, set the quality, time limit and size, click
+    # Stylize.
     path_edit = child(dock, "nst_style_path")
     path_edit.clear()
     QTest.keyClicks(path_edit, case["style"])
     QTest.keyClick(path_edit, Qt.Key_Return)
-    child(dock, "nst_iterations").setValue(case["iterations"])
-    child(dock, "nst_size").setValue(case["size"])
+    quality = child(dock, "nst_quality")
+    quality.setCurrentIndex(quality.findData(case.get("quality", "normal")))
+    time_limit = child(dock, "nst_time_limit")
+    time_limit.setValue(int(case.get("time_limit_s", 0)))  # 0: Off
+    size = child(dock, "nst_size")
+    size.setValue(int(case.get("size", 0)))  # 0: Auto, the planner's
     if "strength" in case:
         child(dock, "nst_strength").setValue(case["strength"])
+    rec["controls"] = {
+        "quality": quality.currentData(),
+        "quality_enabled": quality.isEnabled(),
+        "time_limit": time_limit.text(),
+        "size": size.text(),
+    }
     outcome: list[str] = []
     dock.job_finished.connect(outcome.append)
     shots: dict[str, str] = {}

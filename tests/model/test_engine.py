@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from nst_client.progress import Progress
 from nst_core import costs, pixels
 from nst_core.engine import StyleTargetCache, StylizeCancelled, stylize
 from nst_core.params import DEFAULT_STYLE_LAYER_WEIGHTS, ParamError, make_params
 from nst_core.vgg import VGGFeatures
 
 FAST = {"size": 64, "iterations": 8, "min_scale": 64}
+
+
+def counted(seen: list) -> Callable[[Progress], None]:
+    """A progress callback keeping the counted steps (the engine's first report, iteration
+    0, carries only the plan's time estimate)."""
+    return lambda p: seen.append(p) if p.iteration else None
 
 
 def style_cost_of(model: VGGFeatures, image: np.ndarray, style: np.ndarray) -> float:
@@ -41,7 +49,7 @@ def test_optimisation_cuts_cost_and_matches_style(
         photo,
         [style_image],
         {"size": 64, "iterations": 40, "min_scale": 64},
-        progress=seen.append,
+        progress=counted(seen),
         model=model,
     )
     assert len(seen) == 40
@@ -86,7 +94,7 @@ def test_progress_reports_costs_time_and_previews(
         photo,
         [style_image],
         {"size": 64, "iterations": 4, "min_scale": 32},
-        progress=seen.append,
+        progress=counted(seen),
         preview_every=2,
         model=model,
     )
@@ -157,7 +165,7 @@ def test_cancel_stops_within_one_iteration(
             photo,
             [style_image],
             {**FAST, "iterations": 50},
-            progress=seen.append,
+            progress=counted(seen),
             cancel=cancel,
             model=model,
         )
@@ -182,7 +190,7 @@ def test_tiled_scale_runs_and_keeps_memory_per_tile(
         wide,
         [style_image],
         {"size": 320, "iterations": 3, "min_scale": 320, "tile_size": 256},
-        progress=seen.append,
+        progress=counted(seen),
         model=model,
     )
     assert out.shape == wide.shape
@@ -287,8 +295,8 @@ def test_bf16_autocast_matches_fp32(
     """bf16 VGG passes (costs in fp32) land where fp32 does: same costs, nearly same pixels."""
     from nst_core.engine import resolve_precision
 
-    assert resolve_precision("fp32", torch.device("cpu")) is None
-    assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
+    assert resolve_precision("fp32", model) is None
+    assert resolve_precision("bf16", model) == torch.bfloat16
     runs = {}
     for precision in ("fp32", "bf16"):
         seen: list = []
@@ -296,7 +304,7 @@ def test_bf16_autocast_matches_fp32(
             photo,
             [style_image],
             {**FAST, "iterations": 20, "precision": precision},
-            progress=seen.append,
+            progress=counted(seen),
             model=model,
         )
         runs[precision] = (out, seen[-1].loss_total, seen[0].loss_total)
@@ -306,3 +314,21 @@ def test_bf16_autocast_matches_fp32(
     # The same picture: the two differ far less than either differs from the photo.
     apart = np.mean(np.abs(a.astype(float) - b))
     assert apart < 0.5 * np.mean(np.abs(a.astype(float) - photo)), apart
+
+
+def test_auto_precision_is_the_measured_one_and_the_first_report_carries_the_eta(
+    model: VGGFeatures, photo: np.ndarray, style_image: np.ndarray
+) -> None:
+    from nst_core import calibrate
+    from nst_core.engine import resolve_precision
+
+    profile = calibrate.profile(model)
+    assert profile.precision in profile.measured and set(profile.measured) <= {"fp32", "bf16"}
+    assert profile.measured[profile.precision] == min(profile.measured.values())
+    assert resolve_precision("auto", model) == profile.autocast
+    assert profile.speed.s_per_mpix > 0 and profile.speed.s_fixed >= 0
+    seen: list = []
+    stylize(photo, [style_image], FAST, progress=seen.append, model=model)
+    first = seen[0]
+    assert first.iteration == 0 and first.iterations == 8 and first.eta_s > 0
+    assert [p.iteration for p in seen[1:]] == list(range(1, 9))

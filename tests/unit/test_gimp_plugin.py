@@ -24,6 +24,7 @@ from nst_client.client import Client, DaemonUnavailable, JobCancelled
 from nst_client.launcher import EngineState
 from nst_client.progress import Progress
 from nst_client.settings import CONFIG_NAME, Settings
+from nst_core.params import make_params  # pure Python, no torch
 from nst_plugins import gimp_installer as installer
 from nst_plugins import install as shared
 
@@ -140,36 +141,129 @@ def test_plugin_stays_thin() -> None:
 
 
 def test_build_params_are_engine_params() -> None:
-    from nst_core.params import make_params  # pure Python, no torch
-
+    """The dialog's defaults: the normal preset, no time limit, Auto size, no iterations."""
     args = job.JobArgs(
-        style_path="/s.png",
-        strength=70.0,
-        iterations=40,
-        size=256,
-        preserve_colors=True,
-        seed=7,
-        endpoint="tcp://x:1",
+        style_path="/s.png", strength=70.0, preserve_colors=True, seed=7, endpoint="tcp://x:1"
     )
     params = job.build_params(args)
-    assert params == {
-        "iterations": 40,
-        "size": 256,
-        "strength": 70.0,
-        "preserve_colors": True,
-        "seed": 7,
-    }
+    assert params == {"quality": "normal", "strength": 70.0, "preserve_colors": True, "seed": 7}
     made = make_params(params)  # every name is the engine's, every value in its range
-    assert (made.iterations, made.size, made.strength, made.seed) == (40, 256, 70.0, 7)
+    assert (made.quality, made.iterations, made.size, made.time_budget) == (
+        "normal",
+        None,
+        None,
+        None,
+    )
+    assert (made.strength, made.seed) == (70.0, 7)
     assert job.build_params(job.JobArgs("/s.png", strength=250.0))["strength"] == 100.0
     # The procedure's ranges are the engine's.
     assert job.STRENGTH == (0.0, 100.0, 50.0)
-    for low, high, default in (job.ITERATIONS, job.SIZE, job.SEED):
+    for low, high, default in (job.TIME_LIMIT, job.ITERATIONS, job.SIZE, job.SEED):
         assert low <= default <= high
-    make_params({"iterations": job.ITERATIONS[1], "size": job.SIZE[0], "seed": job.SEED[1]})
+    assert job.TIME_LIMIT[2] == job.SIZE[2] == job.ITERATIONS[2] == 0  # off, Auto, by quality
+    make_params(
+        {
+            "iterations": job.ITERATIONS[1],
+            "size": job.SIZE[1],
+            "seed": job.SEED[1],
+            "time_budget": float(job.TIME_LIMIT[1]),
+        }
+    )
+
+
+def test_the_presets_and_limits_are_the_engines_and_kritas() -> None:
+    from nst_core.params import (
+        DEFAULT_QUALITY,
+        MAX_TIME_BUDGET_S,
+        MIN_TIME_BUDGET_S,
+        QUALITY_PRESETS,
+    )
+
+    assert tuple(name for name, _, _ in job.QUALITIES) == QUALITY_PRESETS
+    assert job.DEFAULT_QUALITY == DEFAULT_QUALITY
+    assert (job.MIN_TIME_LIMIT_S, job.MAX_TIME_LIMIT_S) == (MIN_TIME_BUDGET_S, MAX_TIME_BUDGET_S)
+    assert job.TIME_LIMIT[1] == MAX_TIME_BUDGET_S
+    # One set of words for the presets in both editors.
+    krita = PLUGIN_DIR.parents[1] / "krita" / "neural_style" / "job_params.py"
+    assert _assigned(krita, "QUALITIES") == job.QUALITIES
+    for name, label, _ in job.QUALITIES:
+        assert f"{label}: " in job.QUALITY_HELP and name == label.lower()
+
+
+@pytest.mark.parametrize("quality", ["draft", "normal", "final"])
+def test_the_quality_choice_is_sent(quality: str) -> None:
+    params = job.build_params(job.JobArgs("/s.png", quality=quality))
+    assert params["quality"] == quality
+    assert not {"iterations", "size", "time_budget"} & set(params)
+    assert make_params(params).quality == quality
+    with pytest.raises(job.PluginError, match="choose one of draft, normal, final"):
+        job.build_params(job.JobArgs("/s.png", quality="best"))
+
+
+def test_a_time_limit_is_sent_as_the_budget() -> None:
+    params = job.build_params(job.JobArgs("/s.png", quality="final", time_limit=90))
+    assert params["time_budget"] == 90.0 and params["quality"] == "final"
+    assert make_params(params).time_budget == 90.0
+    # 1..4 s are below what the engine plans for: its least, never an error.
+    assert job.build_params(job.JobArgs("/s.png", time_limit=2))["time_budget"] == 5.0
+
+
+def test_an_auto_size_is_not_sent_and_a_chosen_one_is() -> None:
+    assert "size" not in job.build_params(job.JobArgs("/s.png", size=0))
+    assert job.build_params(job.JobArgs("/s.png", size=300))["size"] == 300
+    assert job.build_params(job.JobArgs("/s.png", size=3))["size"] == job.MIN_SIZE
+
+
+def test_iterations_are_sent_only_when_a_script_sets_them() -> None:
+    assert "iterations" not in job.build_params(job.JobArgs("/s.png", iterations=0))
+    params = job.build_params(job.JobArgs("/s.png", iterations=40, size=256))
+    assert (params["iterations"], params["size"]) == (40, 256)
+    made = make_params(params)
+    assert (made.iterations, made.size) == (40, 256)
+    # A dialog run (or its repeat) sends none: the dialog does not show the argument, so a
+    # count there is a stale saved value (an older version's 300), never the user's choice.
+    assert job.run_iterations(300, interactive=True) == 0
+    assert job.run_iterations(300, interactive=False) == 300
+    assert "run_iterations(" in SCRIPT.read_text()
+
+
+def _registered(path: Path) -> tuple[dict[str, str], list[str]]:
+    """The script's procedure arguments (name -> how it adds them) and its dialog's fields."""
+    tree = ast.parse(path.read_text())
+    added: dict[str, str] = {}
+    fields: list[str] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        kind, args = node.func.attr, node.args
+        if kind.startswith("add_") and kind.endswith("_argument") and args:
+            first = args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                added[first.value] = kind
+        if kind == "fill" and args and isinstance(args[0], ast.List):
+            fields = [
+                e.value
+                for e in args[0].elts
+                if isinstance(e, ast.Constant) and isinstance(e.value, str)
+            ]
+    return added, fields
+
+
+def test_the_dialog_shows_presets_and_keeps_iterations_for_scripts() -> None:
+    added, fields = _registered(SCRIPT)
+    assert added["quality"] == "add_choice_argument"
+    assert added["time-limit"] == added["size"] == added["iterations"] == "add_int_argument"
+    assert "quality" in fields and "time-limit" in fields and "size" in fields
+    assert "iterations" not in fields, "iterations are for scripts: not in the dialog"
+    assert set(fields) - {"engine-frame"} <= set(added)
+    source = SCRIPT.read_text()
+    assert '"Time _limit (seconds, 0 = none)"' in source
+    assert '"_Working size (0 = auto)"' in source
 
 
 def test_style_size_limit() -> None:
+    assert job.style_limit(0) == job.STYLE_AUTO_LIMIT == 2048  # Auto: as the Krita docker
+    assert job.style_size(4000, 3000, 0) == (2048, 1536)
     assert job.style_limit(512) == 1024
     assert job.style_limit(64) == 512  # a tiny working size keeps 256 x 2
     assert job.style_size(800, 600, 512) == (800, 600)  # within: unchanged
@@ -360,11 +454,12 @@ def test_job_success(style_file: str) -> None:
     hello, stylize = daemon.of_type("hello")[0], daemon.of_type("stylize")[0]
     assert hello["client"] == "gimp-plug-in"
     assert stylize["params"] == {
-        "iterations": 20,
-        "size": 64,
+        "quality": "normal",
         "strength": 50.0,
         "preserve_colors": False,
         "seed": 0,
+        "size": 64,
+        "iterations": 20,
     }
     assert stylize["content"] == {**CONTENT[0], "frame": 1}
     assert stylize["styles"] == [{**STYLE[0], "frame": 2, "weight": 1.0}]

@@ -682,15 +682,104 @@ def test_stylize_adds_the_result_as_a_new_layer(make_docker: MakeDocker, style: 
     assert request["content"] == layouts.describe(W, H, 4, "u8", 1) and frames[0] == wire
     assert request["styles"] == [{**layouts.describe(16, 12, 4, "u8", 2), "weight": 1.0}]
     assert frames[1] == bytes([200, 40, 10, 255]) * (16 * 12)
-    assert request["params"] == {
-        "iterations": dock.iterations.value(),
-        "size": W,  # the working size is capped at the area's long side
-        "strength": 70.0,
-        "preserve_colors": False,
-    }
+    # The docker's defaults: the normal preset, the planner's size, no time limit.
+    assert request["params"] == {"quality": "normal", "strength": 70.0, "preserve_colors": False}
     assert request["preview_every"] == docker.PREVIEW_EVERY
     recent = Krita.instance().readSetting(docker.SETTINGS_GROUP, "recent_styles", "[]")
     assert style in recent
+
+
+def _sent_params(make_docker: MakeDocker, style: str, setup: Callable[[Docker], None]) -> Any:
+    """The params of one job run after setup(dock) set the docker's controls."""
+    dock, daemon = make_docker()
+    _document("U8")
+    assert dock.set_style(style)
+    setup(dock)
+    outcomes, _ = _run(dock)
+    assert outcomes == ["done"], dock.status.text()
+    ((request, _),) = daemon.requests("stylize")
+    return request["params"]
+
+
+def test_the_quality_starts_at_normal_and_says_what_each_means(make_docker: MakeDocker) -> None:
+    dock, _ = make_docker(show=False)
+    combo = dock.quality
+    items = [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())]
+    assert items == [("Draft", "draft"), ("Normal", "normal"), ("Final", "final")]
+    assert combo.currentData() == "normal" and combo.isEnabled()
+    tips = [combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())]
+    assert "quick look at a small size" in tips[0]
+    assert "classic look" in tips[1] and "about a minute on a laptop CPU" in tips[1]
+    assert "layer's own resolution" in tips[2] and "longest" in tips[2]
+    assert combo.toolTip() == tips[1]
+    combo.setCurrentIndex(2)
+    assert combo.toolTip() == tips[2]
+    # The other controls start off: no time limit, the planner's working size.
+    assert dock.time_limit.value() == 0 and dock.time_limit.text() == "Off"
+    assert dock.time_limit_s() is None
+    assert dock.size.value() == 0 and dock.size.text() == "Auto"
+
+
+@pytest.mark.parametrize("quality", ["draft", "normal", "final"])
+def test_the_quality_choice_is_sent(make_docker: MakeDocker, style: str, quality: str) -> None:
+    def choose(dock: Docker) -> None:
+        dock.quality.setCurrentIndex(dock.quality.findData(quality))
+
+    params = _sent_params(make_docker, style, choose)
+    assert params["quality"] == quality
+    assert not {"iterations", "size", "time_budget"} & set(params)
+
+
+def test_a_time_limit_greys_the_quality_and_is_sent(make_docker: MakeDocker, style: str) -> None:
+    def limit(dock: Docker) -> None:
+        dock.quality.setCurrentIndex(dock.quality.findData("final"))
+        dock.time_limit.stepBy(1)  # from Off to the first step
+        assert dock.time_limit.value() == 15 and dock.time_limit.text() == "15 s"
+        assert not dock.quality.isEnabled() and not dock.quality_label.isEnabled()
+        assert "time limit" in dock.quality.toolTip()
+        # Typed as a person says it.
+        edit = dock.time_limit.lineEdit()
+        assert edit is not None
+        edit.selectAll()
+        QTest.keyClicks(dock.time_limit, "1m30")
+        QTest.keyClick(dock.time_limit, Qt.Key.Key_Return)
+        assert dock.time_limit.value() == 90 and dock.time_limit.text() == "1 min 30 s"
+
+    params = _sent_params(make_docker, style, limit)
+    assert params["time_budget"] == 90.0 and "iterations" not in params
+
+
+def test_a_time_limit_turned_off_gives_the_quality_back(make_docker: MakeDocker) -> None:
+    dock, _ = make_docker(show=False)
+    box = dock.time_limit
+    box.stepBy(4)
+    assert box.value() == 60 and not dock.quality.isEnabled()
+    box.stepBy(1)
+    assert box.value() == 90
+    box.setValue(100)  # between two steps: the arrows go to the neighbours
+    box.stepBy(1)
+    assert box.value() == 120
+    box.setValue(100)
+    box.stepBy(-1)
+    assert box.value() == 90
+    box.stepBy(-10)
+    assert box.value() == 0 and box.text() == "Off"
+    assert dock.quality.isEnabled() and dock.quality_label.isEnabled()
+    assert dock.quality.toolTip() == dock.quality.currentData(Qt.ItemDataRole.ToolTipRole)
+    box.stepBy(1000)
+    assert box.value() == 86400 and box.text() == "24 h"
+
+
+def test_an_auto_working_size_is_not_sent_and_a_chosen_one_is(
+    make_docker: MakeDocker, style: str
+) -> None:
+    def sized(dock: Docker) -> None:
+        dock.size.stepBy(1)
+        assert dock.size.text() == "64 px"
+        dock.size.setValue(20)
+
+    assert "size" not in _sent_params(make_docker, style, lambda dock: None)
+    assert _sent_params(make_docker, style, sized)["size"] == 20
 
 
 class ScriptedStart:

@@ -88,7 +88,7 @@ def test_too_large_checked_before_frame() -> None:
 
 
 def test_device_auto_or_own_device_accepted() -> None:
-    assert requests.parse_params({"device": "auto"}, "cpu").iterations == 300
+    assert requests.parse_params({"device": "auto"}, "cpu").quality == "normal"
     assert requests.parse_params({"device": "cpu"}, "cpu").device == "auto"
 
 

@@ -41,9 +41,31 @@ TITLE = "Neural style transfer"
 
 # The procedure's arguments: (minimum, maximum, default).
 STRENGTH = (strength.MINIMUM, strength.MAXIMUM, strength.DEFAULT)
-ITERATIONS = (1, 5000, 300)
-SIZE = (16, 8192, 512)
+#: Seconds the job must fit in; 0 = no limit. 1..4 count as the engine's least, 5.
+TIME_LIMIT = (0, 86400, 0)
+#: The working size's long side; 0 = Auto (the engine's planner picks it).
+SIZE = (0, 8192, 0)
+#: For scripts (not in the dialog): a fixed count at every scale; 0 = by quality.
+ITERATIONS = (0, 100000, 0)
 SEED = (0, 2**31 - 1, 0)
+#: The engine's quality presets (nst_core.params.QUALITY_PRESETS), fastest first, as the
+#: dialog offers them: (name, label, help). The Krita docker's job_params has the same.
+QUALITIES = (
+    ("draft", "Draft", "A quick look at a small size, in seconds, to try a style or a strength"),
+    ("normal", "Normal", "The classic look, about a minute on a laptop CPU"),
+    ("final", "Final", "The layer's own resolution where the machine allows (takes longest)"),
+)
+DEFAULT_QUALITY = "normal"
+#: The dialog's help on the quality choice, and what it says while a time limit is set.
+QUALITY_HELP = "; ".join(
+    f"{label}: {help_text[0].lower()}{help_text[1:]}" for _, label, help_text in QUALITIES
+)
+QUALITY_LIMITED = "Not used while there is a time limit: the job is fitted into the time"
+#: The engine's range of a time budget (MIN_TIME_BUDGET_S, MAX_TIME_BUDGET_S).
+MIN_TIME_LIMIT_S = 5.0
+MAX_TIME_LIMIT_S = 86400.0
+#: The smallest working size the engine takes.
+MIN_SIZE = 16
 
 #: The dialog's labels of the engine settings, with their mnemonics (nst_client.settings
 #: names them by their keys): the script registers its arguments with these, and messages
@@ -67,6 +89,8 @@ def label(text: str) -> str:
 STYLE_MAX_FACTOR = 2
 #: ... but never below this long side, so that a tiny working size keeps the style's detail.
 STYLE_MIN_LIMIT = 256
+#: The limit when the planner picks the working size (the Krita docker's MAX_STYLE_SIDE).
+STYLE_AUTO_LIMIT = 2048
 #: How long a job may stay silent (no progress, no pong) before the daemon counts as gone.
 IDLE_TIMEOUT_S = 60.0
 #: How often the dialog's state line asks the engine (seconds).
@@ -83,8 +107,10 @@ class JobArgs:
 
     style_path: str
     strength: float = strength.DEFAULT
-    iterations: int = ITERATIONS[2]
+    quality: str = DEFAULT_QUALITY
+    time_limit: int = TIME_LIMIT[2]
     size: int = SIZE[2]
+    iterations: int = ITERATIONS[2]
     preserve_colors: bool = False
     seed: int = 0
     #: The engine settings of the dialog; blank: the installed ones.
@@ -104,18 +130,40 @@ class JobArgs:
 
 
 def build_params(args: JobArgs) -> dict[str, Any]:
-    """The engine parameters (engine names) of one job."""
-    return {
-        "iterations": int(args.iterations),
-        "size": int(args.size),
+    """The engine parameters (engine names) of one job, as the Krita docker's job_params
+    makes them: the quality preset always; time_budget only with a time limit (the quality
+    then does not apply), size only when not Auto, iterations only when a script fixed them
+    (0: the planner decides from the quality or the time limit)."""
+    names = [name for name, _, _ in QUALITIES]
+    if args.quality not in names:
+        raise PluginError(f"Unknown quality {args.quality!r}: choose one of {', '.join(names)}.")
+    params: dict[str, Any] = {
+        "quality": args.quality,
         "strength": strength.clamp(args.strength),
         "preserve_colors": bool(args.preserve_colors),
         "seed": int(args.seed),
     }
+    if args.time_limit > 0:
+        params["time_budget"] = min(max(float(args.time_limit), MIN_TIME_LIMIT_S), MAX_TIME_LIMIT_S)
+    if args.size > 0:
+        params["size"] = max(int(args.size), MIN_SIZE)
+    if args.iterations > 0:
+        params["iterations"] = int(args.iterations)
+    return params
+
+
+def run_iterations(value: int, interactive: bool) -> int:
+    """The `iterations` a run uses: a script's (non-interactive) count; 0 for a dialog run or
+    its repeat, whose saved values may hold a count the dialog does not show (an older
+    version's 300), which must not override the quality the user sees."""
+    return 0 if interactive else int(value)
 
 
 def style_limit(size: int) -> int:
-    """The longest side a style image keeps on its way to the daemon."""
+    """The longest side a style image keeps on its way to the daemon (size 0, Auto: the
+    planner may work up to the layer's own size, so STYLE_AUTO_LIMIT, as the Krita docker)."""
+    if size <= 0:
+        return STYLE_AUTO_LIMIT
     return max(int(size), STYLE_MIN_LIMIT) * STYLE_MAX_FACTOR
 
 

@@ -182,7 +182,7 @@ def run(
         else None
     )
     try:
-        layer = stylize_layer(image, source, job_args(config), ui)
+        layer = stylize_layer(image, source, job_args(config, run_mode), ui)
     except job.PluginError as exc:
         return _fail(procedure, str(exc))
     except JobCancelled:
@@ -203,13 +203,18 @@ def _path(config: Gimp.ProcedureConfig, name: str) -> str:
     return (file.get_path() or "") if file is not None else ""
 
 
-def job_args(config: Gimp.ProcedureConfig) -> job.JobArgs:
-    """The procedure's values."""
+def job_args(
+    config: Gimp.ProcedureConfig, run_mode: Gimp.RunMode = Gimp.RunMode.INTERACTIVE
+) -> job.JobArgs:
+    """The procedure's values; `iterations` only from a script (job.run_iterations)."""
+    interactive = run_mode != Gimp.RunMode.NONINTERACTIVE
     return job.JobArgs(
         style_path=_path(config, "style-file"),
         strength=float(config.get_property("strength")),
-        iterations=int(config.get_property("iterations")),
+        quality=str(config.get_property("quality")),
+        time_limit=int(config.get_property("time-limit")),
         size=int(config.get_property("size")),
+        iterations=job.run_iterations(config.get_property("iterations"), interactive),
         preserve_colors=bool(config.get_property("preserve-colors")),
         seed=int(config.get_property("seed")),
         endpoint=config.get_property("endpoint") or "",
@@ -277,13 +282,34 @@ def run_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool:
     label = dialog.get_label("engine-state", "Checking the style engine…", False, False)
     dialog.fill_box("engine-box", ["engine-state", *ENGINE_ARGS])
     dialog.fill_frame("engine-frame", "engine-title", False, "engine-box")
+    # The iterations argument is for scripts: the dialog offers the quality and a time limit.
     dialog.fill(
-        ["style-file", "strength", "iterations", "size", "preserve-colors", "seed", "engine-frame"]
+        [
+            "style-file",
+            "strength",
+            "quality",
+            "time-limit",
+            "size",
+            "preserve-colors",
+            "seed",
+            "engine-frame",
+        ]
     )
+    quality = dialog.get_widget("quality", GObject.TYPE_NONE)
+
+    def grey_quality(*_args: Any) -> None:
+        """The quality does not apply while there is a time limit: greyed, and says why."""
+        limited = int(config.get_property("time-limit")) > 0
+        quality.set_sensitive(not limited)
+        quality.set_tooltip_text(job.QUALITY_LIMITED if limited else job.QUALITY_HELP)
+
+    grey_quality()
+    limit_handler = config.connect("notify::time-limit", grey_quality)
     state_line = EngineStateLine(label, config)
     try:
         return bool(dialog.run())
     finally:
+        config.disconnect(limit_handler)
         state_line.close()
         dialog.destroy()
 
@@ -332,7 +358,7 @@ def stylize_layer(
         settings,
         content,
         args.style_path,
-        lambda path: load_style(path, dtype, args.size),
+        lambda path: load_style(path, dtype, args.size),  # size 0 (Auto): STYLE_AUTO_LIMIT
         job.build_params(args),
         on_progress=on_progress,
         on_state=on_state,
@@ -420,18 +446,35 @@ class NstStylize(Gimp.PlugIn):
             *job.STRENGTH,
             flags,
         )
+        quality = Gimp.Choice.new()
+        for number, (name, label, help_text) in enumerate(job.QUALITIES):
+            quality.add(name, number, label, help_text)
+        proc.add_choice_argument(
+            "quality", "_Quality", job.QUALITY_HELP, quality, job.DEFAULT_QUALITY, flags
+        )
         proc.add_int_argument(
-            "iterations",
-            "_Quality (iterations)",
-            "Optimizer iterations per scale",
-            *job.ITERATIONS,
+            "time-limit",
+            "Time _limit (seconds, 0 = none)",
+            "Fit the job into this many seconds (at least 5): the engine plans the size and "
+            "the work for this computer, and the quality does not apply. 0 = no limit",
+            *job.TIME_LIMIT,
             flags,
         )
         proc.add_int_argument(
             "size",
-            "_Working size",
-            "Long side in pixels at which the style is computed",
+            "_Working size (0 = auto)",
+            "Long side in pixels at which the style is computed; 0 = Auto: the engine picks "
+            "it from the quality (or the time limit) and this computer's speed",
             *job.SIZE,
+            flags,
+        )
+        proc.add_int_argument(
+            "iterations",
+            "Iterations per scale (scripts; 0 = by quality)",
+            "For scripts: a fixed number of optimizer iterations at every scale, in place of "
+            "the quality's or the time limit's plan. 0 = the engine plans them (the dialog "
+            "does not show this)",
+            *job.ITERATIONS,
             flags,
         )
         proc.add_boolean_argument(

@@ -37,6 +37,7 @@ from .qt import (
     SIZE_PREFERRED,
     SMOOTH,
     TEXT_SELECTABLE,
+    TOOLTIP_ROLE,
     QApplication,
     QCheckBox,
     QComboBox,
@@ -55,7 +56,7 @@ from .qt import (
     QWidget,
     pyqtSignal,
 )
-from .widgets import ERROR_STYLE, WARNING_STYLE, PreviewBox, wrapped
+from .widgets import ERROR_STYLE, WARNING_STYLE, DurationBox, PreviewBox, wrapped
 from .worker import EngineWatch, StylizeWorker, plain
 
 DOCKER_ID = "neural_style_docker"
@@ -181,31 +182,72 @@ class NeuralStyleDocker(DockWidget):
         grid.addWidget(wrapped("Strength", root), 0, 0)
         grid.addLayout(row, 0, 1)
 
-        self.iterations = QSpinBox(root)
-        self.iterations.setObjectName("nst_iterations")
-        self.iterations.setRange(1, 5000)
-        self.iterations.setSingleStep(50)
-        self.iterations.setValue(300)
-        self.iterations.setToolTip("Optimizer iterations: more = finer, slower")
-        grid.addWidget(wrapped("Quality (iterations)", root), 1, 0)
-        grid.addWidget(self.iterations, 1, 1)
+        self.quality = QComboBox(root)
+        self.quality.setObjectName("nst_quality")
+        for name, label, tip in job_params.QUALITIES:
+            self.quality.addItem(label, name)
+            self.quality.setItemData(self.quality.count() - 1, tip, TOOLTIP_ROLE)
+        self.quality.setCurrentIndex(self.quality.findData(job_params.DEFAULT_QUALITY))
+        self.quality.setSizeAdjustPolicy(COMBO_SHRINKS)
+        self.quality.setMinimumContentsLength(6)
+        self.quality.currentIndexChanged.connect(self._quality_tip)
+        self.quality_label = wrapped("Quality", root, "nst_quality_label")
+        grid.addWidget(self.quality_label, 1, 0)
+        grid.addWidget(self.quality, 1, 1)
+
+        self._build_time_limit(root, grid, 2)
+
         self.size = QSpinBox(root)
         self.size.setObjectName("nst_size")
-        self.size.setRange(job_params.MIN_SIZE, 8192)
+        # 0 shows as "Auto" (the planner decides); a typed 1..15 counts as job_params.MIN_SIZE.
+        self.size.setRange(job_params.AUTO_SIZE, 8192)
         self.size.setSingleStep(64)
-        self.size.setValue(512)
+        self.size.setSpecialValueText("Auto")
+        self.size.setValue(job_params.AUTO_SIZE)
         self.size.setSuffix(" px")
         self.size.setToolTip(
-            "Long side the style is worked out at; the result is scaled to "
-            "the layer. Larger = finer brush strokes, much slower."
+            "Auto: the engine picks the size from the quality (or the time limit) and this "
+            "computer's speed. Or the long side, in pixels, the style is worked out at; the "
+            "result is scaled to the layer. Larger = finer brush strokes, much slower."
         )
-        grid.addWidget(wrapped("Working size", root), 2, 0)
-        grid.addWidget(self.size, 2, 1)
+        grid.addWidget(wrapped("Working size", root), 3, 0)
+        grid.addWidget(self.size, 3, 1)
         layout.addLayout(grid)
         self.preserve = QCheckBox("Preserve colours", root)
         self.preserve.setObjectName("nst_preserve_colors")
         self.preserve.setToolTip("Transfer only the texture; keep the layer's colours")
         layout.addWidget(self.preserve)
+
+    def _build_time_limit(self, root: QWidget, grid: QGridLayout, row: int) -> None:
+        """Off, or the time the job is fitted into; the quality is greyed while it is on."""
+        self.time_limit = DurationBox(root)
+        self.time_limit.setObjectName("nst_time_limit")
+        self.time_limit.setToolTip(
+            "Off, or the time the job must fit in (type 90 s, 2 min or 1:30): the engine "
+            "plans the size and the work for this computer, and the quality choice does not "
+            "apply"
+        )
+        self.time_limit.valueChanged.connect(self._time_limit_changed)
+        grid.addWidget(wrapped("Time limit", root), row, 0)
+        grid.addWidget(self.time_limit, row, 1)
+        self._time_limit_changed(self.time_limit.value())
+
+    def _time_limit_changed(self, seconds: int) -> None:
+        on = seconds > 0
+        self.quality.setEnabled(not on)
+        self.quality_label.setEnabled(not on)
+        self._quality_tip()
+
+    def _quality_tip(self, *_: Any) -> None:
+        if self.time_limit.value() > 0:
+            tip = "Not used while there is a time limit: the job is fitted into the time"
+        else:
+            tip = str(self.quality.currentData(TOOLTIP_ROLE) or "")
+        self.quality.setToolTip(tip)
+
+    def time_limit_s(self) -> float | None:
+        """The time limit in seconds; None when it is off."""
+        return float(self.time_limit.value()) or None
 
     def _build_job(self, root: QWidget, layout: QVBoxLayout) -> None:
         self.stylize_button = QPushButton("Stylize", root)
@@ -377,7 +419,7 @@ class NeuralStyleDocker(DockWidget):
         self.recent.clear()
         for path in paths:
             self.recent.addItem(Path(path).name, path)
-            self.recent.setItemData(self.recent.count() - 1, path, 3)  # 3 = ToolTipRole
+            self.recent.setItemData(self.recent.count() - 1, path, TOOLTIP_ROLE)
         self.recent.blockSignals(False)
 
     def _remember(self, path: str) -> None:
@@ -427,7 +469,8 @@ class NeuralStyleDocker(DockWidget):
             return
         self._remember(style_path)
         params = job_params.build_params(
-            iterations=self.iterations.value(),
+            quality=str(self.quality.currentData()),
+            time_limit_s=self.time_limit_s(),
             size=self.size.value(),
             strength=self.strength.value(),
             preserve_colors=self.preserve.isChecked(),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from PyQt5.QtCore import QObject, QSize, Qt, QThread, QTimer, pyqtSignal  # noqa: F401
-    from PyQt5.QtGui import QImage, QPixmap  # noqa: F401
+    from PyQt5.QtGui import QImage, QPixmap, QValidator  # noqa: F401
     from PyQt5.QtWidgets import (  # noqa: F401
         QApplication,
         QCheckBox,
@@ -38,7 +38,7 @@ try:
 except ImportError:  # Krita 6. mypy checks the PyQt5 names above (PyQt6 has the same).
     if not TYPE_CHECKING:
         from PyQt6.QtCore import QObject, QSize, Qt, QThread, QTimer, pyqtSignal  # noqa: F401
-        from PyQt6.QtGui import QImage, QPixmap  # noqa: F401
+        from PyQt6.QtGui import QImage, QPixmap, QValidator  # noqa: F401
         from PyQt6.QtWidgets import (  # noqa: F401
             QApplication,
             QCheckBox,
@@ -92,6 +92,9 @@ ALIGN_RIGHT_CENTER = _enum(Qt, "AlignmentFlag", "AlignRight") | _enum(
     Qt, "AlignmentFlag", "AlignVCenter"
 )
 COMBO_SHRINKS = _enum(QComboBox, "SizeAdjustPolicy", "AdjustToMinimumContentsLengthWithIcon")
+TOOLTIP_ROLE = _enum(Qt, "ItemDataRole", "ToolTipRole")
+VALID = _enum(QValidator, "State", "Acceptable")
+VALID_SO_FAR = _enum(QValidator, "State", "Intermediate")
 
 
 def qimage_bytes(image: Any) -> bytes:

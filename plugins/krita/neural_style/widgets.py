@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import job_params
 from .qt import (
     ALIGN_CENTER,
     KEEP_ASPECT,
     SIZE_PREFERRED,
     SMOOTH,
+    VALID,
+    VALID_SO_FAR,
     QLabel,
     QPixmap,
     QSize,
     QSizePolicy,
+    QSpinBox,
     QWidget,
     pyqtSignal,
 )
@@ -92,3 +96,43 @@ class PreviewBox(QLabel):
         if self._image is not None:
             w, h = max(1, self.width() - 2), max(1, self.height() - 2)
             self.setPixmap(QPixmap.fromImage(self._image.scaled(w, h, KEEP_ASPECT, SMOOTH)))
+
+
+class DurationBox(QSpinBox):
+    """A time in seconds, shown and typed as a person says it ("1 min 30 s", "90s", "2m",
+    "1:30"); 0 shows as `off_text`. The arrows walk job_params.TIME_LIMIT_STEPS."""
+
+    def __init__(self, parent: QWidget, off_text: str = "Off") -> None:
+        super().__init__(parent)
+        self.setRange(0, int(job_params.MAX_TIME_LIMIT_S))
+        self.setSpecialValueText(off_text)
+        self.setAccelerated(True)
+
+    def textFromValue(self, value: int) -> str:  # noqa: N802 (Qt's name)
+        return job_params.duration_text(value)
+
+    def valueFromText(self, text: str | None) -> int:  # noqa: N802 (Qt's name)
+        seconds = self._seconds(text or "")
+        return self.value() if seconds is None else seconds
+
+    def validate(self, text: str | None, pos: int) -> tuple[Any, str, int]:
+        text = text or ""
+        seconds = self._seconds(text)
+        ok = seconds is not None and seconds <= self.maximum()
+        return (VALID if ok else VALID_SO_FAR), text, pos
+
+    def _seconds(self, text: str) -> int | None:
+        if text.strip().lower() == self.specialValueText().lower():
+            return 0
+        seconds = job_params.parse_duration(text)
+        return None if seconds is None else int(round(seconds))
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 (Qt's name)
+        ladder = job_params.TIME_LIMIT_STEPS
+        now = self.value()
+        if steps > 0:
+            at = next((i for i, v in enumerate(ladder) if v > now), len(ladder)) - 1
+        else:
+            at = next((i for i, v in enumerate(ladder) if v >= now), len(ladder))
+        at = min(max(at + steps, 0), len(ladder) - 1)
+        self.setValue(ladder[at])
