@@ -10,6 +10,7 @@ iteration count.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,44 @@ def _number(value: Any, default: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return default
     return float(value) if math.isfinite(value) else default
+
+
+_UNIT_S = {"h": 3600, "m": 60, "s": 1}
+_UNIT_WORDS = {
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), "m"),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
+}
+_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*")
+_CLOCK = re.compile(r"\d+(?::\d{1,2}){1,2}")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds from what a person types: '90', '90s', '2m', '1m30s', '1 h 30', '1:30' (m:ss)
+    or '1:02:03'; None when it is not a duration. A number without a unit is in the unit
+    below the one before it (seconds at first): '1m30' is 90 s. The CLI's --time-budget and
+    the Krita docker's time limit both read it."""
+    words = text.strip().lower()
+    if _CLOCK.fullmatch(words):
+        clock = 0
+        for part in words.split(":"):
+            clock = clock * 60 + int(part)
+        return float(clock)
+    total, pos, last = 0.0, 0, math.inf
+    while pos < len(words):
+        match = _PART.match(words, pos)
+        if match is None:
+            return None
+        number, word = match.groups()
+        if word:
+            unit = _UNIT_WORDS.get(word)
+        else:
+            unit = "s" if last == math.inf else {3600: "m", 60: "s"}.get(int(last))
+        if unit is None or _UNIT_S[unit] >= last:
+            return None  # an unknown unit, or units out of order ('30s 1m')
+        total += float(number) * _UNIT_S[unit]
+        last, pos = _UNIT_S[unit], match.end()
+    return total if pos else None
 
 
 def duration_words(seconds: float) -> str:

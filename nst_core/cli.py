@@ -9,8 +9,6 @@ status 1, with nothing written; Ctrl-C writes the image as far as it got.
 from __future__ import annotations
 
 import argparse
-import math
-import re
 import signal
 import sys
 import threading
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nst_client.launcher import precision_words
-from nst_client.progress import Progress
+from nst_client.progress import Progress, parse_duration
 from nst_client.protocol import DEFAULT_ENDPOINT, DEFAULT_MAX_PIXELS
 from nst_client.settings import TRANSPORTS, Settings
 from nst_plugins.install import CHOICES as PLUGIN_HOSTS
@@ -46,44 +44,6 @@ def _size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(
             f"expected a number of pixels or 'full', got {text!r}"
         ) from None
-
-
-_UNIT_S = {"h": 3600, "m": 60, "s": 1}
-_UNIT_WORDS = {
-    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h"),
-    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), "m"),
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
-}
-_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*")
-_CLOCK = re.compile(r"\d+(?::\d{1,2}){1,2}")
-
-
-def parse_duration(text: str) -> float | None:
-    """Seconds from what a person types: '90', '90s', '2m', '1m30s', '1 h 30', '1:30' (m:ss)
-    or '1:02:03'; None when it is not a duration. A number without a unit is in the unit
-    below the one before it (seconds at first): '1m30' is 90 s. The Krita docker's time
-    limit reads the same (its job_params.parse_duration; a unit test holds them together)."""
-    words = text.strip().lower()
-    if _CLOCK.fullmatch(words):
-        clock = 0
-        for part in words.split(":"):
-            clock = clock * 60 + int(part)
-        return float(clock)
-    total, pos, last = 0.0, 0, math.inf
-    while pos < len(words):
-        match = _PART.match(words, pos)
-        if match is None:
-            return None
-        number, word = match.groups()
-        if word:
-            unit = _UNIT_WORDS.get(word)
-        else:
-            unit = "s" if last == math.inf else {3600: "m", 60: "s"}.get(int(last))
-        if unit is None or _UNIT_S[unit] >= last:
-            return None  # an unknown unit, or units out of order ('30s 1m')
-        total += float(number) * _UNIT_S[unit]
-        last, pos = _UNIT_S[unit], match.end()
-    return total if pos else None
 
 
 def _duration(text: str) -> float:

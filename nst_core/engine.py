@@ -304,6 +304,19 @@ class _Run:
             return self.elapsed() >= budget * BUDGET_STOP * share
         return self.elapsed() >= budget * BUDGET_STOP
 
+    def features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """VGG-19 features of x in the run's precision and layout, as fp32 (the costs stay in
+        fp32). Targets and the image being optimised go through this same path, so an image
+        at its targets costs exactly 0 whatever the precision."""
+        inp = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        with torch.autocast(
+            self.model.device.type,
+            dtype=self.autocast or torch.float32,
+            enabled=self.autocast is not None,
+        ):
+            feats = self.model(inp, layers, self.p.pooling)
+        return {name: a.float() for name, a in feats.items()}
+
     def style_targets(
         self, styles: list[StyleImage], hw: tuple[int, int], content: torch.Tensor
     ) -> dict[str, torch.Tensor]:
@@ -330,6 +343,8 @@ class _Run:
                         self.p.pooling,
                         str(self.model.device),
                         self.p.preserve_colors,
+                        str(self.autocast),
+                        self.channels_last,
                     )
                 ).encode()
             )
@@ -356,13 +371,13 @@ class _Run:
         style costs the memory of a tile (plan.style_pieces says how the pieces add up)."""
         with torch.no_grad():
             if len(pieces) == 1:
-                feats = self.model(x, self.style_layers, self.p.pooling)
+                feats = self.features(x, self.style_layers)
                 return {n: costs.style_target(a) for n, a in feats.items()}
             sums: dict[str, torch.Tensor] = {}
             counts: dict[str, int] = {}
             for (r0, r1, r2, r3), (c0, c1, c2, c3) in pieces:
                 window = x[..., r0:r3, c0:c3]
-                for n, a in self.model(window, self.style_layers, self.p.pooling).items():
+                for n, a in self.features(window, self.style_layers).items():
                     stride = layer_stride(n)
                     kept = a[
                         ...,
@@ -405,14 +420,7 @@ class _Run:
     ) -> tuple[torch.Tensor, ...]:
         """J, Jc and Js of x (Jc and Js with the factors of `cost_weights`)."""
         content_factor, layer_factors = weights
-        inp = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-        with torch.autocast(
-            self.model.device.type,
-            dtype=self.autocast or torch.float32,
-            enabled=self.autocast is not None,
-        ):
-            feats = self.model(inp, [self.p.content_layer, *self.style_layers], self.p.pooling)
-        feats = {name: a.float() for name, a in feats.items()}  # the costs stay in fp32
+        feats = self.features(x, [self.p.content_layer, *self.style_layers])
         j_content = content_factor * costs.content_cost(content_target, feats[self.p.content_layer])
         j_style = torch.stack(
             [
@@ -439,9 +447,7 @@ class _Run:
         iterations = step.iterations
         eval_s = self.plan.speed.evaluation_s(step.tile_pixels)
         with torch.no_grad():
-            content_target = self.model(content, [self.p.content_layer], self.p.pooling)[
-                self.p.content_layer
-            ]
+            content_target = self.features(content, [self.p.content_layer])[self.p.content_layer]
         weights = self.cost_weights(content_target, style_targets)
         self.work_done += plan.SCALE_OVERHEAD_EVALUATIONS * eval_s
         best_parts = [math.inf, 0.0, 0.0]  # J, Jc and Js of the best image so far

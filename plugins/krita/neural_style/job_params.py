@@ -7,11 +7,10 @@ fixed count is for scripts). nst_gimp_job.build_params is GIMP's twin: same name
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any
 
 from nst_client import strength as scale
+from nst_client.progress import parse_duration as parse_duration  # the docker reads it here
 
 #: Smallest working size the docker offers.
 MIN_SIZE = 16
@@ -33,41 +32,6 @@ TIME_LIMIT_STEPS = (
     0, 15, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600,
     5400, 7200, 10800, 14400, 21600, 28800, 43200, 86400,
 )  # fmt: skip
-_UNIT_S = {"h": 3600, "m": 60, "s": 1}
-_UNIT_WORDS = {
-    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h"),
-    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), "m"),
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
-}
-_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*")
-_CLOCK = re.compile(r"\d+(?::\d{1,2}){1,2}")
-
-
-def parse_duration(text: str) -> float | None:
-    """Seconds from what a person types: '90', '90 s', '2 min', '1m30s', '1 h 30', '1:30'
-    (m:ss) or '1:02:03'; None when it is not a duration. A number without a unit is in the
-    unit below the one before it (seconds at first): '1m30' is 90 s."""
-    words = text.strip().lower()
-    if _CLOCK.fullmatch(words):
-        clock = 0
-        for part in words.split(":"):
-            clock = clock * 60 + int(part)
-        return float(clock)
-    total, pos, last = 0.0, 0, math.inf
-    while pos < len(words):
-        match = _PART.match(words, pos)
-        if match is None:
-            return None
-        number, word = match.groups()
-        if word:
-            unit = _UNIT_WORDS.get(word)
-        else:
-            unit = "s" if last == math.inf else {3600: "m", 60: "s"}.get(int(last))
-        if unit is None or _UNIT_S[unit] >= last:
-            return None  # an unknown unit, or units out of order ('30s 1m')
-        total += float(number) * _UNIT_S[unit]
-        last, pos = _UNIT_S[unit], match.end()
-    return total if pos else None
 
 
 def duration_text(seconds: float) -> str:
