@@ -123,6 +123,8 @@ class Progress:
     @property
     def fraction(self) -> float:
         """0..1 of the whole job."""
+        if self.iterations > 0 and self.iteration >= self.iterations:
+            return 1.0
         eta = self.eta_s
         if eta is not None and self.elapsed_s + eta > 0 and self.iteration > 0:
             value = self.elapsed_s / (self.elapsed_s + eta)

@@ -288,6 +288,8 @@ class _Run:
 
     def eta(self) -> float:
         """Seconds left: the plan's remaining prediction at the speed seen so far."""
+        if self.done >= self.total:
+            return 0.0
         return max(0.0, (self.plan.predicted_s - self.work_done) * self.slowness())
 
     def over_budget(self, scale: int) -> bool:

@@ -254,8 +254,10 @@ import sys, numpy as np
 from nst_client.client import Client
 from nst_client import layouts
 c = Client(sys.argv[1])
-img = np.zeros((48, 40, 4), np.uint8); img[..., 3] = 255
-job = c.submit(layouts.from_array(img, 1), [(layouts.from_array(img[..., :3].copy(), 1), 1.0)],
+rng = np.random.default_rng(0)  # content and style differ: a job with work to do
+img = rng.integers(0, 256, (48, 40, 4), dtype=np.uint8); img[..., 3] = 255
+style = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+job = c.submit(layouts.from_array(img, 1), [(layouts.from_array(style, 1), 1.0)],
                {"iterations": 5000, "size": 64, "min_scale": 64})
 c.follow(job, on_progress=lambda p: print("progress", flush=True) or __import__("time").sleep(60))
 """
