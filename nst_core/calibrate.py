@@ -259,8 +259,7 @@ def speed_for(model: VGGFeatures, precision: str) -> Speed:
     other = found.measured.get(precision, found.measured.get("fp32"))
     if not chosen or not other:
         return found.speed
-    k = other / chosen
-    return Speed(found.speed.s_per_mpix * k, found.speed.s_fixed * k)
+    return found.speed.scaled(other / chosen)
 
 
 def observe(model: VGGFeatures, speed: Speed) -> None:

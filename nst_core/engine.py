@@ -29,7 +29,7 @@ from . import calibrate, costs, detail, optim, pixels, plan
 from .errors import OptimisationFailed as OptimisationFailed  # re-exported for callers
 from .errors import StylizeCancelled as StylizeCancelled
 from .params import TILE_OVERLAP, StyleParams, layer_stride, make_params
-from .plan import Piece, Plan, Speed, make_plan, refit, style_pieces, style_size, tile_spans
+from .plan import Piece, Plan, make_plan, refit, style_pieces, style_size, tile_spans
 from .vgg import VGGFeatures, build
 
 log = logging.getLogger("nst_core")
@@ -590,7 +590,7 @@ def stylize(
     x: torch.Tensor | None = None
     for index in range(1, len(plan.steps) + 1):
         if index > 1:  # a budget is fitted again to the time left, at the speed seen
-            observed = _scaled(plan.speed, run.slowness())
+            observed = plan.speed.scaled(run.slowness())
             run.plan = refit(run.plan, index - 1, run.elapsed(), observed)
         hw = run.plan.steps[index - 1].size
         content_s = resize(rgb, hw)
@@ -607,12 +607,8 @@ def stylize(
         x = _optimise_scale(run, x, content_s, targets, index)
     assert x is not None
     if run.work_done > 0:
-        calibrate.observe(model, _scaled(plan.speed, run.elapsed() / run.work_done))
+        calibrate.observe(model, plan.speed.scaled(run.elapsed() / run.work_done))
     return finish(x)
-
-
-def _scaled(speed: Speed, factor: float) -> Speed:
-    return Speed(speed.s_per_mpix * factor, speed.s_fixed * factor)
 
 
 def _optimise_scale(
