@@ -36,6 +36,10 @@ from .vgg import VGGFeatures
 COST_TOLERANCE = 0.01
 #: ... and its gradient points the same way (cosine similarity at least this).
 GRADIENT_TOLERANCE = 0.99
+#: A candidate this many times slower than fp32 on a small probe is not measured in full: a
+#: CPU without native bf16 emulates it ~40x slower (its full measurement took 100 s of the
+#: daemon's first start, against 5 s for the probe).
+PROBE_SLOWER = 2.0
 #: channels_last is kept only if it is at least this much faster.
 LAYOUT_GAIN = 1.05
 #: How much a job's observed speed moves the profile's (exponential average).
@@ -134,18 +138,27 @@ def measure(model: VGGFeatures, size: int | None = None) -> Profile:
     repeats = 1 if device.type == "cpu" else 5
     gen = torch.Generator().manual_seed(0)
     x = torch.rand((1, 3, size, size), generator=gen).to(device)
+    probe = x[..., : size // 4, : size // 4]
     measured: dict[str, float] = {}
     rejected: dict[str, str] = {}
     reference: tuple[float, torch.Tensor] | None = None
+    probe_fp32 = 0.0
     for name in candidates(device):
         dtype = None if name == "fp32" else DTYPES[name]
         try:
+            if reference is not None:
+                t = _timed(partial(_pass, model, probe, dtype, False), device, 1)
+                if t > PROBE_SLOWER * probe_fp32:
+                    side = probe.shape[-1]
+                    rejected[name] = f"{t / probe_fp32:.1f}x slower than fp32 at {side} px"
+                    continue
             cost, grad = _pass(model, x, dtype, False)
         except RuntimeError as exc:  # an autocast dtype this build cannot run
             rejected[name] = f"cannot run: {exc}"
             continue
         if reference is None:
             reference = (cost, grad)
+            probe_fp32 = _timed(partial(_pass, model, probe, None, False), device, repeats)
         elif why := _off(reference, cost, grad):
             rejected[name] = why
             continue

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,12 @@ from nst_client import protocol as P
 from nst_client.protocol import ipc_path, is_local_endpoint
 
 log = logging.getLogger("nst_daemon")
+
+#: How long close() keeps the connections open after the last message sent. A client's
+#: DEALER connects with ZMQ_IMMEDIATE, and libzmq then discards what it received but the
+#: application has not read yet when the connection drops: a shutdown's last `cancelled`
+#: or `bye` was lost that way (seen under load: the client saw no answer at all).
+CLOSE_GRACE_S = 0.5
 
 
 class SetupError(Exception):
@@ -87,6 +94,8 @@ class RouterSocket:
         refuse_live_ipc(endpoint)
         self.endpoint = endpoint
         self._auth: Any = None
+        #: time.monotonic() of the last message handed to ZeroMQ (close() waits after it).
+        self.last_sent_at = -CLOSE_GRACE_S
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 500)
         # ZeroMQ drops a peer that sends a larger frame before any of it is kept.
@@ -137,6 +146,7 @@ class RouterSocket:
             for frame in frames[:-1]:
                 self.sock.send(frame, flags=zmq.NOBLOCK | zmq.SNDMORE, copy=False)
             tracker = self.sock.send(frames[-1], flags=zmq.NOBLOCK, copy=False, track=track)
+            self.last_sent_at = time.monotonic()
             return True, tracker
         except zmq.Again:
             log.warning("client %s is not reading; dropped a message", client.hex())
@@ -147,7 +157,10 @@ class RouterSocket:
         return True, None
 
     def close(self, linger_ms: int = 500) -> None:
-        """Close the socket (pending replies get linger_ms to leave) and stop CURVE's thread."""
+        """Close the socket (pending replies get linger_ms to leave, and their clients
+        CLOSE_GRACE_S to read them) and stop CURVE's thread."""
+        if linger_ms > 0:
+            time.sleep(max(0.0, self.last_sent_at + CLOSE_GRACE_S - time.monotonic()))
         self.sock.close(linger_ms)
         if self._auth is not None:
             self._auth.stop()

@@ -113,3 +113,35 @@ def test_a_forced_precision_is_planned_at_its_own_measured_speed(
     fp32 = calibrate.speed_for(model, "fp32")
     assert fp32.s_per_mpix == pytest.approx(8.0) and fp32.s_fixed == pytest.approx(0.2)
     assert calibrate.speed_for(model, "fp16") == fp32  # not measured here: taken as fp32's
+
+
+@pytest.mark.parametrize("bf16_cost", [40.0, 0.6])
+def test_a_candidate_far_slower_on_the_probe_is_not_measured_in_full(
+    monkeypatch: pytest.MonkeyPatch, bf16_cost: float
+) -> None:
+    """bf16 emulated on a CPU without it (~40x slower) is dropped after the small probe:
+    no full-size pass of it runs, and fp32 wins. Native bf16 (0.6x) is measured and wins."""
+    sides: list[tuple[str, int]] = []
+
+    def fake_pass(
+        model: object, x: torch.Tensor, dtype: torch.dtype | None, layout: bool
+    ) -> tuple[float, torch.Tensor]:
+        name = "fp32" if dtype is None else "bf16"
+        sides.append((name, x.shape[-1]))
+        return 1.0, torch.ones(1, 3, 4, 4)
+
+    def fake_timed(run: object, device: torch.device, repeats: int) -> float:
+        run()  # type: ignore[operator]
+        name, side = sides[-1]
+        return (bf16_cost if name == "bf16" else 1.0) * side * side / 1e5
+
+    monkeypatch.setattr(calibrate, "_pass", fake_pass)
+    monkeypatch.setattr(calibrate, "_timed", fake_timed)
+    made = calibrate.measure(FakeModel(), size=256)
+    if bf16_cost < 1:
+        assert made.precision == "bf16" and ("bf16", 256) in sides and not made.rejected
+        return
+    assert made.precision == "fp32"
+    assert "slower than fp32 at 64 px" in made.rejected["bf16"]
+    assert ("bf16", 256) not in sides and ("bf16", 64) in sides
+    assert "bf16" not in made.measured

@@ -3,6 +3,7 @@ process, no model, no network."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -155,6 +156,34 @@ def test_send_to_a_vanished_peer_says_so() -> None:
         assert router.send(b"nobody", P.pong("p")) is False
     finally:
         router.close()
+        ctx.term()
+
+
+def test_close_leaves_clients_time_to_read_the_last_reply() -> None:
+    """A client (DEALER with ZMQ_IMMEDIATE, as nst_client connects) drops what it has not
+    read when the connection goes: close() keeps it open CLOSE_GRACE_S after a send, and
+    does not wait when nothing was sent."""
+    from nst_daemon import transport
+
+    ctx: zmq.Context[Any] = zmq.Context()
+    router = RouterSocket(ctx, "inproc://nst-test-grace")
+    t0 = time.monotonic()
+    router.close()
+    assert time.monotonic() - t0 < transport.CLOSE_GRACE_S / 2
+    router = RouterSocket(ctx, "inproc://nst-test-grace")
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.IDENTITY, b"artist")
+    dealer.setsockopt(zmq.IMMEDIATE, 1)
+    dealer.connect("inproc://nst-test-grace")
+    try:
+        dealer.send_multipart(P.pack(P.ping("p")))
+        assert router.sock.poll(2000)
+        assert router.send(b"artist", P.pong("p")) is True
+        t0 = time.monotonic()
+        router.close()
+        assert time.monotonic() - t0 >= transport.CLOSE_GRACE_S * 0.9
+    finally:
+        dealer.close(0)
         ctx.term()
 
 
