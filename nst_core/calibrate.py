@@ -37,8 +37,8 @@ COST_TOLERANCE = 0.01
 #: ... and its gradient points the same way (cosine similarity at least this).
 GRADIENT_TOLERANCE = 0.99
 #: A candidate this many times slower than fp32 on a small probe is not measured in full: a
-#: CPU without native bf16 emulates it ~40x slower (its full measurement took 100 s of the
-#: daemon's first start, against 5 s for the probe).
+#: CPU without native bf16 emulates it 25-40x slower (measured on an AMD EPYC without AVX512:
+#: the whole measurement took 113 s with bf16 timed in full, 7.8 s with the probe).
 PROBE_SLOWER = 2.0
 #: channels_last is kept only if it is at least this much faster.
 LAYOUT_GAIN = 1.05
