@@ -67,6 +67,8 @@ OPTIMISATION_FAILED = "optimisation_failed"
 INTERNAL = "internal"
 #: A request this daemon does not take from anyone (shutdown of a daemon on a network address).
 NOT_ALLOWED = "not_allowed"
+#: A cluster worker died (process killed, host gone) while running the job, on its retry too.
+WORKER_LOST = "worker_lost"
 ERROR_CODES = (
     BAD_REQUEST,
     UNSUPPORTED_PROTOCOL,
@@ -78,6 +80,7 @@ ERROR_CODES = (
     INTERNAL,
     OPTIMISATION_FAILED,
     NOT_ALLOWED,
+    WORKER_LOST,
 )
 
 
@@ -280,6 +283,8 @@ class Stats(TypedDict):
     device: str
     style_cache: CacheCounts
     oom_retries: int
+    #: The worker that ran it (status.workers[].name).
+    worker: str
 
 
 class Result(TypedDict):
@@ -341,6 +346,21 @@ class QueuedJob(TypedDict):
     mine: bool
 
 
+class WorkerStatus(TypedDict):
+    """One worker behind the socket: the daemon's own model, or a cluster front door's Ray
+    actor (one per GPU or CPU worker slot)."""
+
+    name: str
+    host: str
+    device: str
+    #: starting (loading its model), idle or busy.
+    state: str
+    job: RunningJob | None
+    jobs_done: int
+    style_cache: CacheCounts
+    pid: int
+
+
 class _Memory(TypedDict):
     rss_bytes: int
 
@@ -371,6 +391,7 @@ class Status(TypedDict):
     idle_exit_s: float
     idle_s: float
     profile: DeviceProfile | None
+    workers: list[WorkerStatus]
 
 
 Reply = Welcome | Accepted | Progress | Result | Error | Cancelled | Pong | Status | Bye
@@ -523,6 +544,7 @@ def status(
     idle_exit_s: float = 0.0,
     idle_s: float = 0.0,
     profile: DeviceProfile | None = None,
+    workers: Sequence[WorkerStatus] = (),
 ) -> Status:
     """counts: jobs (done, failed, cancelled) since the daemon started; idle_s: seconds since
     the last job ended or arrived (0 while one runs or waits)."""
@@ -546,6 +568,7 @@ def status(
         "idle_exit_s": idle_exit_s,
         "idle_s": idle_s,
         "profile": profile,
+        "workers": list(workers),
     }
 
 

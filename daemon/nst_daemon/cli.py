@@ -92,6 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="mark this daemon as started by a plug-in or `nst daemon start` (shown in status)",
     )
     p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the jobs on a Ray cluster's workers (one per GPU, or per CPU worker slot on "
+        "a node without one) instead of in this process: the Ray head's HOST:PORT, or 'auto' "
+        "on a node of the cluster (needs nst-studio[cluster]; docs/cluster.md)",
+    )
+    p.add_argument(
+        "--worker-threads",
+        type=int,
+        default=d.worker_threads,
+        metavar="N",
+        help="CPU threads of a worker on a CPU: the daemon's own model, or with --cluster each "
+        "CPU worker, a GPU-less node with C CPUs running C // N of them (default 0: all the "
+        "cores; with --cluster one worker per such node)",
+    )
+    p.add_argument(
         "--no-warmup", action="store_true", help="skip the tiny warm-up job after loading the model"
     )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -113,13 +129,19 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         warmup=not args.no_warmup,
         idle_exit_s=args.idle_exit,
         on_demand=args.on_demand,
+        cluster=args.cluster,
+        worker_threads=args.worker_threads,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
-    server = Server(config_from_args(args))
+    try:
+        server = Server(config_from_args(args))
+    except SetupError as exc:
+        print(f"nst-daemon: {exc}", file=sys.stderr)
+        return 2
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # Only set a flag: the handler runs on the main thread, which may hold the job lock.
@@ -136,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def ready() -> None:
         print(
-            f"ready endpoint={server.config.endpoint} device={server.describe_device()} "
-            f"weights={server.weights_name} max_pixels={server.config.max_pixels} "
+            f"ready endpoint={server.config.endpoint} device={server.engine.describe()} "
+            f"weights={server.engine.weights_name} max_pixels={server.config.max_pixels} "
             f"pid={os.getpid()}",
             flush=True,
         )
@@ -146,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     server.start_loading(on_ready=ready)
     server.serve()
     if server.load_error is not None:
-        print(f"nst-daemon: cannot load the model: {server.load_error}", file=sys.stderr)
+        what = "reach the cluster" if server.config.cluster else "load the model"
+        print(f"nst-daemon: cannot {what}: {server.load_error}", file=sys.stderr)
         return 1
     log.info("bye")
     return 0

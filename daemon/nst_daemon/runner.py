@@ -181,6 +181,7 @@ class Runner:
                 "misses": self.style_cache.misses - misses0,
             },
             "oom_retries": oom_retries,
+            "worker": job.worker or "",
         }
         log.info("job %r done in %.2f s", job.id, stats["elapsed_s"])
         return P.result(job.id, image, stats), [data]

@@ -1,12 +1,14 @@
-"""The daemon's socket loop: requests in, replies out, one worker thread running jobs.
+"""The daemon's socket loop: requests in, replies out, workers running the jobs.
 
 Threads: the main thread owns the ROUTER socket and nothing else touches it, so status, cancel,
-ping and new submissions are answered within milliseconds while a job runs. One worker thread
-runs jobs in FIFO order (jobs.Scheduler, runner.Runner); it hands its outgoing messages to the
-main thread over an inproc PAIR socket. The model loads on a thread of its own while the socket
-already answers, so a plug-in that started the engine can show how far the start-up is; jobs
-sent meanwhile wait in the queue. With --idle-exit the daemon ends itself after that long
-without a job (an engine a plug-in started on demand).
+ping and new submissions are answered within milliseconds while jobs run. Behind it an engine
+runs the jobs in FIFO order (jobs.Scheduler, workers.serve_jobs): the warm model in this process
+(local.LocalEngine, the default), or a Ray cluster's workers (cluster.front.ClusterEngine, with
+--cluster). Each worker thread hands its outgoing messages to the main thread over an inproc
+PUSH socket. The engine loads on a thread of its own while the socket already answers, so a
+plug-in that started the engine can show how far the start-up is; jobs sent meanwhile wait in
+the queue. With --idle-exit the daemon ends itself after that long without a job (an engine a
+plug-in started on demand).
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol
 
 import zmq
 
@@ -28,15 +29,39 @@ from nst_client import protocol as P
 from nst_core.params import MIN_TILE_SIZE
 
 from . import requests
-from .jobs import Job, Scheduler
-from .runner import Runner
+from .jobs import Scheduler
+from .local import LocalEngine, ModelSettings, StepFn
 from .transport import RouterSocket, SetupError
+from .workers import Outbox, OutboxFactory
 
 log = logging.getLogger("nst_daemon")
 
 Handler = Callable[[bytes, P.Header, list[P.Buffer]], None]
-#: Where each start-up step begins, as a share of a cold start (measured: see load()).
-STARTUP_SHARES = {"torch": 0.02, "weights": 0.7, "measure": 0.85, "warmup": 0.93}
+
+
+class Engine(Protocol):
+    """What runs the jobs behind the socket (local.LocalEngine, cluster.front.ClusterEngine)."""
+
+    @property
+    def device_type(self) -> str: ...
+    @property
+    def weights_name(self) -> str: ...
+    def load(self, step: StepFn) -> None:
+        """Blocking, on the loader thread: ready to start() when it returns."""
+
+    def start(self, sched: Scheduler, outbox: OutboxFactory) -> None:
+        """Start the worker threads, taking jobs from `sched`."""
+
+    def describe(self) -> str: ...
+    def profile(self) -> P.DeviceProfile | None: ...
+    def memory(self) -> P.Memory: ...
+    def cache_counts(self) -> P.CacheCounts: ...
+    def workers(self, sched: Scheduler, client: bytes) -> list[P.WorkerStatus]: ...
+    def alive(self) -> bool:
+        """A worker thread is still running (after the scheduler stopped)."""
+
+    def stop(self) -> None:
+        """Release what the engine holds (threads end once the scheduler has stopped)."""
 
 
 @dataclass
@@ -58,6 +83,10 @@ class DaemonConfig:
     idle_exit_s: float = 0.0
     #: Started by a plug-in or `nst daemon start` (shown in status), not by hand.
     on_demand: bool = False
+    #: A Ray cluster's address (--cluster): the jobs run on its workers, not in this process.
+    cluster: str | None = None
+    #: CPU threads of a CPU worker (0 = every core; a cluster: one worker per GPU-less node).
+    worker_threads: int = 0
 
     def check(self) -> None:
         """SetupError naming the first option out of range."""
@@ -73,44 +102,60 @@ class DaemonConfig:
             raise SetupError("--memory-fraction must be within 0..1")
         if not self.idle_exit_s >= 0.0:
             raise SetupError("--idle-exit must be 0 (never) or more seconds")
+        if self.worker_threads < 0:
+            raise SetupError("--worker-threads must be 0 (every core) or more")
+        if self.cluster is not None and self.idle_exit_s > 0:
+            raise SetupError("--idle-exit is for an engine started on demand, not a cluster")
+
+    @property
+    def model(self) -> ModelSettings:
+        """How each worker loads its model."""
+        return ModelSettings(
+            device=self.device,
+            weights=self.weights,
+            style_cache_mb=self.style_cache_mb,
+            memory_fraction=self.memory_fraction,
+            warmup=self.warmup,
+            threads=self.worker_threads,
+        )
 
     @property
     def limits(self) -> requests.Limits:
         return requests.Limits(self.max_pixels, self.max_tile_size)
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc; peak RSS elsewhere)."""
+def make_engine(config: DaemonConfig) -> Engine:
+    """The warm model in this process, or (--cluster) a Ray cluster's workers: Ray is
+    imported only then."""
+    if config.cluster is None:
+        return LocalEngine(config.model)
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
+        from .cluster.front import ClusterEngine
+    except ImportError as exc:
+        raise SetupError(
+            f"--cluster needs Ray ({exc}): pip install 'nst-studio[cluster]'"
+        ) from None
+    return ClusterEngine(config.cluster, config.model)
 
 
 class Server:
-    """Socket loop (main thread) + worker thread around one warm model."""
+    """Socket loop (main thread) + an engine's workers."""
 
-    def __init__(self, config: DaemonConfig) -> None:
+    def __init__(self, config: DaemonConfig, engine: Engine | None = None) -> None:
         self.config = config
-        self.sched = Scheduler(max_held_bytes=P.max_held_bytes(config.max_pixels))
+        self.engine = engine if engine is not None else make_engine(config)
+        self.sched = Scheduler(
+            max_held_bytes=P.max_held_bytes(config.max_pixels),
+            affinity=getattr(self.engine, "affinity", None),
+        )
         self.started = time.monotonic()
         self.last_seen: dict[bytes, float] = {}
         self.stop_requested = threading.Event()
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.router: RouterSocket | None = None
-        self.runner: Runner | None = None
-        self.device_name = ""
-        self.device_type = "cpu"
-        self.weights_name = config.weights
-        self._torch: Any = None
         self._inbox_addr = f"inproc://nst-worker-{id(self)}"
         self._inbox: zmq.Socket[Any] | None = None
-        self._worker: threading.Thread | None = None
-        self._worker_ready = threading.Event()
+        self._started = False
         #: Per client, the tracker of the last preview sent: one preview in flight at most.
         self._previews: dict[bytes, zmq.MessageTracker] = {}
         #: starting (the model loads; requests are answered, jobs wait) or ready.
@@ -119,8 +164,6 @@ class Server:
         #: Why the model could not load (the daemon then ends), set by the loader thread.
         self.load_error: str | None = None
         self._load_done = threading.Event()
-        #: What calibration measured on the device (welcome/status), once the model is loaded.
-        self._profile: Callable[[], P.DeviceProfile] | None = None
         self._loader: threading.Thread | None = None
         #: When a job last arrived or ended, for --idle-exit.
         self.last_activity = time.monotonic()
@@ -145,48 +188,20 @@ class Server:
             c.curve_allow,
             max_frame_bytes=P.max_frame_bytes(c.max_pixels),
         )
-        self._inbox = self.ctx.socket(zmq.PAIR)
+        self._inbox = self.ctx.socket(zmq.PULL)
         self._inbox.bind(self._inbox_addr)
+
+    def _outbox(self) -> Outbox:
+        """A worker thread's line to this socket thread."""
+        return Outbox(self.ctx, self._inbox_addr)
 
     def _step(self, step: str, fraction: float) -> None:
         self.startup = {"step": step, "fraction": fraction}
         log.info("start-up: %s", step)
 
     def load(self) -> None:
-        """Import the engine, load the model and run one tiny job so the first real one is fast.
-
-        The start-up fractions are each step's share of a cold start measured on a 2-core CPU
-        (importing PyTorch dominates), so a progress bar moves at a steady pace.
-        """
-        self._step("loading PyTorch", STARTUP_SHARES["torch"])
-        import numpy as np
-        import torch
-
-        from nst_core import calibrate, engine
-
-        c = self.config
-        self._step("loading the VGG-19 weights", STARTUP_SHARES["weights"])
-        model = engine.load_model(weights=c.weights, device=c.device)
-        device = model.device
-        self._torch = torch
-        self.device_type = device.type
-        self.device_name = str(device)
-        self.weights_name = model.weights_name
-        if c.memory_fraction and self.device_type == "cuda":
-            torch.cuda.set_per_process_memory_fraction(c.memory_fraction, device)
-        # Precision and speed: measured once per machine (cached on disk), refined by jobs.
-        self._step(f"measuring {self.device_name}", STARTUP_SHARES["measure"])
-        calibrate.profile(model)
-        self._profile = lambda: cast(P.DeviceProfile, calibrate.profile(model).to_message())
-        cache = engine.StyleTargetCache(max_bytes=c.style_cache_mb << 20)
-        self.runner = Runner(engine.stylize, model, cache, self.device_name, self._free_memory)
-        if c.warmup:
-            self._step(f"warming up on {self.device_name}", STARTUP_SHARES["warmup"])
-            rng = np.random.default_rng(0)
-            img, style = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-            engine.stylize(
-                img, [style], {"iterations": 1, "size": 32, "min_scale": 32}, model=model
-            )
+        """The engine's start-up (model, or cluster workers), its steps shown in status."""
+        self.engine.load(self._step)
 
     def start_loading(self, on_ready: Callable[[], None] | None = None) -> threading.Thread:
         """Load the model on a thread of its own; serve() answers meanwhile and starts the
@@ -209,18 +224,6 @@ class Server:
         self._loader = threading.Thread(target=load, name="nst-loader", daemon=True)
         self._loader.start()
         return self._loader
-
-    def _free_memory(self) -> None:
-        if self._torch is not None and self.device_type == "cuda":
-            self._torch.cuda.empty_cache()
-
-    def describe_device(self) -> str:
-        if self.device_type == "cuda" and self._torch is not None:
-            try:
-                return f"{self.device_name} ({self._torch.cuda.get_device_name(self.device_name)})"
-            except Exception:  # noqa: BLE001 - only cosmetic
-                pass
-        return self.device_name
 
     # -- messages ------------------------------------------------------------------------------
     def send(
@@ -269,15 +272,15 @@ class Server:
             P.welcome(
                 header["id"],
                 version=__version__,
-                device=self.device_name,
-                weights=self.weights_name,
+                device=self.engine.describe(),
+                weights=self.engine.weights_name,
                 max_pixels=self.config.max_pixels,
                 max_tile_size=self.config.max_tile_size,
                 client_timeout_s=self.config.client_timeout_s,
                 defaults=defaults,
                 state=self.state,
                 idle_exit_s=self.config.idle_exit_s,
-                profile=self._profile() if self._profile is not None else None,
+                profile=self.engine.profile(),
             ),
         )
 
@@ -286,28 +289,18 @@ class Server:
 
     def on_status(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
         running, queue = self.sched.snapshot(client)
-        memory: P.Memory = {"rss_bytes": rss_bytes()}
-        if self.device_type == "cuda" and self._torch is not None:
-            cuda = self._torch.cuda
-            memory["device_allocated_bytes"] = cuda.memory_allocated(self.device_name)
-            memory["device_reserved_bytes"] = cuda.memory_reserved(self.device_name)
-            props = cuda.get_device_properties(self.device_name)
-            memory["device_total_bytes"] = props.total_memory
-        cache = self.runner.style_cache if self.runner is not None else None
+        engine = self.engine
         self.send(
             client,
             P.status(
                 header["id"],
                 running=running,
                 queue=queue,
-                device=self.device_name,
-                memory=memory,
+                device=engine.describe(),
+                memory=engine.memory(),
                 uptime_s=round(time.monotonic() - self.started, 3),
                 counts=self.sched.counts(),
-                style_cache={
-                    "hits": cache.hits if cache else 0,
-                    "misses": cache.misses if cache else 0,
-                },
+                style_cache=engine.cache_counts(),
                 version=__version__,
                 state=self.state,
                 startup=self.startup,
@@ -315,7 +308,8 @@ class Server:
                 on_demand=self.config.on_demand,
                 idle_exit_s=self.config.idle_exit_s,
                 idle_s=round(self.idle_seconds(), 3),
-                profile=self._profile() if self._profile is not None else None,
+                profile=engine.profile(),
+                workers=engine.workers(self.sched, client),
             ),
         )
 
@@ -353,7 +347,9 @@ class Server:
         # A running job's worker sends `cancelled` once the engine stops (within an iteration).
 
     def on_stylize(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
-        job = requests.parse_stylize(header, buffers, client, self.config.limits, self.device_type)
+        job = requests.parse_stylize(
+            header, buffers, client, self.config.limits, self.engine.device_type
+        )
         position = self.sched.submit(job)
         self.last_activity = time.monotonic()
         log.info(
@@ -386,53 +382,13 @@ class Server:
             del self.last_seen[client]
             self._previews.pop(client, None)
 
-    # -- worker --------------------------------------------------------------------------------
-    def _worker_main(self) -> None:
-        assert self.runner is not None
-        runner = self.runner
-        out = self.ctx.socket(zmq.PAIR)
-        out.connect(self._inbox_addr)
-        self._worker_ready.set()
-
-        def post(client: bytes, message: Mapping[str, Any], buffers: Sequence[P.Buffer]) -> None:
-            """Worker -> socket thread: [client, header, *buffers] over the inproc PAIR."""
-            out.send_multipart([client, *P.pack(message, buffers)], copy=False)
-
-        try:
-            while True:
-                job = self.sched.take()
-                if job is None:
-                    return
-                reply: Mapping[str, Any]
-                buffers: list[bytes]
-
-                def post_progress(message: P.Progress, data: list[bytes], job: Job = job) -> None:
-                    post(job.client, message, data)
-
-                try:
-                    reply, buffers = runner.run(job, post_progress)
-                except Exception as exc:  # noqa: BLE001 - the worker must outlive any job
-                    log.exception("job %s crashed", P.quote(job.id))
-                    reply = P.error(job.id, P.INTERNAL, f"{type(exc).__name__}: {P.quote(exc)}")
-                    buffers = []
-                job.frames = []
-                # Bookkeeping first, so a status right after the reply already shows it done.
-                self.sched.finish(job, reply["type"])
-                post(job.client, reply, buffers)
-        finally:
-            out.close(0)
-
     # -- main loop -----------------------------------------------------------------------------
-    def _start_worker(self) -> None:
-        self._worker = threading.Thread(target=self._worker_main, name="nst-worker", daemon=True)
-        self._worker.start()
-        self._worker_ready.wait()
-
     def _after_load(self) -> bool:
         """Once the model is in: start the worker, or (it failed) refuse the waiting jobs and
         end. False when the daemon is to end."""
         if self.load_error is None:
-            self._start_worker()
+            self.engine.start(self.sched, self._outbox)
+            self._started = True
             return True
         for job in self.sched.stop():
             self.send(
@@ -460,7 +416,7 @@ class Server:
         poller.register(self._inbox, zmq.POLLIN)
         next_reap = time.monotonic() + 0.5
         while not self.stop_requested.is_set():
-            if self._worker is None and self._load_done.is_set() and not self._after_load():
+            if not self._started and self._load_done.is_set() and not self._after_load():
                 break
             try:
                 events = dict(poller.poll(100))
@@ -532,12 +488,13 @@ class Server:
         log.info("shutting down")
         for job in self.sched.stop():
             self.send(job.client, P.cancelled(job.id))
-        if self._worker is not None:
+        if self._started:
             deadline = time.monotonic() + 10.0
-            while self._worker.is_alive() and time.monotonic() < deadline:
-                self._worker.join(0.05)
+            while self.engine.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
                 self._forward_outbox()
             self._forward_outbox()
+        self.engine.stop()
         self.close()
 
     def close(self) -> None:
@@ -547,5 +504,5 @@ class Server:
         if self._inbox is not None:
             self._inbox.close(0)
             self._inbox = None
-        if self._worker is None or not self._worker.is_alive():
+        if not self.engine.alive():
             self.ctx.term()  # would block on a worker still inside a long iteration

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,13 @@ def daemon_command() -> list[str]:
 class DaemonProc:
     """The product's nst-daemon as a subprocess, ready to serve."""
 
-    def __init__(self, endpoint: str, *args: str, wait: bool = True) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *args: str,
+        wait: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.log = tempfile.NamedTemporaryFile(prefix="nst-daemon-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
@@ -53,6 +59,7 @@ class DaemonProc:
             stderr=self.log,
             text=True,
             cwd=ROOT,
+            env={**os.environ, **env} if env else None,
         )
         self.ready_line = self._wait_ready() if wait else ""
 

@@ -69,6 +69,7 @@ def test_error_codes_stable() -> None:
         "internal",
         "optimisation_failed",
         "not_allowed",
+        "worker_lost",
     )  # new codes go at the end
 
 
