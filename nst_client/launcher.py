@@ -68,7 +68,10 @@ class EngineState:
 
 
 def device_words(device: str) -> str:
-    """'cpu' -> 'CPU', 'cuda:0 (NVIDIA H200)' -> 'GPU: NVIDIA H200', 'mps' -> 'Apple GPU'."""
+    """'cpu' -> 'CPU', 'cuda:0 (NVIDIA H200)' -> 'GPU: NVIDIA H200', 'mps' -> 'Apple GPU'; a
+    cluster front door's own words ('ray cluster 10.0.0.1:6379: 4 worker(s) ...') as they are."""
+    if device.startswith("ray cluster"):
+        return device
     if device.startswith("cuda"):
         name = device.partition("(")[2].rstrip(")")
         return f"GPU: {name}" if name else "GPU"

@@ -53,6 +53,20 @@ def test_product_side_imports_no_torch_until_a_model_is_needed() -> None:
     assert out == "False"
 
 
+def test_ray_is_imported_only_for_a_cluster() -> None:
+    """The single daemon stays the embedded default: Ray (an optional extra) only with
+    --cluster, where a missing Ray is a one-line setup error."""
+    code = (
+        "import sys; from nst_daemon import cli; from nst_daemon.server import DaemonConfig, "
+        "Server; Server(DaemonConfig()); print('ray' in sys.modules, end=' '); "
+        "Server(DaemonConfig(cluster='127.0.0.1:1')); print('ray' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "True"]
+
+
 def test_wheel_carries_the_packages_and_the_plugin_files(tmp_path: Path) -> None:
     subprocess.run(
         [
@@ -76,6 +90,7 @@ def test_wheel_carries_the_packages_and_the_plugin_files(tmp_path: Path) -> None
     for module in CLIENT_MODULES:
         assert f"nst_client/{module}.py" in names
     assert {"nst_daemon/server.py", "nst_daemon/runner.py", "nst_core/engine.py"} <= names
+    assert {"nst_daemon/cluster/front.py", "nst_daemon/cluster/worker.py"} <= names
     assert "nst_plugins/gimp/plug-in-nst-stylize/plug-in-nst-stylize.py" in names
     assert {"nst_plugins/install.py", "nst_plugins/flatpak.py"} <= names
     assert {

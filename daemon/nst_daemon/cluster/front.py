@@ -8,9 +8,11 @@ that: Ray places them on the nodes' GPUs/CPUs, detects their death and streams t
 Serve would add an HTTP proxy, a controller and its own queue and router in front of ours,
 with replicas we could neither list nor address.
 
-Threads: one per worker (workers.serve_jobs with `_run` below), one `nst-cluster` thread that
-every RECONCILE_S adds workers for new nodes and lost ones, and pings idle workers so a dead
-one leaves the pool before a job finds out.
+Threads: one per worker (workers.serve_jobs with `_run` below), one per running job that
+passes a cancel on, and one `nst-cluster` thread that every RECONCILE_S adds workers for new
+nodes and lost ones and pings idle workers, so a dead one leaves the pool before a job finds
+out. Nothing polls Ray faster than that: on a 2-core machine a 50 ms ray.wait loop per job
+made the jobs themselves 1.8x slower (249 ms against 139 ms for a 32 px job).
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ from .worker import JobSpec, StyleWorker
 log = logging.getLogger("nst_daemon")
 
 #: How often the pool is matched to the cluster's nodes and idle workers are pinged.
-RECONCILE_S = 1.0
-#: How often a running job's stream is looked at for a cancel to forward.
-POLL_S = 0.05
+RECONCILE_S = 2.0
+#: How often a running job's cancel flag is looked at (no Ray call until it is set).
+CANCEL_POLL_S = 0.05
 #: A node where a worker failed to start gets no new worker for this long.
 RETRY_NODE_S = 30.0
 #: Style keys remembered per worker (the cache affinity).
@@ -109,6 +111,8 @@ class ClusterEngine:
             logging_level=logging.WARNING,
             log_to_driver=False,
         )
+        # `auto` (or a ray:// address) named: status shows where the head really is.
+        self.address = ray.get_runtime_context().gcs_address or self.address
         self._reconcile()
         self._reconciler = threading.Thread(
             target=self._reconcile_loop, name="nst-cluster", daemon=True
@@ -183,9 +187,13 @@ class ClusterEngine:
         thread.start()
 
     def _check_idle(self) -> None:
-        """Ping each idle worker; one whose ping fails has died while idle."""
+        """Ping each idle worker; one whose ping fails has died while idle (a busy one's
+        death ends its job's stream)."""
+        running = self._sched.running if self._sched is not None else {}
         with self._lock:
-            idle = [w for w in self.pool.values() if w.ready and not w.lost]
+            idle = [
+                w for w in self.pool.values() if w.ready and not w.lost and w.name not in running
+            ]
         for w in idle:
             if w.ping is None:
                 w.ping = w.handle.ping.remote()
@@ -271,16 +279,18 @@ class ClusterEngine:
         """One job on one actor: its stream forwarded, a cancel passed on; WorkerLost when the
         actor dies meanwhile."""
         stream = w.handle.run.options(num_returns="streaming").remote(JobSpec.of(job, w.name))
-        cancel_sent = False
-        try:
-            while True:
-                if job.cancel.is_set() and not cancel_sent:
+        ended = threading.Event()
+
+        def pass_cancel_on() -> None:
+            while not ended.is_set():
+                if job.cancel.wait(CANCEL_POLL_S):
                     w.handle.cancel.remote(job.id)
-                    cancel_sent = True
-                ready, _ = ray.wait([stream], timeout=POLL_S)
-                if not ready:
-                    continue
-                kind, message, buffers = ray.get(next(stream))
+                    return
+
+        threading.Thread(target=pass_cancel_on, name=f"nst-cancel-{w.name}", daemon=True).start()
+        try:
+            for ref in stream:
+                kind, message, buffers = ray.get(ref)
                 if kind == "progress":
                     job.iteration, job.iterations = message["iteration"], message["iterations"]
                     post(message, buffers)
@@ -288,14 +298,15 @@ class ClusterEngine:
                     raise RuntimeError(f"on worker {w.name}: {message['error']}")
                 else:
                     return self._finished(w, job, message), buffers
-        except StopIteration:
-            raise WorkerLost(f"worker {w.name} on {w.host} ended a job without a reply") from None
+            raise WorkerLost(f"worker {w.name} on {w.host} ended a job without a reply")
         except LOST as exc:
             self._lose(w, f"was lost mid-job ({type(exc).__name__})")
             raise WorkerLost(
                 f"worker {w.name} on {w.host} was lost while running this job "
                 f"({type(exc).__name__})"
             ) from None
+        finally:
+            ended.set()
 
     def _finished(self, w: RemoteWorker, job: Job, reply: dict[str, Any]) -> Any:
         """The front door's view of a finished job: its queue time, the worker's cache."""
