@@ -99,10 +99,6 @@ def load_model(
             if dev.type == "cuda":
                 torch.backends.cudnn.benchmark = False
                 torch.backends.cudnn.deterministic = True  # same seed, same output
-            else:
-                # Late L-BFGS iterations produce subnormal floats, which run 2-4x slower on
-                # x86 CPUs; flushing them to zero changes no visible pixel.
-                torch.set_flush_denormal(True)
             model = build(weights, dev, allow_download)
             _MODELS[key] = model
         return model
@@ -535,6 +531,7 @@ class _Run:
         )
 
 
+@calibrate.flushing_subnormals
 def stylize(
     content: np.ndarray,
     styles: Sequence[Any],

@@ -98,8 +98,10 @@ class Scheduler:
         self.cancelled = 0
 
     def submit(self, job: Job) -> int:
-        """Queue a job; returns its position (0 = the next free worker takes it; with one
-        worker, the jobs before it). Raises ProtocolError when full."""
+        """Queue a job; returns its position: how many jobs must end before a worker takes it
+        (0 = a worker is free). Raises ProtocolError when full."""
+        if self.affinity is not None:
+            _ = job.style_key  # hashed here, not under the lock status and take() wait on
         with self.lock:
             if any(j.key == job.key for j in self._jobs()):
                 raise P.ProtocolError(

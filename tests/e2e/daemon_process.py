@@ -1,19 +1,13 @@
-"""A real `nst-daemon` subprocess for tests: started, waited for, stopped, its log kept.
+"""A real `nst-daemon` subprocess for tests: started, waited for, stopped, its log kept
+(nst_daemon.process), and a bare socket for messages no client would send.
 
 Shared by the daemon tests and the GIMP and Krita end-to-end tests. The daemon is the
-product's, from the wheel (tests/e2e/product.py), never the checkout's modules. Its log goes
-to a file, never to an unread pipe (a full pipe would block the daemon mid-job).
+product's, from the wheel (tests/e2e/product.py), never the checkout's modules.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,16 +18,13 @@ import product
 import zmq
 
 from nst_client import protocol as P
+from nst_daemon.process import DaemonProcess, free_port
+
+__all__ = ["PYTHON", "ROOT", "DaemonProc", "Raw", "daemon_command", "free_port"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The test venv's Python (tests that run the daemon's module in-tree on purpose).
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def daemon_command() -> list[str]:
@@ -41,7 +32,7 @@ def daemon_command() -> list[str]:
     return [product.bin_path("nst-daemon")]
 
 
-class DaemonProc:
+class DaemonProc(DaemonProcess):
     """The product's nst-daemon as a subprocess, ready to serve."""
 
     def __init__(
@@ -51,50 +42,13 @@ class DaemonProc:
         wait: bool = True,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.endpoint = endpoint
-        self.log = tempfile.NamedTemporaryFile(prefix="nst-daemon-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(
-            [*daemon_command(), "--endpoint", endpoint, *args],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, **env} if env else None,
-        )
-        self.ready_line = self._wait_ready() if wait else ""
-
-    def _wait_ready(self, timeout_s: float = 120.0) -> str:
-        box: list[str] = []
-        stdout = self.proc.stdout
-        assert stdout is not None
-        reader = threading.Thread(target=lambda: box.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout_s)
-        if not box or not box[0].startswith("ready"):
-            log = self.log_text()  # before stop() removes it
-            self.stop()
-            raise RuntimeError(f"daemon did not get ready: {box!r}\n{log}")
-        return box[0]
-
-    def log_text(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
+        super().__init__(daemon_command(), endpoint, *args, wait=wait, env=env, cwd=ROOT)
 
     def rss_kib(self, field: str = "VmRSS") -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
         raise KeyError(field)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        os.unlink(self.log.name)
-        return self.proc.returncode
 
 
 class Raw:

@@ -21,7 +21,7 @@ from daemon_process import DaemonProc, free_port
 
 from nst_client import layouts
 from nst_client import protocol as P
-from nst_client.client import Client, DaemonError, JobCancelled, JobResult, RawImage
+from nst_client.client import Client, JobCancelled, JobResult, RawImage
 from nst_client.progress import Progress
 from nst_daemon.cluster.loopback import LOOPBACK_ENV, LoopbackCluster
 
@@ -174,7 +174,7 @@ def test_cancel_reaches_the_worker_within_a_second(front: DaemonProc) -> None:
             )
         took = time.monotonic() - asked[0]
     # The engine stops within an iteration (tens of ms here); the rest is sockets and polls.
-    assert took < 1.5, f"cancelled {took:.2f} s after asking"
+    assert took < 1.0, f"cancelled {took:.2f} s after asking"
     idle_workers(front, 2, timeout_s=10)
 
 
@@ -204,12 +204,9 @@ def test_a_worker_killed_mid_job_means_a_retry_and_the_front_door_keeps_serving(
     os.kill(victim["pid"], signal.SIGKILL)
     job.join(300)
     out = box["out"]
-    # Retried on the other worker; a second loss would be a clear `worker_lost`.
-    if isinstance(out, DaemonError):
-        assert out.code == P.WORKER_LOST and victim["name"] in out.message, out
-    else:
-        assert isinstance(out, JobResult), out
-        assert out.stats["worker"] != victim["name"]
+    # Run again by the other worker (a second loss would be `worker_lost`: tests/unit).
+    assert isinstance(out, JobResult), out
+    assert out.stats["worker"] != victim["name"]
     # The front door goes on: status answers, a job runs, the lost worker is replaced.
     with client(front) as c:
         names = {w["name"] for w in c.status()["workers"]}
@@ -219,6 +216,22 @@ def test_a_worker_killed_mid_job_means_a_retry_and_the_front_door_keeps_serving(
     after = idle_workers(front, 2)
     assert victim["pid"] not in {w["pid"] for w in after}
     assert len(after) == len(before) == 2
+
+
+def test_an_idle_worker_killed_leaves_the_pool_and_is_replaced(front: DaemonProc) -> None:
+    """The front door pings idle workers: a dead one is dropped before a job finds out."""
+    victim = idle_workers(front, 2)[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    with client(front) as c:
+        until(
+            lambda: victim["name"] not in {w["name"] for w in c.status()["workers"]},
+            30,
+            "the dead worker to leave",
+        )
+    after = idle_workers(front, 2)
+    assert victim["pid"] not in {w["pid"] for w in after}
+    (done,) = run_at_once(front, [(STYLE_B, QUICK)])
+    assert isinstance(done, JobResult), done
 
 
 def test_a_node_joining_takes_jobs_without_a_restart(
@@ -233,3 +246,50 @@ def test_a_node_joining_takes_jobs_without_a_restart(
         assert isinstance(r, JobResult), r
     assert {r.stats["worker"] for r in results} == {w["name"] for w in workers}
     assert front.proc.poll() is None
+
+
+def _parent(pid: int) -> tuple[int, str]:
+    for line in open(f"/proc/{pid}/status").read().splitlines():
+        if line.startswith("PPid:"):
+            ppid = int(line.split()[1])
+            return ppid, open(f"/proc/{ppid}/comm").read().strip()
+    raise AssertionError(f"no parent for {pid}")
+
+
+def test_a_host_gone_mid_job_means_a_retry_on_another(front: DaemonProc) -> None:
+    """A node's raylet and its worker killed at once (its host gone): the job runs again on
+    another node's worker, the dead node's worker leaves the pool and is not replaced."""
+    before = idle_workers(front, 3)
+    started = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with client(front) as c:
+                box["out"] = c.stylize_raw(
+                    raw(CONTENT), [(raw(STYLE_B), 1.0)], MEDIUM, on_progress=lambda p: started.set()
+                )
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            box["out"] = exc
+
+    job = threading.Thread(target=run)
+    job.start()
+    assert started.wait(120), "no progress from the job"
+    with client(front) as c:
+        (victim,) = [w for w in c.status()["workers"] if w["state"] == "busy"]
+    raylet, name = _parent(victim["pid"])
+    assert name == "raylet", name
+    for pid in (raylet, victim["pid"]):
+        os.kill(pid, signal.SIGKILL)
+    job.join(300)
+    out = box["out"]
+    assert isinstance(out, JobResult), out
+    assert out.stats["worker"] != victim["name"]
+    with client(front) as c:
+        until(
+            lambda: victim["name"] not in {w["name"] for w in c.status()["workers"]},
+            60,
+            "the lost node's worker to leave",
+        )
+    idle = [w for w in idle_workers(front, 2) if w["state"] == "idle"]
+    assert len(idle) == len(before) - 1 == 2 and victim["pid"] not in {w["pid"] for w in idle}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -171,6 +172,42 @@ def test_cancel_stops_within_one_iteration(
         )
     assert len(seen) == 3
     assert info.value.partial is not None and info.value.partial.shape == photo.shape
+
+
+def test_a_job_flushes_subnormals_on_its_thread_and_leaves_the_flag_as_it_was(
+    model: VGGFeatures, photo: np.ndarray, style_image: np.ndarray
+) -> None:
+    """The flag is per thread and inherited from the creator: a job thread made by one without
+    it (a Ray actor's, say) must have it set for the job, or subnormal passes run 2-4x slower;
+    afterwards the caller's thread is as it was."""
+    subnormal = torch.tensor([1e-39])
+    seen: dict[str, Any] = {"during": set()}
+
+    def job() -> None:
+        seen["before"] = float(subnormal * 1.0)
+        stylize(
+            photo,
+            [style_image],
+            {**FAST, "iterations": 2},
+            progress=lambda p: seen["during"].add(float(subnormal * 1.0)),
+            model=model,
+        )
+        seen["after"] = float(subnormal * 1.0)
+
+    def creator() -> None:
+        torch.set_flush_denormal(False)
+        thread = threading.Thread(target=job)
+        thread.start()
+        thread.join()
+
+    outer = threading.Thread(target=creator)
+    outer.start()
+    outer.join()
+    assert seen == {
+        "before": pytest.approx(1e-39),
+        "during": {0.0},
+        "after": pytest.approx(1e-39),
+    }
 
 
 def test_result_has_the_content_size_when_working_smaller(

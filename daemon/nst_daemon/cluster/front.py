@@ -149,7 +149,7 @@ class ClusterEngine:
     def _reconcile(self) -> None:
         """Add workers where the nodes have free slots; drop idle workers that stopped
         answering."""
-        if self._sched is not None and self._sched.stopping:
+        if self._ending():
             return
         now = time.monotonic()
         for node in ray.nodes():
@@ -207,6 +207,10 @@ class ClusterEngine:
                 self._lose(w, f"stopped answering ({type(exc).__name__})")
             w.ping = None
 
+    def _ending(self) -> bool:
+        """The daemon is shutting down (its scheduler stopped) or the engine was stopped."""
+        return self._stopping.is_set() or (self._sched is not None and self._sched.stopping)
+
     def _lose(self, w: RemoteWorker, why: str) -> None:
         if not w.lost:
             log.warning("worker %s on %s %s", w.name, w.host, why)
@@ -240,7 +244,7 @@ class ClusterEngine:
             log.info("worker %s ready: %s, pid %d", w.name, w.device, w.pid)
             self._first_ready.set()
             while not self._started.wait(0.5):
-                if self._stopping.is_set():
+                if self._ending():
                     return
             sched, outbox_factory = self._sched, self._outbox
             assert sched is not None and outbox_factory is not None
@@ -260,7 +264,7 @@ class ClusterEngine:
         """The worker's description once its model is in; None when it failed to start (the
         node gets no new worker for RETRY_NODE_S) or the daemon stops meanwhile."""
         ref = w.handle.describe.remote()
-        while not self._stopping.is_set():
+        while not self._ending():
             done, _ = ray.wait([ref], timeout=0.5)
             if not done:
                 continue

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
+
+from ..process import end, read_line
 
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -60,16 +61,11 @@ class LoopbackCluster:
         self.address = self._line(timeout_s)
 
     def _line(self, timeout_s: float) -> str:
-        box: list[str] = []
-        stdout = self.proc.stdout
-        assert stdout is not None
-        reader = threading.Thread(target=lambda: box.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout_s)
-        if not box or not box[0].strip():
+        line = read_line(self.proc, timeout_s).strip()
+        if not line:
             self.close()
             raise RuntimeError("the loopback Ray cluster did not answer")
-        return box[0].strip()
+        return line
 
     def add(self, cpus: int, timeout_s: float = 120.0) -> str:
         """A new worker node with `cpus` CPUs; returns its node id."""
@@ -86,8 +82,7 @@ class LoopbackCluster:
                 self.proc.stdin.close()
                 self.proc.wait(60)
             except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+                end(self.proc, 10)
 
 
 if __name__ == "__main__":

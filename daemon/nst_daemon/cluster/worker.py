@@ -2,7 +2,8 @@
 time and streaming the job's progress back as it goes.
 
 A plain class (Ray wraps it in cluster.front), so it can be tested without Ray. Its methods
-run on the actor's threads: `run` streams one job, `cancel` and `ping` answer meanwhile.
+run on the actor's threads: `run` hands one job to the worker's job thread and streams what
+it reports, `cancel` and `ping` answer meanwhile.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from nst_client import __version__
@@ -60,6 +61,24 @@ class StyleWorker:
         self.warm.load()
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._tasks: queue.Queue[_Task] = queue.Queue()
+        threading.Thread(target=self._serve, name="nst-jobs", daemon=True).start()
+
+    def _serve(self) -> None:
+        """Run the jobs one by one on this one long-lived thread, as a single daemon's worker
+        thread does. A fresh thread per job made a 32 px job 22-38 ms slower than in a single
+        daemon on a 2-core CPU (the subnormal flag set, bench/bench_cluster.py); this: ~0."""
+        runner = self.warm.runner
+        assert runner is not None, "the model is loaded in __init__"
+        while True:
+            task = self._tasks.get()
+            try:
+                reply, buffers = runner.run(task.job, task.post)
+                task.items.put(("reply", dict(reply), buffers))
+            except Exception as exc:  # noqa: BLE001 - reported to the front door
+                task.items.put(("crash", {"error": f"{type(exc).__name__}: {P.quote(exc)}"}, []))
+            finally:
+                task.done.set()
 
     def describe(self) -> dict[str, Any]:
         """Who this worker is; answered once the model is loaded (the front door waits on it)."""
@@ -84,10 +103,8 @@ class StyleWorker:
         """Stop the job within an iteration (its stream then ends with `cancelled`)."""
         self._cancel_event(job_id).set()
 
-    def run(self, spec: JobSpec) -> Iterator[Item]:
-        """Run one job on a thread of its own; yield its progress as it comes, then its reply."""
-        runner = self.warm.runner
-        assert runner is not None, "the model is loaded in __init__"
+    def run(self, spec: JobSpec) -> Generator[Item, None, None]:
+        """Hand one job to the job thread; yield its progress as it comes, then its reply."""
         job = Job(
             client=b"",
             id=spec.id,
@@ -99,27 +116,29 @@ class StyleWorker:
             cancel=self._cancel_event(spec.id),
             worker=spec.worker,
         )
-        items: queue.Queue[Item] = queue.Queue()
-
-        def work() -> None:
-            try:
-                reply, buffers = runner.run(
-                    job, lambda message, data: items.put(("progress", dict(message), data))
-                )
-                items.put(("reply", dict(reply), buffers))
-            except Exception as exc:  # noqa: BLE001 - reported to the front door
-                items.put(("crash", {"error": f"{type(exc).__name__}: {P.quote(exc)}"}, []))
-
-        thread = threading.Thread(target=work, name=f"nst-job-{spec.id}", daemon=True)
-        thread.start()
+        task = _Task(job)
+        self._tasks.put(task)
         try:
             while True:
-                item = items.get()
+                item = task.items.get()
                 yield item
                 if item[0] != "progress":
                     return
         finally:
             job.cancel.set()  # the stream was dropped (front door gone): stop the job too
-            thread.join()
+            task.done.wait()
             with self._lock:
                 self._cancels.pop(spec.id, None)
+
+
+@dataclass
+class _Task:
+    """A job handed to the job thread, with the queue its items come back on."""
+
+    job: Job
+    items: queue.Queue[Item] = field(default_factory=queue.Queue)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def post(self, message: Mapping[str, Any], data: list[bytes]) -> None:
+        """The runner's progress callback: one progress item for the stream."""
+        self.items.put(("progress", dict(message), data))
