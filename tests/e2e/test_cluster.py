@@ -178,10 +178,11 @@ def test_cancel_reaches_the_worker_within_a_second(front: DaemonProc) -> None:
     idle_workers(front, 2, timeout_s=10)
 
 
-def test_a_worker_killed_mid_job_means_a_retry_and_the_front_door_keeps_serving(
-    front: DaemonProc,
-) -> None:
-    before = idle_workers(front, 2)
+def job_under_way(
+    front: DaemonProc, style: np.ndarray
+) -> tuple[threading.Thread, dict[str, Any], P.WorkerStatus]:
+    """A MEDIUM job on a client thread (its outcome lands in box["out"]) and, once it reports
+    progress, the one busy worker running it."""
     started = threading.Event()
     box: dict[str, Any] = {}
 
@@ -189,18 +190,24 @@ def test_a_worker_killed_mid_job_means_a_retry_and_the_front_door_keeps_serving(
         try:
             with client(front) as c:
                 box["out"] = c.stylize_raw(
-                    raw(CONTENT), [(raw(STYLE_A), 1.0)], MEDIUM, on_progress=lambda p: started.set()
+                    raw(CONTENT), [(raw(style), 1.0)], MEDIUM, on_progress=lambda p: started.set()
                 )
-        except Exception as exc:  # noqa: BLE001 - asserted below
+        except Exception as exc:  # noqa: BLE001 - asserted by the caller
             box["out"] = exc
 
     job = threading.Thread(target=run)
     job.start()
     assert started.wait(120), "no progress from the job"
     with client(front) as c:
-        busy = [w for w in c.status()["workers"] if w["state"] == "busy"]
-    assert len(busy) == 1
-    victim = busy[0]
+        (busy,) = [w for w in c.status()["workers"] if w["state"] == "busy"]
+    return job, box, busy
+
+
+def test_a_worker_killed_mid_job_means_a_retry_and_the_front_door_keeps_serving(
+    front: DaemonProc,
+) -> None:
+    before = idle_workers(front, 2)
+    job, box, victim = job_under_way(front, STYLE_A)
     os.kill(victim["pid"], signal.SIGKILL)
     job.join(300)
     out = box["out"]
@@ -260,23 +267,7 @@ def test_a_host_gone_mid_job_means_a_retry_on_another(front: DaemonProc) -> None
     """A node's raylet and its worker killed at once (its host gone): the job runs again on
     another node's worker, the dead node's worker leaves the pool and is not replaced."""
     before = idle_workers(front, 3)
-    started = threading.Event()
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            with client(front) as c:
-                box["out"] = c.stylize_raw(
-                    raw(CONTENT), [(raw(STYLE_B), 1.0)], MEDIUM, on_progress=lambda p: started.set()
-                )
-        except Exception as exc:  # noqa: BLE001 - asserted below
-            box["out"] = exc
-
-    job = threading.Thread(target=run)
-    job.start()
-    assert started.wait(120), "no progress from the job"
-    with client(front) as c:
-        (victim,) = [w for w in c.status()["workers"] if w["state"] == "busy"]
+    job, box, victim = job_under_way(front, STYLE_B)
     raylet, name = _parent(victim["pid"])
     assert name == "raylet", name
     for pid in (raylet, victim["pid"]):
