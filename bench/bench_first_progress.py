@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,13 +29,7 @@ import numpy as np
 from nst_client import launcher
 from nst_client.client import Client, connect
 from nst_client.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from nst_daemon.process import free_port
 
 
 def first_progress(

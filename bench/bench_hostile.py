@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import numpy as np
 import zmq
 
 from nst_client import layouts
+from nst_daemon.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,12 +35,6 @@ def kib(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return -1  # the process is gone
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def nested(depth: int) -> Any:
