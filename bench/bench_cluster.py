@@ -1,4 +1,4 @@
-"""Benchmark `nst-daemon --cluster` on a loopback Ray cluster: the issue's two targets.
+"""Benchmark `nst-daemon --cluster` on a loopback Ray cluster against its two targets.
 
 Prints (never asserts), on this machine:
   1. throughput scaling: one queue of small jobs from several clients on N = 1 and N = 2 CPU
@@ -112,7 +112,7 @@ def throughput(
                     with lock:
                         ends.append(time.perf_counter())
                         stats.append(dict(done.stats))
-        except BaseException as exc:  # noqa: BLE001 - raised again on the main thread
+        except BaseException as exc:
             start.abort()
             errors.append(exc)
 

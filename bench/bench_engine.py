@@ -8,7 +8,7 @@ With --presets it instead runs the planner's presets (and --budget time budgets)
 content/style pair in this process (one warm model), beside the old default schedule
 (`{"size": 512, "iterations": 300}`: 3 scales x 300 iterations, fp32, bicubic upscale) in the
 same run: wall time, the plan, and the quality figures of ../shared/tools/quality_metric.py
-for each:
+(--quality-metric PATH) for each:
 
     python bench/bench_engine.py --presets                    # draft, normal, final
     python bench/bench_engine.py --presets normal --budget 30 60
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from quality import add_metric_argument
 
 PEAK_PREFIX = "PEAK_RSS_KIB="
 #: Runs a module as __main__ and reports the process's own peak RSS on stderr at exit.
@@ -138,21 +139,6 @@ def run_pastiche(
     return {"s_per_it": per_it, "wall_s": wall, "peak_mib": _peak_mib(proc.stderr)}
 
 
-ROOT = Path(__file__).resolve().parents[1]
-#: The shared quality metric: beside the checkout, else inside it (see bench/gpu_check.py).
-METRIC = next(
-    (
-        m
-        for m in (
-            ROOT.parent / "shared" / "tools" / "quality_metric.py",
-            ROOT / "shared" / "tools" / "quality_metric.py",
-        )
-        if m.is_file()
-    ),
-    ROOT.parent / "shared" / "tools" / "quality_metric.py",
-)
-
-
 def fit_photo(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """rgb centre-cropped to hw's aspect ratio, then resized to hw (bicubic)."""
     from PIL import Image
@@ -192,11 +178,11 @@ def run_presets(args: argparse.Namespace) -> None:
     """The planner's presets and time budgets beside the old default schedule, one run."""
     import torch
 
+    from nst_app.demo import PAINTINGS, photo
+    from nst_client.params import QUALITY_PRESETS, make_params
     from nst_core import calibrate
-    from nst_core.demo import PAINTINGS, photo
     from nst_core.engine import load_model, stylize
     from nst_core.imageio import write_image
-    from nst_core.params import QUALITY_PRESETS, make_params
     from nst_core.plan import make_plan
 
     w, h = (int(v) for v in args.photo_size.lower().split("x"))
@@ -246,7 +232,7 @@ def run_presets(args: argparse.Namespace) -> None:
         write_image(path, out)
         rows.append({"name": name, "wall": wall, "plan": plan, "path": path, "params": params})
         print(f"  {name}: {wall:.1f} s; {plan.describe()}", flush=True)
-    metric = Path(args.metric)
+    metric: Path = args.metric
     if metric.is_file():
         figures = quality(metric, content_path, style_path, [r["path"] for r in rows])
     else:
@@ -292,7 +278,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from nst_core.demo import default_content, swirls
+    from nst_app.demo import default_content, swirls
     from nst_core.imageio import write_image
     from nst_core.plan import tile_spans
 
@@ -312,14 +298,14 @@ def main() -> None:
     presets.add_argument(
         "--budget", type=float, nargs="+", default=[], help="also run these time budgets (s)"
     )
-    presets.add_argument("--photo", default="motorcycle_left", help="nst_core.demo.photo name")
+    presets.add_argument("--photo", default="motorcycle_left", help="nst_app.demo.photo name")
     presets.add_argument("--photo-size", default="1024x768", help="WxH the photo is fitted to")
-    presets.add_argument("--painting", default="swirls", help="nst_core.demo.PAINTINGS name")
+    presets.add_argument("--painting", default="swirls", help="nst_app.demo.PAINTINGS name")
     presets.add_argument(
         "--old-iterations", type=int, default=300, help="the old default's iterations per scale"
     )
     presets.add_argument("--old-size", type=int, default=512, help="the old default's size")
-    presets.add_argument("--metric", default=str(METRIC), help="quality_metric.py")
+    add_metric_argument(presets)
     presets.add_argument("--out", help="keep the images here (default: a temporary folder)")
     args = parser.parse_args()
     if args.presets is not None or args.budget:

@@ -3,7 +3,8 @@
 For each case it runs the engine in-process on one warm model and prints the plan, the ETA
 the first progress report gave (before any work), the ETA after about a second, the real wall
 time and their errors; with a budget, how far the wall time landed from it (the target is
-within 20 %); and the style/content figures of ../shared/tools/quality_metric.py. Usage:
+within 20 %); and the style/content figures of ../shared/tools/quality_metric.py
+(--quality-metric PATH). Usage:
 
     python bench/bench_planner.py                       # presets + budgets, 1024x768 photo
     python bench/bench_planner.py --cases normal 30 --layer 3000x2000
@@ -19,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from quality import add_metric_argument
 
 ROOT = Path(__file__).resolve().parents[1]
-METRIC = ROOT.parent / "shared" / "tools" / "quality_metric.py"
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,15 +31,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--layer", default="1024x768", help="WxH the photo is resized to")
     ap.add_argument("--pair", default="astronaut:swirls", metavar="PHOTO:PAINTING")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "planner"))
-    ap.add_argument("--metric", default=str(METRIC))
+    add_metric_argument(ap)
     return ap.parse_args()
 
 
 def main() -> int:
     args = parse_args()
+    from nst_client.params import make_params
     from nst_core import calibrate, demo
     from nst_core.engine import load_model, stylize
-    from nst_core.params import make_params
     from nst_core.plan import make_plan
 
     width, height = (int(v) for v in args.layer.split("x"))
@@ -82,9 +83,15 @@ def main() -> int:
         path = out / f"{case}.png"
         Image.fromarray(result).save(path)
         paths.append(path)
-    if Path(args.metric).exists():
+    if args.metric.exists():
         proc = subprocess.run(
-            [sys.executable, args.metric, str(content_path), str(style_path), *map(str, paths)],
+            [
+                sys.executable,
+                str(args.metric),
+                str(content_path),
+                str(style_path),
+                *map(str, paths),
+            ],
             capture_output=True,
             text=True,
             check=True,

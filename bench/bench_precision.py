@@ -17,9 +17,9 @@ from functools import partial
 
 import torch
 
+from nst_client.params import STYLE_LAYERS
 from nst_core import calibrate
 from nst_core.engine import load_model
-from nst_core.params import STYLE_LAYERS
 from nst_core.vgg import VGGFeatures
 
 LAYERS = ["relu4_2", *STYLE_LAYERS]

@@ -10,13 +10,14 @@ second time with it on, and that result is measured too (the by-hand one always 
 
 Prints the high-frequency energy (nst_core.detail.high_frequency_energy) of the content, the
 bicubic result and the restored one (and their ratios to the content's), the shared quality
-figures at full size (/work/shared/tools/quality_metric.py: style, lower = more style;
-content, lower = content kept) and the time restore_detail takes at this size and at 4096 x
-4096. Writes content.png, style.png, bicubic.png, restored.png (engine_restored.png) and
-crops.png (1:1 crops: content | bicubic | restored) to --out.
+figures at full size (../shared/tools/quality_metric.py, or --quality-metric PATH: style,
+lower = more style; content, lower = content kept) and the time restore_detail takes at this
+size and at 4096 x 4096. Writes content.png, style.png, bicubic.png, restored.png
+(engine_restored.png) and crops.png (1:1 crops: content | bicubic | restored) to --out.
 
 Usage: python bench/bench_resolution.py [--size 3000x2000] [--iterations 40] [--working 512]
        [--out bench/out/resolution] [--bicubic FILE (reuse an engine result, no engine run)]
+       [--quality-metric PATH]
 Run it alone on the machine (nice -n 10 when sharing): it times restore_detail.
 """
 
@@ -32,13 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from quality import add_metric_argument
 
-from nst_core import demo, detail
+from nst_app import demo
+from nst_core import detail
 from nst_core.detail import high_frequency_energy, restore_detail
 
 ROOT = Path(__file__).resolve().parent.parent
 
-QUALITY_METRIC = Path("/work/shared/tools/quality_metric.py")
 ROW_HEIGHT = 500
 #: 1:1 crops for the eye (x, y of the top left at 3000 x 2000; scaled for other sizes).
 CROPS = ((120, 40), (700, 520), (2050, 1050))
@@ -135,9 +137,11 @@ def time_restore(height: int, width: int, working_hw: tuple[int, int], runs: int
     return statistics.median(times)
 
 
-def quality(content: Path, style: Path, outs: list[Path]) -> dict[str, tuple[float, float]]:
+def quality(
+    metric: Path, content: Path, style: Path, outs: list[Path]
+) -> dict[str, tuple[float, float]]:
     """{file name: (style, content)} by the shared quality metric (at its own 512 px side)."""
-    cmd = [sys.executable, str(QUALITY_METRIC), str(content), str(style), *map(str, outs)]
+    cmd = [sys.executable, str(metric), str(content), str(style), *map(str, outs)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     figures = {}
     for line in proc.stdout.splitlines():
@@ -165,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--working", type=int, default=512, help="long side of the last scale")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "resolution")
     ap.add_argument("--bicubic", type=Path, help="an engine result to reuse (no engine run)")
+    add_metric_argument(ap)
     args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     out: Path = args.out
@@ -178,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     working_hw = working_size(height, width, args.working)
     print(f"layer {width}x{height}, working size {working_hw[1]}x{working_hw[0]}")
 
-    from nst_core.params import PARAM_NAMES
+    from nst_client.params import PARAM_NAMES
 
     knows_param = "restore_detail" in PARAM_NAMES
     if args.bicubic is not None:
@@ -211,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     save_crops(out / "crops.png", [content, bicubic, restored], width, height)
 
     hf_content = high_frequency_energy(content)
-    figures = quality(paths["content"], paths["style"], [paths[n] for n, _ in measured])
+    figures = quality(
+        args.metric, paths["content"], paths["style"], [paths[n] for n, _ in measured]
+    )
     print(f"\nhigh-frequency energy (detail.high_frequency_energy, sigma {detail.HF_SIGMA} px)")
     print(f"  {'content':16s} {hf_content:.3e}  1.000")
     for name, image in measured:

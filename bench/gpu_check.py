@@ -1,4 +1,4 @@
-"""The GPU path proven: issue 12's figures in one run, on CUDA, or scaled down on a CPU.
+"""The GPU path proven: figures beside their targets in one run, on CUDA, or scaled down on a CPU.
 
     bash bench/gpu_check.sh              # CUDA when torch sees a GPU, else CPU, scaled down
     bash bench/gpu_check.sh --cpu        # CPU, scaled down, even with a GPU
@@ -7,7 +7,8 @@
 Parts (CPU sizes in brackets), each with its own time limit inside the whole run's budget:
   a  500 [50] L-BFGS iterations at 512 [128] px, one scale: wall time, the precision used
   b  the default job (no size or iterations: the planner's default preset) on a 1024x768
-     [256x192] photo: wall time, the quality figures (../shared/tools/quality_metric.py)
+     [256x192] photo: wall time, the quality figures (../shared/tools/quality_metric.py, or
+     --quality-metric PATH)
   c  a 4096x4096 [1024x1024] layer at full size in tiles: wall time, peak GPU memory
   d  a warm nst-daemon (a real process, through nst_client): submit -> first progress,
      median of 5 jobs after a warm-up job
@@ -15,7 +16,7 @@ Parts (CPU sizes in brackets), each with its own time limit inside the whole run
      u16, bit-exact), then a real tiny job (alpha must come back bit for bit)
 
 Parts a-c run in this process on one warm model; d and e start one nst-daemon. It prints a
-table with the issue's GPU targets beside the figures, then one JSON line (the last line).
+table with the GPU targets beside the figures, then one JSON line (the last line).
 """
 
 from __future__ import annotations
@@ -26,12 +27,10 @@ import json
 import os
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,18 +40,16 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
+from bench_engine import fit_photo
+from quality import add_metric_argument
+
+from nst_daemon.process import DaemonProcess, free_port, read_line
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Where the shared quality metric may be: beside the checkout, or inside it (the GPU machine
-#: gets only the working tree, where a `shared/` folder travels and `../shared` does not).
-METRICS = (
-    ROOT.parent / "shared" / "tools" / "quality_metric.py",
-    ROOT / "shared" / "tools" / "quality_metric.py",
-)
 GB = 1e9
 MIB = float(1 << 20)
 
-# The issue's GPU targets.
+# The GPU targets (judged on CUDA only).
 TARGET_LBFGS_S = 2.0
 TARGET_BIG_GPU_BYTES = 16 * GB
 TARGET_FIRST_PROGRESS_S = 0.050
@@ -60,7 +57,7 @@ TARGET_FIRST_PROGRESS_S = 0.050
 
 @dataclass(frozen=True)
 class Sizes:
-    """Every size the parts use: the issue's on CUDA, scaled down on a CPU."""
+    """Every size the parts use: full on CUDA, scaled down on a CPU."""
 
     lbfgs_px: int
     lbfgs_its: int
@@ -133,7 +130,7 @@ class Part:
     def judge(
         self, name: str, what: str, value: float, limit: float, shown: str, target: str, gpu: bool
     ) -> None:
-        """A figure with the issue's target beside it; judged only on a GPU."""
+        """A figure with its target beside it; judged only on a GPU."""
         if gpu:
             ok = value <= limit
             self.rows.append(Row(what, shown, target, "PASS" if ok else "FAIL"))
@@ -224,22 +221,6 @@ def git_commit() -> str:
         return "unknown (no git)"
 
 
-def fit_photo(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """rgb centre-cropped to hw's aspect ratio, then resized to hw (bicubic)."""
-    from PIL import Image
-
-    h, w = rgb.shape[:2]
-    want = hw[1] / hw[0]
-    if w / h > want:
-        cw = round(h * want)
-        rgb = rgb[:, (w - cw) // 2 : (w - cw) // 2 + cw]
-    else:
-        ch = round(w / want)
-        rgb = rgb[(h - ch) // 2 : (h - ch) // 2 + ch]
-    img = Image.fromarray(np.ascontiguousarray(rgb))
-    return np.asarray(img.resize((hw[1], hw[0]), Image.Resampling.BICUBIC))
-
-
 def precision_used(model: Any) -> tuple[str, str]:
     """What `precision: auto` runs as on this model's device, and how it was chosen."""
     from nst_core import calibrate
@@ -252,8 +233,8 @@ def precision_used(model: Any) -> tuple[str, str]:
 def plan_words(model: Any, hw: tuple[int, int], params: dict[str, Any]) -> tuple[str, list[int]]:
     """The planner's one line for a job and its tiles per scale ('' and [] without a planner)."""
     try:
+        from nst_client.params import make_params
         from nst_core import calibrate
-        from nst_core.params import make_params
         from nst_core.plan import make_plan
 
         plan = make_plan(hw, make_params(params), calibrate.profile(model).speed)
@@ -360,7 +341,7 @@ def over_time(part: Part, wall: float, rec: Recorder, limit: float) -> None:
 def part_a(
     part: Part, sz: Sizes, model: Any, dev: str, gpu: bool, limit: float, photo: np.ndarray
 ) -> None:
-    from nst_core.demo import PAINTINGS
+    from nst_app.demo import PAINTINGS
 
     content = fit_photo(photo, (sz.lbfgs_px, sz.lbfgs_px))
     style = PAINTINGS["swirls"](512)
@@ -400,14 +381,13 @@ def part_a(
 
 
 def quality_figures(
-    content: np.ndarray, style: np.ndarray, out: np.ndarray, limit_s: float
+    metric: Path, content: np.ndarray, style: np.ndarray, out: np.ndarray, limit_s: float
 ) -> tuple[dict[str, float] | None, str]:
     """(style, content) by the shared metric, or None and why not."""
     from PIL import Image
 
-    metric = next((m for m in METRICS if m.is_file()), None)
-    if metric is None:
-        return None, "skipped: no shared/tools/quality_metric.py beside or inside the checkout"
+    if not metric.is_file():
+        return None, f"skipped: no quality metric at {metric}"
     if limit_s < 10:
         return None, "skipped: over time"
     with tempfile.TemporaryDirectory(prefix="nst-gpu-check-") as folder:
@@ -441,8 +421,9 @@ def part_b(
     limit: float,
     photo: np.ndarray,
     gpu: bool,
+    metric: Path,
 ) -> None:
-    from nst_core.demo import PAINTINGS
+    from nst_app.demo import PAINTINGS
 
     content = fit_photo(photo, sz.photo_hw)
     style = PAINTINGS["swirls"](512)
@@ -484,7 +465,7 @@ def part_b(
         ratio = high_frequency_energy(out) / max(high_frequency_energy(content), 1e-12)
         part.figures["sharpness_vs_content"] = ratio
         part.row("high-frequency energy, output / content", f"{ratio:.2f}")
-    figures, where = quality_figures(content, style, out, limit - wall - 2)
+    figures, where = quality_figures(metric, content, style, out, limit - wall - 2)
     if figures is None:
         part.figures["quality"] = None
         part.row("quality figures", where)
@@ -498,7 +479,7 @@ def part_b(
 def part_c(
     part: Part, sz: Sizes, model: Any, dev: str, gpu: bool, limit: float, photo: np.ndarray
 ) -> None:
-    from nst_core.demo import PAINTINGS
+    from nst_app.demo import PAINTINGS
     from nst_core.plan import scale_sizes, tile_spans
 
     content = fit_photo(photo, (sz.big, sz.big))
@@ -546,82 +527,39 @@ def part_c(
 # --- d, e: a real nst-daemon -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def daemon_command() -> list[str]:
     """The nst-daemon beside this Python (the venv's), else its module (PYTHONPATH set-ups)."""
     script = Path(sys.executable).with_name("nst-daemon")
     return [str(script)] if script.exists() else [sys.executable, "-m", "nst_daemon"]
 
 
-class Daemon:
-    """An nst-daemon process on a free loopback port, its log in a file."""
+class Daemon(DaemonProcess):
+    """An nst-daemon process (nst_daemon.process) on a free loopback port, its log in a file;
+    ready within timeout_s, else stopped."""
 
     def __init__(self, dev: str, timeout_s: float) -> None:
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.log = tempfile.NamedTemporaryFile(prefix="nst-gpu-check-", suffix=".log", delete=False)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT), str(ROOT / "daemon"), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [*daemon_command(), "--endpoint", self.endpoint, "--device", dev],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
+        pythonpath = [str(ROOT), str(ROOT / "daemon"), *filter(None, [os.getenv("PYTHONPATH")])]
+        started = time.monotonic()
+        super().__init__(
+            daemon_command(),
+            f"tcp://127.0.0.1:{free_port()}",
+            "--device",
+            dev,
+            wait=False,
+            env={"PYTHONPATH": os.pathsep.join(pythonpath)},
             cwd=ROOT,
-            env=env,
         )
-        box: list[str] = []
-        ready = threading.Event()
-        stdout = self.proc.stdout
-        assert stdout is not None
-
-        def read() -> None:
-            for line in stdout:
-                if not ready.is_set() and line.startswith("ready"):
-                    box.append(line.strip())
-                    ready.set()
-                # then go on reading: a full pipe would block the daemon
-            ready.set()  # the daemon exited
-
-        threading.Thread(target=read, daemon=True).start()
         try:
-            ready.wait(timeout_s)
+            line = read_line(self.proc, timeout_s)
         except BaseException:  # over time or stopped while waiting: no daemon left behind
             self.stop()
             raise
-        self.start_s = time.monotonic() - self.started
-        if not box:
-            why = self.log_tail()
+        self.start_s = time.monotonic() - started
+        if not line.startswith("ready"):
+            why = self.log_text()[-600:]
             self.stop()
             raise RuntimeError(f"nst-daemon did not get ready in {timeout_s:.0f} s: {why}")
-        self.ready_line = box[0]
-
-    def log_tail(self) -> str:
-        try:
-            return Path(self.log.name).read_text(errors="replace")[-600:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        try:
-            os.unlink(self.log.name)
-        except OSError:
-            pass
+        self.ready_line = line.strip()
 
 
 def first_progress(
@@ -670,8 +608,8 @@ def part_d(
     limit: float,
     photo: np.ndarray,
 ) -> None:
+    from nst_app.demo import PAINTINGS
     from nst_client.client import Client
-    from nst_core.demo import PAINTINGS
 
     deadline = time.monotonic() + limit
     content = fit_photo(photo, sz.fp_hw)
@@ -748,8 +686,8 @@ def rgba_layer(photo: np.ndarray, side: int, dtype: type, rng: np.random.Generat
 
 
 def part_e(part: Part, sz: Sizes, daemon: Daemon, limit: float, photo: np.ndarray) -> None:
+    from nst_app.demo import PAINTINGS
     from nst_client.client import Client
-    from nst_core.demo import PAINTINGS
 
     deadline = time.monotonic() + limit
     rng = np.random.default_rng(1)
@@ -823,10 +761,11 @@ def main() -> int:
     ap.add_argument(
         "--budget",
         type=float,
-        help="seconds for the whole run (default 450 on CUDA, inside the 8 minutes; 900 on CPU)",
+        help="seconds for the whole run (default 450 on CUDA, inside 8 minutes; 900 on CPU)",
     )
     ap.add_argument("--parts", default="abcde", help="which parts to run (default abcde)")
     ap.add_argument("--partial", help="write the JSON after each part to this file")
+    add_metric_argument(ap)
     args = ap.parse_args()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -894,7 +833,7 @@ def main() -> int:
 
     model: Any = None
     daemon: Daemon | None = None
-    from nst_core.demo import photo as demo_photo
+    from nst_app.demo import photo as demo_photo
 
     photo = demo_photo("motorcycle_left")
     square = demo_photo("astronaut")
@@ -964,7 +903,7 @@ def main() -> int:
                 if key == "a":
                     part_a(part, sz, model, dev, gpu, limit, square)
                 elif key == "b":
-                    part_b(part, sz, model, dev, limit, photo, gpu)
+                    part_b(part, sz, model, dev, limit, photo, gpu, args.metric)
                 elif key == "c":
                     part_c(part, sz, model, dev, gpu, limit, photo)
                 elif key == "d":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path proven (issue 12): one run of bench/gpu_check.py, within 8 minutes on an H200.
+# The GPU path proven: one run of bench/gpu_check.py, within 8 minutes on an H200.
 #
 #   bash bench/gpu_check.sh                 # CUDA when torch sees a GPU, else CPU, scaled down
 #   bash bench/gpu_check.sh --cpu           # CPU, scaled down, even with a GPU

@@ -26,8 +26,33 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-METRIC = ROOT.parent / "shared" / "tools" / "quality_metric.py"
+#: Where the shared quality metric may be: `shared/tools/` beside the checkout, else inside it
+#: (a machine that gets only the working tree, where a `shared/` folder travels and
+#: `../shared` does not).
+METRICS = (
+    ROOT.parent / "shared" / "tools" / "quality_metric.py",
+    ROOT / "shared" / "tools" / "quality_metric.py",
+)
 PAIRS = ["astronaut:swirls", "coffee:strokes", "chelsea:mosaic", "rocket:dots"]
+
+
+def default_metric() -> Path:
+    """The first of METRICS that exists, else the first (the path a message names)."""
+    return next((m for m in METRICS if m.is_file()), METRICS[0])
+
+
+def add_metric_argument(ap: argparse._ActionsContainer) -> None:
+    """--quality-metric PATH (also --metric) on a parser or an argument group: the shared
+    quality metric, default_metric() unless given."""
+    ap.add_argument(
+        "--quality-metric",
+        "--metric",
+        dest="metric",
+        type=Path,
+        default=default_metric(),
+        metavar="PATH",
+        help="the shared quality_metric.py (default: %(default)s)",
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,7 +71,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--src", help="import nst_core from this checkout (a baseline)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "quality"))
     ap.add_argument("--sheets", help="also write contact sheets (JPEG) into this folder")
-    ap.add_argument("--metric", default=str(METRIC))
+    add_metric_argument(ap)
     return ap.parse_args()
 
 
@@ -58,9 +83,11 @@ def iterations_to_90(costs: list[float]) -> int:
     return next(i for i, c in enumerate(costs, 1) if costs[0] - c >= 0.9 * drop)
 
 
-def measure(metric: str, content: Path, style: Path, outs: list[Path]) -> list[tuple[float, float]]:
+def measure(
+    metric: Path, content: Path, style: Path, outs: list[Path]
+) -> list[tuple[float, float]]:
     proc = subprocess.run(
-        [sys.executable, metric, str(content), str(style), *map(str, outs)],
+        [sys.executable, str(metric), str(content), str(style), *map(str, outs)],
         capture_output=True,
         text=True,
         check=True,
@@ -96,7 +123,7 @@ def sheet(images: list[np.ndarray], labels: list[str], path: Path, height: int =
 
 def main() -> int:
     args = parse_args()
-    from nst_core import demo  # the images always come from this checkout
+    from nst_app import demo  # the images always come from this checkout
 
     if args.src:  # ... and the engine from another one
         for name in [m for m in sys.modules if m == "nst_core" or m.startswith("nst_core.")]:

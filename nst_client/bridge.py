@@ -2,7 +2,7 @@
 
 GIMP and Krita on Windows and macOS bundle a Python without pyzmq or msgpack. Their plug-ins
 start `python -m nst_client.bridge --endpoint E` and exchange protocol messages with it over
-stdin/stdout (JSON header + raw frames, see protocol.write_pipe_message); the bridge turns
+stdin/stdout (JSON header + raw frames, see pipe.write_message); the bridge turns
 them into ZeroMQ multipart messages and back. Its first message is `bridge_ready`, once its
 socket is set up; it exits when stdin closes.
 
@@ -20,6 +20,7 @@ import sys
 import threading
 from typing import IO
 
+from . import pipe
 from . import protocol as P
 from .client import BRIDGE_READY, Received, zmq_transport
 from .settings import Settings, SettingsError
@@ -37,7 +38,7 @@ def relay(
     transport = zmq_transport(settings)
     outgoing: queue.Queue[Received | None] = queue.Queue()
     try:
-        P.write_pipe_message(stdout, {"type": BRIDGE_READY})
+        pipe.write_message(stdout, {"type": BRIDGE_READY})
     except OSError:
         transport.close()
         return 0
@@ -45,7 +46,7 @@ def relay(
     def read_stdin() -> None:
         try:
             while True:
-                outgoing.put(P.read_pipe_message(stdin))
+                outgoing.put(pipe.read_message(stdin))
         except (EOFError, OSError, ValueError):
             pass
         finally:
@@ -61,7 +62,7 @@ def relay(
                 transport.send(*message)
             item = transport.recv(POLL_S)
             if item is not None:
-                P.write_pipe_message(stdout, *item)
+                pipe.write_message(stdout, *item)
     except (BrokenPipeError, OSError):
         return 0
     finally:

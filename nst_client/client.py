@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from . import __version__, layouts
+from . import __version__, endpoints, layouts, pipe
 from . import protocol as P
 from .progress import Progress
 from .settings import CurveKeys, Settings, check_transport
@@ -75,7 +75,7 @@ class JobResult:
 
 
 def unavailable(endpoint: str, timeout_s: float) -> DaemonUnavailable:
-    if P.is_local_endpoint(endpoint):
+    if endpoints.is_local_endpoint(endpoint):
         advice = (
             f"start it with `nst daemon start --endpoint {endpoint}` (the program nst-daemon), "
             "or check the endpoint in the plug-in settings"
@@ -287,14 +287,14 @@ class BridgeTransport:
         assert self._proc.stdout is not None
         try:
             while True:
-                self._inbox.put(P.read_pipe_message(self._proc.stdout))
+                self._inbox.put(pipe.read_message(self._proc.stdout))
         except (EOFError, OSError, ValueError):
             self._inbox.put(None)
 
     def send(self, header: Mapping[str, Any], buffers: Sequence[P.Buffer] = ()) -> None:
         assert self._proc.stdin is not None
         try:
-            P.write_pipe_message(self._proc.stdin, header, buffers)
+            pipe.write_message(self._proc.stdin, header, buffers)
         except OSError as exc:
             raise DaemonUnavailable(f"the bridge process exited: {exc}") from exc
 

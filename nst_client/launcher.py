@@ -24,14 +24,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from . import endpoints
 from . import protocol as P
 from .client import Client, DaemonError, DaemonUnavailable, JobCancelled, connect
+from .engine_words import device_words, precision_words
 from .progress import duration_words
 from .settings import Settings, SettingsError
 
 STOPPED, STARTING, READY, BUSY, UNREACHABLE = "stopped", "starting", "ready", "busy", "unreachable"
 #: Whether an endpoint is on this machine (an engine there may be started on demand).
-is_local = P.is_local_endpoint
+is_local = endpoints.is_local_endpoint
 #: How long one look at the engine may take.
 PROBE_TIMEOUT_S = 1.0
 #: How often a start-up is looked at.
@@ -65,35 +67,6 @@ class EngineState:
     def down(self) -> bool:
         """Nothing answers (not running, or not reachable)."""
         return self.phase in (STOPPED, UNREACHABLE)
-
-
-def device_words(device: str) -> str:
-    """'cpu' -> 'CPU', 'cuda:0 (NVIDIA H200)' -> 'GPU: NVIDIA H200', 'mps' -> 'Apple GPU'; a
-    cluster front door's own words ('ray cluster 10.0.0.1:6379: 4 worker(s) ...') as they are."""
-    if device.startswith("ray cluster"):
-        return device
-    if device.startswith("cuda"):
-        name = device.partition("(")[2].rstrip(")")
-        return f"GPU: {name}" if name else "GPU"
-    if device == "mps":
-        return "Apple GPU"
-    return device.upper() if device else "unknown device"
-
-
-def precision_words(profile: Any) -> str | None:
-    """An engine's measured precision in words, from welcome's or status's `profile`:
-    'bf16 (measured fp32 2.27 s, bf16 1.40 s per 512 px pass)'; None when there is none."""
-    if not isinstance(profile, Mapping) or not isinstance(profile.get("precision"), str):
-        return None
-    measured = profile.get("measured")
-    figures = [
-        f"{name} {seconds:.2f} s"
-        for name, seconds in (measured.items() if isinstance(measured, Mapping) else ())
-        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-    ]
-    size = profile.get("size")
-    per = f" per {size} px pass" if isinstance(size, int) and not isinstance(size, bool) else ""
-    return profile["precision"] + (f" (measured {', '.join(figures)}{per})" if figures else "")
 
 
 def _details(settings: Settings, *extra: str) -> str:
@@ -154,7 +127,7 @@ def state_from_status(status: Mapping[str, Any], settings: Settings) -> EngineSt
 
 def cannot_start(settings: Settings) -> str | None:
     """Why this launcher may not start an engine for these settings, or None when it may."""
-    if not P.is_local_endpoint(settings.endpoint):
+    if not endpoints.is_local_endpoint(settings.endpoint):
         return (
             f"the style engine at {settings.endpoint} is on another machine: it is started "
             "there, not by this plug-in"
@@ -184,7 +157,7 @@ def not_answering(settings: Settings, reason: str, see_lock: bool = True) -> Eng
     if why is None:
         summary = "Style engine not running: it starts with the first job"
         return EngineState(STOPPED, summary, details, problem=reason)
-    if P.is_local_endpoint(settings.endpoint):
+    if endpoints.is_local_endpoint(settings.endpoint):
         return EngineState(STOPPED, f"Style engine not running: {why}", details, problem=reason)
     return EngineState(UNREACHABLE, f"Style engine unreachable: {reason}", details, problem=reason)
 
@@ -200,10 +173,10 @@ def nobody_listens(endpoint: str) -> bool:
     import socket
 
     address: str | tuple[str, int] | None
-    tcp = P.tcp_host_port(endpoint)
+    tcp = endpoints.tcp_host_port(endpoint)
     if endpoint.startswith("ipc://"):
-        family, address = getattr(socket, "AF_UNIX", -1), P.ipc_path(endpoint)
-    elif tcp is not None and P.is_local_endpoint(endpoint):
+        family, address = getattr(socket, "AF_UNIX", -1), endpoints.ipc_path(endpoint)
+    elif tcp is not None and endpoints.is_local_endpoint(endpoint):
         host, port = tcp
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         address = (host, int(port)) if port.isdigit() else None
@@ -272,7 +245,7 @@ class EngineMonitor:
         if self._client is not None:
             try:
                 self._client.close()
-            except Exception:  # noqa: BLE001 - closing a broken link must not fail a poll
+            except Exception:
                 pass
             self._client = None
 
@@ -315,7 +288,7 @@ class EngineLock:
         """Take the lock if free (no wait); True when this object now holds it."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path, "a+b")  # noqa: SIM115 - held until release()
+            handle = open(self.path, "a+b")
         except OSError:
             return True  # no place for a lock: the daemon's bind still refuses a second one
         try:
@@ -440,7 +413,7 @@ def ensure_running(
     if state.down():
         why = cannot_start(settings)
         if why is not None:
-            remote = not P.is_local_endpoint(settings.endpoint)
+            remote = not endpoints.is_local_endpoint(settings.endpoint)
             raise DaemonUnavailable(
                 state.problem
                 if remote and state.problem

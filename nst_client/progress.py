@@ -61,6 +61,15 @@ def parse_duration(text: str) -> float | None:
     return total if pos else None
 
 
+def duration_text(seconds: float) -> str:
+    """'45 s', '2 min', '1 min 30 s', '1 h 5 min': a time as an editor's control shows it,
+    read back by parse_duration."""
+    hours, rest = divmod(max(int(round(seconds)), 0), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min"), (secs, "s")) if n]
+    return " ".join(parts) or "0 s"
+
+
 def duration_words(seconds: float) -> str:
     """A set length of time in words: '1 hour', '30 minutes', '90 seconds'."""
     for unit, size in (("hour", 3600), ("minute", 60)):

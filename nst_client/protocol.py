@@ -11,12 +11,9 @@ msgpack is imported only where a header is packed or unpacked.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import reprlib
-import struct
 from collections.abc import Mapping, Sequence
-from typing import IO, Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 PROTOCOL_VERSION = 1
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5757"
@@ -82,40 +79,6 @@ ERROR_CODES = (
     NOT_ALLOWED,
     WORKER_LOST,
 )
-
-
-def tcp_host_port(endpoint: str) -> tuple[str, str] | None:
-    """(host, port) of a tcp:// endpoint, brackets off an IPv6 host (port "" when absent)."""
-    if not endpoint.startswith("tcp://"):
-        return None
-    hostport = endpoint[len("tcp://") :]
-    host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
-    return host.strip("[]"), port
-
-
-def is_local_endpoint(endpoint: str) -> bool:
-    """True for ipc://, inproc:// and tcp:// on a loopback address (no CURVE needed; an
-    engine there may be started on demand)."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    tcp = tcp_host_port(endpoint)
-    if tcp is None:
-        return False
-    host = tcp[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # '*', an interface name or a host name: may face the network
-
-
-def ipc_path(endpoint: str) -> str | None:
-    """The socket path of an ipc:// endpoint ("@name" is Linux's abstract namespace)."""
-    if not endpoint.startswith("ipc://"):
-        return None
-    path = endpoint[len("ipc://") :]
-    return "\0" + path[1:] if path.startswith("@") else path
 
 
 def max_frame_bytes(max_pixels: int) -> int:
@@ -607,43 +570,3 @@ def unpack(frames: Sequence[Buffer]) -> tuple[Header, list[Buffer]]:
             BAD_REQUEST, f"frame 0 must be a msgpack map, got {type(header).__name__}"
         )
     return header, list(frames[1:])
-
-
-# --- pipe framing (bridge) ---------------------------------------------------------------
-# A message on a pipe: u32 frame count, then per frame u64 length + bytes (little-endian).
-# Frame 0 is the header as UTF-8 JSON, so the editor side needs only the standard library.
-
-
-def write_pipe_message(
-    stream: IO[bytes], header: Mapping[str, Any], buffers: Sequence[Buffer] = ()
-) -> None:
-    frames: list[Buffer] = [json.dumps(header).encode("utf-8"), *buffers]
-    stream.write(struct.pack("<I", len(frames)))
-    for frame in frames:
-        view = memoryview(frame).cast("B")
-        stream.write(struct.pack("<Q", len(view)))
-        stream.write(view)
-    stream.flush()
-
-
-def _read_exact(stream: IO[bytes], n: int) -> bytes:
-    chunks, left = [], n
-    while left:
-        chunk = stream.read(left)
-        if not chunk:
-            raise EOFError("pipe closed")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_pipe_message(stream: IO[bytes]) -> tuple[Header, list[bytes]]:
-    (count,) = struct.unpack("<I", _read_exact(stream, 4))
-    frames = []
-    for _ in range(count):
-        (length,) = struct.unpack("<Q", _read_exact(stream, 8))
-        frames.append(_read_exact(stream, length))
-    header = json.loads(frames[0].decode("utf-8"))
-    if not isinstance(header, dict):
-        raise ValueError("pipe message header is not a JSON object")
-    return header, frames[1:]

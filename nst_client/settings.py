@@ -3,8 +3,9 @@
 `nst install-plugin` writes the file next to the plug-in; environment variables override it
 (NST_ENDPOINT, NST_TRANSPORT=auto|zmq|bridge, NST_PYTHON, NST_TIMEOUT, NST_CURVE_SERVER_KEY,
 NST_CURVE_CLIENT_CERT, NST_START_ON_DEMAND, NST_DAEMON, NST_IDLE_EXIT) so a user or a test can
-force the bridge or another daemon without editing files; what an editor's own settings UI
-holds (`overrides`) wins over both.
+force the bridge or another daemon without editing files; what is given for the run (the
+command line's options, an editor's own settings UI: `overrides`) wins over both. `load` is
+the one place that precedence is applied.
 
 CURVE keys are read here with the standard library only, so an editor whose Python lacks
 pyzmq (it talks through the bridge) still says which key file is wrong when it loads them.
@@ -18,7 +19,7 @@ import os
 import shlex
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .protocol import DEFAULT_ENDPOINT
@@ -32,7 +33,7 @@ Z85_CHARS = frozenset(
 CURVE_KEY_LENGTH = 40
 #: How long an engine started on demand waits for a job before it exits (30 min).
 DEFAULT_IDLE_EXIT_S = 1800.0
-#: What an editor's settings UI may set (load's overrides).
+#: What an editor's settings UI may set and keep (a subset of load's overrides).
 OVERRIDABLE = (
     "endpoint",
     "curve_server_key",
@@ -243,29 +244,69 @@ def _command(value: object, source: str) -> list[str] | None:
     raise SettingsError(f"{source}: expected a command (a list of strings), got {value!r}")
 
 
+#: Each setting's environment variable ("" = none).
+VARIABLES = {
+    "endpoint": "NST_ENDPOINT",
+    "transport": "NST_TRANSPORT",
+    "python": "NST_PYTHON",
+    "timeout_s": "NST_TIMEOUT",
+    "start_on_demand": "NST_START_ON_DEMAND",
+    "idle_exit_s": "NST_IDLE_EXIT",
+    "daemon": "NST_DAEMON",
+    "host_command": "",
+    "curve_server_key": "NST_CURVE_SERVER_KEY",
+    "curve_client_cert": "NST_CURVE_CLIENT_CERT",
+}
+
+
+def _endpoint(value: object, source: str) -> str:
+    if not isinstance(value, str) or "://" not in value:
+        raise SettingsError(f"{source}: expected tcp://HOST:PORT, got {value!r}")
+    return value.strip()
+
+
+def _python(value: object, source: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SettingsError(f"{source}: expected a program path, got {value!r}")
+    return value
+
+
+#: How each setting's value is checked and converted (key settings are paths: _key_path).
+_CHECKS = {
+    "endpoint": _endpoint,
+    "transport": lambda v, s: check_transport(str(v).lower(), s),
+    "python": _python,
+    "timeout_s": lambda v, s: _seconds(v, s, allow_zero=False),
+    "start_on_demand": _bool,
+    "idle_exit_s": lambda v, s: _seconds(v, s, allow_zero=True),
+    "daemon": _command,
+    "host_command": lambda v, s: _command(v, s) or [],
+}
+
+
 def load(
     path: Path | None,
     env: Mapping[str, str] | None = None,
-    endpoint: str = "",
-    curve_server_key: str = "",
-    curve_client_cert: str = "",
     overrides: Mapping[str, object] | None = None,
     labels: Mapping[str, str] | None = None,
+    defaults: Settings | None = None,
 ) -> Settings:
-    """The file's values (when path exists), then the environment's, then those given for
-    this run (endpoint from a dialog, the CURVE files from the command line; blank = none),
-    then overrides (an editor's settings UI, OVERRIDABLE keys; blank or None = not set);
-    SettingsError if bad, key files included. labels: how a message names a value given
-    here or in overrides, per key (an editor's field, '"Engine address" in the dialog');
-    by default "the KEY given"."""
+    """The settings of one run, each by the one precedence: what is given for this run
+    (overrides: the command line's options, an editor's settings UI; blank or None = not
+    given) > the environment (VARIABLES) > the file at path (when it exists) > defaults
+    (Settings() when None). SettingsError names the setting and where it came from, key files
+    included. labels: how a message names a given value, per key (an editor's field,
+    '"Engine address" in the dialog'); by default "the KEY given"."""
     named = dict(labels or {})
-
-    def name(key: str) -> str:
-        return named.get(key, f"the {key} given")
-
     env = os.environ if env is None else env
-    ui = {k: v for k, v in (overrides or {}).items() if v is not None and v != ""}
-    unknown = sorted(set(ui) - set(OVERRIDABLE))
+    given = {
+        k: v.strip() if isinstance(v, str) else v
+        for k, v in (overrides or {}).items()
+        if v is not None and not (isinstance(v, str) and not v.strip())
+    }
+    unknown = sorted(set(given) - set(VARIABLES))
     if unknown:
         raise SettingsError(f"unknown settings {', '.join(unknown)}")
     data: dict[str, object] = {}
@@ -280,50 +321,31 @@ def load(
             raise SettingsError(f"{path} must hold a JSON object")
         data = loaded
     where = path.name if path is not None else "the settings"
-    settings = Settings()
-    given = endpoint.strip() or str(ui.get("endpoint", "")).strip()
-    chosen = given or env.get("NST_ENDPOINT") or data.get("endpoint") or settings.endpoint
-    source = name("endpoint") if given else f"endpoint in {where}"
-    if not isinstance(chosen, str) or "://" not in chosen:
-        raise SettingsError(f"{source}: expected tcp://HOST:PORT, got {chosen!r}")
-    settings.endpoint = chosen.strip()
-    transport = env.get("NST_TRANSPORT") or data.get("transport") or "auto"
-    source = "NST_TRANSPORT" if env.get("NST_TRANSPORT") else f"transport in {where}"
-    settings.transport = check_transport(str(transport).lower(), source)
-    python = env.get("NST_PYTHON") or data.get("python")
-    settings.python = python if isinstance(python, str) and python else None
-    timeout = env.get("NST_TIMEOUT") or data.get("timeout_s", settings.timeout_s)
-    settings.timeout_s = _seconds(timeout, f"timeout_s in {where}", allow_zero=False)
-    value: object
-    for key, variable, check in (
-        ("start_on_demand", "NST_START_ON_DEMAND", _bool),
-        ("idle_exit_s", "NST_IDLE_EXIT", lambda v, s: _seconds(v, s, allow_zero=True)),
-        ("daemon", "NST_DAEMON", _command),
-        ("host_command", "", lambda v, s: _command(v, s) or []),
-    ):
-        if key in ui:
-            value, source = ui[key], name(key)
+    settings = replace(defaults) if defaults is not None else Settings()
+    sources: dict[str, str] = {}
+    for key, variable in VARIABLES.items():
+        base: Path | None = None
+        value: object
+        if key in given:
+            value, source = given[key], named.get(key, f"the {key} given")
         elif variable and env.get(variable, "").strip():
             value, source = env[variable], variable
         elif key in data:
             value, source = data[key], f"{key} in {where}"
+            base = path.parent if path is not None else None
         else:
             continue
-        setattr(settings, key, check(value, source))
-    sources = []
-    for key, given_value, variable in (
-        ("curve_server_key", curve_server_key, "NST_CURVE_SERVER_KEY"),
-        ("curve_client_cert", curve_client_cert, "NST_CURVE_CLIENT_CERT"),
-    ):
-        given_value = given_value.strip() or str(ui.get(key, "")).strip()
-        if given_value:
-            value, source, base = given_value, name(key), None
-        elif env.get(variable, "").strip():
-            value, source, base = env[variable], variable, None
+        sources[key] = source
+        if key in ("curve_server_key", "curve_client_cert"):
+            setattr(settings, key, _key_path(value, source, base))
         else:
-            value, source = data.get(key), f"{key} in {where}"
-            base = path.parent if path is not None else None
-        setattr(settings, key, _key_path(value, source, base))
-        sources.append(source)
-    read_curve_keys(settings.curve_server_key, settings.curve_client_cert, (sources[0], sources[1]))
+            setattr(settings, key, _CHECKS[key](value, source))
+    read_curve_keys(
+        settings.curve_server_key,
+        settings.curve_client_cert,
+        (
+            sources.get("curve_server_key", "curve_server_key"),
+            sources.get("curve_client_cert", "curve_client_cert"),
+        ),
+    )
     return settings

@@ -19,12 +19,14 @@ STYLE_WEIGHT_AT_DEFAULT = 5.0
 
 
 def clamp(strength: float) -> float:
+    """A strength brought onto the scale: for a value a daemon sent (default_strength)."""
     return min(max(float(strength), MINIMUM), MAXIMUM)
 
 
 def style_weight(strength: float) -> float:
-    """beta for a strength on the 0..100 scale."""
-    return STYLE_WEIGHT_AT_DEFAULT * 10.0 ** ((clamp(strength) - DEFAULT) / DECADE)
+    """beta for a strength on the 0..100 scale (validated where the job entered:
+    nst_client.params)."""
+    return STYLE_WEIGHT_AT_DEFAULT * 10.0 ** ((float(strength) - DEFAULT) / DECADE)
 
 
 def default_strength(welcome: Mapping[str, Any] | None = None) -> float:

@@ -1,7 +1,9 @@
 """Neural style transfer after Gatys et al. (arXiv 1508.06576) on a pretrained VGG-19.
 
-`nst_core.params` and `nst_core.errors` are pure Python; the engine (and torch) load only
-when `stylize` and friends are first used, so clients stay light.
+The engine: a leaf that imports nothing of the daemon, the launcher or the installers. Its
+parameters are defined once in `nst_client.params` (pure Python, shared with every client);
+`nst_core.errors` is pure Python too. The engine (and torch) load only when `stylize` and
+friends are first used, so clients stay light.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ _LAZY = {
     "StylizeCancelled": "nst_core.errors",
     "StyleImage": "nst_core.engine",
     "OptimisationFailed": "nst_core.errors",
-    "StyleParams": "nst_core.params",
-    "make_params": "nst_core.params",
-    "ParamError": "nst_core.params",
+    "StyleParams": "nst_client.params",
+    "make_params": "nst_client.params",
+    "ParamError": "nst_client.params",
 }
 
 

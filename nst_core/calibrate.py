@@ -26,9 +26,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import torch
 
-from nst_client.launcher import precision_words
+from nst_client.engine_words import precision_words
+from nst_client.params import STYLE_LAYERS
 
-from .params import STYLE_LAYERS
 from .plan import Speed
 from .vgg import VGGFeatures
 

@@ -13,7 +13,6 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from nst_client.layouts import wire_dtype
+from nst_client.params import TILE_OVERLAP, StyleParams, make_params
 from nst_client.progress import Progress
 
 from . import calibrate, costs, detail, optim, pixels, plan
+from .colour import luminance_only, rgb_to_yiq, yiq_to_rgb
 from .errors import OptimisationFailed as OptimisationFailed  # re-exported for callers
 from .errors import StylizeCancelled as StylizeCancelled
-from .params import TILE_OVERLAP, StyleParams, layer_stride, make_params
 from .plan import Piece, Plan, make_plan, refit, style_pieces, style_size, tile_spans
-from .vgg import VGGFeatures, build
+from .targets import StyleTargetCache
+from .vgg import VGGFeatures, build, layer_stride
 
 log = logging.getLogger("nst_core")
 ProgressFn = Callable[[Progress], None]
@@ -102,76 +103,6 @@ def load_model(
             model = build(weights, dev, allow_download)
             _MODELS[key] = model
         return model
-
-
-class StyleTargetCache:
-    """Bounded LRU of style Gram targets, keyed by style pixels and what changes them."""
-
-    def __init__(self, max_bytes: int = 512 << 20) -> None:
-        self.max_bytes = max_bytes
-        self.hits = 0
-        self.misses = 0
-        self._items: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _size(targets: dict[str, torch.Tensor]) -> int:
-        return sum(t.numel() * t.element_size() for t in targets.values())
-
-    def get(self, key: str) -> dict[str, torch.Tensor] | None:
-        with self._lock:
-            targets = self._items.get(key)
-            if targets is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return targets
-
-    def put(self, key: str, targets: dict[str, torch.Tensor]) -> None:
-        size = self._size(targets)
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = targets
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= self._size(old)
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-# --- colour helpers ------------------------------------------------------------------------
-
-_RGB_TO_YIQ = torch.tensor(
-    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
-)
-
-
-def rgb_to_yiq(x: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,njhw->nihw", _RGB_TO_YIQ.to(x), x)
-
-
-def yiq_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB_TO_YIQ).to(x), x)
-
-
-def luminance_only(x: torch.Tensor, match: torch.Tensor | None = None) -> torch.Tensor:
-    """Grey (Y replicated to RGB); with `match`, Y is shifted/scaled to match's mean and std."""
-    y = rgb_to_yiq(x)[:, :1]
-    if match is not None:
-        ref = rgb_to_yiq(match)[:, :1]
-        y = (y - y.mean()) / (y.std() + 1e-8) * ref.std() + ref.mean()
-    return y.expand(-1, 3, -1, -1)
 
 
 # --- geometry ------------------------------------------------------------------------------
@@ -546,9 +477,11 @@ def stylize(
     """Stylize `content` (H x W x C, u8/u16/f32) with `styles`; same shape and dtype back.
 
     styles: arrays, (array, weight) pairs or StyleImage; blend weights are normalised to sum 1.
+    params: StyleParams are taken as validated (the daemon and the CLI made them with
+    make_params); a mapping is this entry's request and is validated here, once.
     Raises StylizeCancelled (with the partial image) when cancel() turns true.
     """
-    p = make_params(params)
+    p = params if isinstance(params, StyleParams) else make_params(params)
     content = _check_image(content, "content")
     style_list = [
         StyleImage(_check_image(s.pixels, f"styles[{i}]"), s.weight)

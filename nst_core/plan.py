@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .params import TILE_OVERLAP, ParamError, StyleParams
+from nst_client.params import TILE_OVERLAP, ParamError, StyleParams
 
 Size = tuple[int, int]  # (height, width)
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .params import VGG19_BLOCKS as BLOCKS
-from .params import VGG19_LAYERS
+from nst_client.params import VGG19_BLOCKS as BLOCKS
+from nst_client.params import VGG19_LAYERS
 
 CONV_NAMES = tuple(f"conv{b + 1}_{i + 1}" for b, n in enumerate(BLOCKS) for i in range(n))
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -39,6 +39,12 @@ class WeightsError(RuntimeError):
 
 LAYER_NAMES = VGG19_LAYERS
 LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+
+
+def layer_stride(layer: str) -> int:
+    """How many image pixels one pixel of a VGG-19 layer spans along a side (relu3_1: 4)."""
+    block = int(layer[4])
+    return 2**block if layer.startswith("pool") else 2 ** (block - 1)
 
 
 def _conv_shapes() -> dict[str, tuple[int, int]]:

@@ -42,7 +42,7 @@ def style_image() -> np.ndarray:
     """The bundled swirls style, 96 x 96 RGB u8."""
     from PIL import Image
 
-    from nst_core.demo import swirls
+    from nst_app.demo import swirls
 
     return np.asarray(Image.fromarray(swirls(256)).resize((96, 96), Image.Resampling.LANCZOS))
 

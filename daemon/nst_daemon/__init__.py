@@ -1,9 +1,13 @@
 """The NST daemon: a warm VGG-19 behind a ZeroMQ ROUTER (protocol v1, docs/protocol.md).
 
 In parts, each testable alone: `transport` (bind policy, CURVE, the one send), `requests`
-(parsing and validation), `jobs` (Job, Scheduler), `runner` (the engine call: OOM retry,
-progress, stats; no zmq), `server` (the socket loop and its dispatch table), `cli` (options,
-`nst-daemon`). Only `runner`'s caller loads torch, when the model loads.
+(parsing and validation: the parameters against nst_client.params), `jobs` (Job,
+Scheduler), `runner` (the engine call: OOM retry, progress, stats; no zmq), `workers` (a
+worker's job loop, for either engine), `local` (the warm model in this process), `cluster`
+(`--cluster`: the Ray front door and its actors), `server` (the socket loop and its dispatch
+table), `logs` (one escaped line per record), `process` (a daemon as a child process, for
+scripts, benches and tests), `cli` (options, `nst-daemon`). Only `local`'s load (or a
+cluster worker's) imports torch, when the model loads.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from nst_client import protocol as P
-from nst_core.params import StyleParams
+from nst_client.params import StyleParams
 
 JobKey = tuple[bytes, str]
 

@@ -61,6 +61,7 @@ class WarmModel:
         import torch
 
         from nst_core import calibrate, engine
+        from nst_core.targets import StyleTargetCache
 
         s = self.settings
         if s.threads > 0:
@@ -76,7 +77,7 @@ class WarmModel:
         # Precision and speed: measured once per machine (cached on disk), refined by jobs.
         step(f"measuring {self.device_name}", STARTUP_SHARES["measure"])
         calibrate.profile(model)
-        cache = engine.StyleTargetCache(max_bytes=s.style_cache_mb << 20)
+        cache = StyleTargetCache(max_bytes=s.style_cache_mb << 20)
         self.runner = Runner(engine.stylize, model, cache, self.device_name, self._free_memory)
         if s.warmup:
             step(f"warming up on {self.device_name}", STARTUP_SHARES["warmup"])
@@ -95,7 +96,7 @@ class WarmModel:
         if self.device_type == "cuda" and self._torch is not None:
             try:
                 return f"{self.device_name} ({self._torch.cuda.get_device_name(self.device_name)})"
-            except Exception:  # noqa: BLE001 - only cosmetic
+            except Exception:
                 pass
         return self.device_name
 

@@ -1,7 +1,7 @@
 """Reading requests: every field checked and named before any pixel is touched.
 
 Runs on the socket thread, so it stays cheap: descriptors are checked against the frames and
---max-pixels, params against nst_core.params; no buffer is converted here.
+--max-pixels, params against nst_client.params (the one definition); no buffer is converted here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from nst_client import layouts
 from nst_client import protocol as P
-from nst_core.params import MAX_WEIGHT, ParamError, StyleParams, make_params
+from nst_client.params import MAX_WEIGHT, ParamError, StyleParams, make_params
 from nst_core.plan import LimitError, check_limits
 
 from .jobs import Job

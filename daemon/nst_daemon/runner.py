@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 from nst_client import layouts
 from nst_client import protocol as P
+from nst_client.params import MIN_TILE_SIZE, ParamError
 from nst_client.progress import Progress
 from nst_core.errors import OptimisationFailed, StylizeCancelled
-from nst_core.params import MIN_TILE_SIZE, ParamError
 
 from .jobs import Job
 
@@ -145,7 +145,7 @@ class Runner:
                 return P.error(job.id, P.OPTIMISATION_FAILED, str(exc)), []
             except ValueError as exc:  # the engine's checks name the field at fault
                 return P.error(job.id, P.BAD_REQUEST, str(exc)), []
-            except Exception as exc:  # noqa: BLE001 - sorted below
+            except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
                 self.free_memory()

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 import zmq
 
-from nst_client import __version__
+from nst_client import __version__, endpoints
 from nst_client import protocol as P
-from nst_core.params import MIN_TILE_SIZE
+from nst_client.params import MIN_TILE_SIZE
 
 from . import requests
 from .jobs import Scheduler
@@ -210,7 +210,7 @@ class Server:
         def load() -> None:
             try:
                 self.load()
-            except BaseException as exc:  # noqa: BLE001 - reported by serve(), which ends
+            except BaseException as exc:
                 log.debug("load failed", exc_info=True)
                 self.load_error = f"{type(exc).__name__}: {exc}"
             else:
@@ -258,7 +258,7 @@ class Server:
             self.handlers[kind](client, header, buffers)
         except P.ProtocolError as exc:
             self.error(client, request_id, exc.code, exc.message)
-        except Exception as exc:  # noqa: BLE001 - the daemon must outlive any request
+        except Exception as exc:
             log.exception("internal error on a request")
             self.error(client, request_id, P.INTERNAL, f"{type(exc).__name__}: {P.quote(exc)}")
 
@@ -323,7 +323,7 @@ class Server:
     def on_shutdown(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
         """End the daemon (`nst daemon stop`): only one on this machine's loopback or ipc, a
         shared daemon on a network address is stopped where it runs."""
-        if not P.is_local_endpoint(self.config.endpoint):
+        if not endpoints.is_local_endpoint(self.config.endpoint):
             raise P.ProtocolError(
                 P.NOT_ALLOWED,
                 f"this daemon serves the network address {self.config.endpoint}: stop it "
@@ -461,7 +461,7 @@ class Server:
                     sent = self._send_preview(client, header, frames)
                 else:
                     sent = self.router.send_frames(frames)
-            except Exception:  # noqa: BLE001 - the daemon must outlive any reply
+            except Exception:
                 log.exception("cannot send a reply to %s", client.hex())
                 sent = True
             if not sent:

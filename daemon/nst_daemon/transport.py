@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from nst_client import protocol as P
-from nst_client.protocol import ipc_path, is_local_endpoint
+from nst_client.endpoints import ipc_path, is_local_endpoint
 
 log = logging.getLogger("nst_daemon")
 

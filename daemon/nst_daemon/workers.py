@@ -80,7 +80,7 @@ def serve_jobs(sched: Scheduler, worker: str, outbox: Outbox, run: RunFn) -> Non
                     f"{exc} (the job was lost by {job.attempts} workers; try again)",
                 )
             buffers = []
-        except Exception as exc:  # noqa: BLE001 - the worker must outlive any job
+        except Exception as exc:
             log.exception("job %s crashed", P.quote(job.id))
             reply = P.error(job.id, P.INTERNAL, f"{type(exc).__name__}: {P.quote(exc)}")
             buffers = []

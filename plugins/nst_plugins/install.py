@@ -131,10 +131,13 @@ def plugin_settings(
     settings = load(
         None,
         {},
-        endpoint,
-        curve_server_key or "",
-        curve_client_cert or "",
-        overrides={"start_on_demand": start_on_demand, "idle_exit_s": idle_exit_s},
+        overrides={
+            "endpoint": endpoint,
+            "curve_server_key": curve_server_key,
+            "curve_client_cert": curve_client_cert,
+            "start_on_demand": start_on_demand,
+            "idle_exit_s": idle_exit_s,
+        },
     )
     settings.transport = check_transport(transport)
     settings.python = sys.executable

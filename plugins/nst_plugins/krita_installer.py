@@ -54,7 +54,11 @@ def kritarc_path(env: Mapping[str, str] | None = None, platform: str | None = No
     if platform.startswith("win"):
         base = env.get("LOCALAPPDATA")
         if not base:
-            raise RuntimeError("LOCALAPPDATA is not set; pass --kritarc with Krita's kritarc")
+            raise RuntimeError(
+                "LOCALAPPDATA is not set, so Krita's kritarc cannot be found: set it to the "
+                "folder that holds kritarc (usually C:\\Users\\NAME\\AppData\\Local) and "
+                "install again"
+            )
         return Path(base) / "kritarc"
     if platform == "darwin":
         return _home(env) / "Library" / "Preferences" / "kritarc"

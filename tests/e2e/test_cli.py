@@ -15,9 +15,11 @@ import product
 import pytest
 from PIL import Image
 
-from nst_core import cli
+from nst_app import cli, engine_commands
+from nst_app.options import UserError, daemon_params, params_from_args
+from nst_client.engine_words import precision_words
+from nst_client.params import StyleParams
 from nst_core.imageio import read_image, write_image
-from nst_core.params import StyleParams
 
 NST = [product.bin_path("nst")]
 
@@ -37,7 +39,7 @@ def files(tmp_path: Path, photo: np.ndarray, style_image: np.ndarray) -> dict[st
 def _parsed(*options: str) -> StyleParams:
     """The params `nst stylize c.png s.png -o o.png OPTIONS` runs with (in this process)."""
     argv = ["stylize", "c.png", "s.png", "-o", "o.png", *options]
-    params: StyleParams = cli._params(cli.build_parser().parse_args(argv))
+    params: StyleParams = params_from_args(cli.build_parser().parse_args(argv))
     return params
 
 
@@ -52,15 +54,15 @@ def test_the_plan_is_the_planners_unless_told() -> None:
         None,
         True,
     )
-    assert cli.daemon_params(p) == {}
+    assert daemon_params(p) == {}
     p = _parsed("--quality", "draft", "--time-budget", "1m30s", "--size", "full")
-    assert cli.daemon_params(_parsed("--no-restore-detail")) == {"restore_detail": False}
-    assert cli.daemon_params(p) == {"quality": "draft", "time_budget": 90.0, "size": "full"}
+    assert daemon_params(_parsed("--no-restore-detail")) == {"restore_detail": False}
+    assert daemon_params(p) == {"quality": "draft", "time_budget": 90.0, "size": "full"}
     for words in ("90", "90s", "1.5m", "1:30", "1 min 30 s"):
         assert _parsed("--time-budget", words).time_budget == 90.0
     scripts = _parsed("--iterations", "300", "--size", "512", "--precision", "fp16")
-    assert cli.daemon_params(scripts) == {"iterations": 300, "size": 512, "precision": "fp16"}
-    with pytest.raises(cli.UserError, match="give one of them"):
+    assert daemon_params(scripts) == {"iterations": 300, "size": 512, "precision": "fp16"}
+    with pytest.raises(UserError, match="give one of them"):
         _parsed("--iterations", "5", "--time-budget", "60")
     demo = cli.build_parser().parse_args(["demo"])  # the default preset too
     assert (demo.quality, demo.time_budget, demo.size, demo.iterations) == (
@@ -83,11 +85,9 @@ PROFILE = {
 def test_status_says_the_measured_precision(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.precision_words(PROFILE) == (
-        "bf16 (measured fp32 2.27 s, bf16 1.40 s per 512 px pass)"
-    )
-    assert cli.precision_words(None) is None and cli.precision_words({"measured": {}}) is None
-    assert cli.precision_words({"precision": "fp32"}) == "fp32"
+    assert precision_words(PROFILE) == ("bf16 (measured fp32 2.27 s, bf16 1.40 s per 512 px pass)")
+    assert precision_words(None) is None and precision_words({"measured": {}}) is None
+    assert precision_words({"precision": "fp32"}) == "fp32"
 
     class Engine:
         profile: dict[str, object] | None = PROFILE
@@ -101,9 +101,7 @@ def test_status_says_the_measured_precision(
         def status(self) -> dict[str, object]:
             return {"type": "status", "id": "1", "state": "ready", "profile": self.profile}
 
-    import nst_client.client
-
-    monkeypatch.setattr(nst_client.client, "connect", lambda settings, name: Engine())
+    monkeypatch.setattr(engine_commands, "connect", lambda settings, name: Engine())
     assert cli.main(["status", "--endpoint", "tcp://127.0.0.1:1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [

@@ -90,7 +90,7 @@ def _content_rgb() -> np.ndarray:
     """The astronaut photo at W x H, float in 0..1."""
     from PIL import Image
 
-    from nst_core.demo import default_content
+    from nst_app.demo import default_content
 
     img = Image.fromarray(default_content()).resize((W, H), Image.Resampling.LANCZOS)
     return np.asarray(img, dtype=np.float32) / 255.0
@@ -123,7 +123,7 @@ def _content(name: str, channels: int, dtype: str, io: Path) -> dict[str, Any]:
 def _style(io: Path) -> np.ndarray:
     from PIL import Image
 
-    from nst_core.demo import swirls
+    from nst_app.demo import swirls
 
     style = swirls(96)
     Image.fromarray(style).save(io / "swirls.png")

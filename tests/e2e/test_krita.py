@@ -263,7 +263,7 @@ def _from_krita(path: str, depth: str, width: int = W, height: int = H) -> np.nd
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from PIL import Image
 
-    from nst_core.demo import swirls
+    from nst_app.demo import swirls
 
     folder = tmp_path_factory.mktemp("krita-images")
     content = _content_float()
@@ -293,8 +293,8 @@ class StyleMeter:
     def __init__(self, style_u8: np.ndarray) -> None:
         import torch
 
+        from nst_client.params import DEFAULT_STYLE_LAYER_WEIGHTS
         from nst_core import costs, vgg
-        from nst_core.params import DEFAULT_STYLE_LAYER_WEIGHTS
 
         self.torch, self.costs = torch, costs
         self.layers = [name for name, _ in DEFAULT_STYLE_LAYER_WEIGHTS]

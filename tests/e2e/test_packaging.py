@@ -44,7 +44,7 @@ def test_client_package_needs_only_the_standard_library(tmp_path: Path) -> None:
 
 def test_product_side_imports_no_torch_until_a_model_is_needed() -> None:
     code = (
-        "import sys, nst_client.client, nst_core.params, nst_core.errors, nst_daemon.requests, "
+        "import sys, nst_client.client, nst_client.params, nst_core.errors, nst_daemon.requests, "
         "nst_daemon.runner, nst_daemon.server, nst_plugins.install; print('torch' in sys.modules)"
     )
     out = subprocess.run(

@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
-from krita import Extension, Krita, Selection
+from krita import Document, Extension, Krita, Selection
 from PyQt5.QtCore import QPoint, QRect, QTimer
 from PyQt5.QtCore import Qt as _Qt
 from PyQt5.QtGui import QCursor
@@ -124,7 +124,20 @@ def finish() -> None:
     write_report()
     for doc in Krita.instance().documents():
         doc.setModified(False)
-    Krita.instance().action("file_quit").trigger()
+    trigger_action("file_quit")
+
+
+def trigger_action(name: str) -> None:
+    action = Krita.instance().action(name)
+    if action is None:
+        raise RuntimeError(f"Krita has no action {name}")
+    action.trigger()
+
+
+def active_name(doc: Document) -> str | None:
+    """The name of the document's active layer, None when it has none."""
+    node = doc.activeNode()
+    return node.name() if node is not None else None
 
 
 def child(dock: QDockWidget, name: str) -> Any:
@@ -265,7 +278,7 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
 
     def photo_active() -> bool:
         # Krita switches the active layer through the view asynchronously: ask until it did.
-        if doc.activeNode().name() != "Photo":
+        if active_name(doc) != "Photo":
             doc.setActiveNode(source)
             return False
         return True
@@ -275,14 +288,21 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
         group = doc.createGroupLayer("Group")
         doc.rootNode().addChildNode(group, top)
         doc.waitForDone()
-        yield (lambda: doc.activeNode().name() == "Group" or bool(doc.setActiveNode(group)), 10.0)
+
+        def group_active() -> bool:
+            if active_name(doc) != "Group":
+                doc.setActiveNode(group)
+                return False
+            return True
+
+        yield (group_active, 10.0)
     if case.get("selection"):
         sx, sy, sw, sh = case["selection"]
         selection = Selection()
         selection.select(sx, sy, sw, sh, 255)
         doc.setSelection(selection)
         yield 100
-    rec["active_before"] = doc.activeNode().name()
+    rec["active_before"] = active_name(doc)
     rec["layers_before"] = names(doc)
     rec["source_before"] = str(OUT / f"{name}_source_before.raw")
     Path(rec["source_before"]).write_bytes(bytes(source.pixelData(0, 0, w, h)))
@@ -383,14 +403,14 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
             shots["result"] = str(ART / f"krita_{name}_result.png")
             grab_screen(Path(shots["result"]))
         if case.get("undo"):
-            k.action("edit_undo").trigger()
+            trigger_action("edit_undo")
             doc.waitForDone()
             yield 200
             rec["layers_after_undo"] = names(doc)
             Path(OUT / f"{name}_source_after_undo.raw").write_bytes(
                 bytes(source.pixelData(0, 0, w, h))
             )
-            k.action("edit_redo").trigger()
+            trigger_action("edit_redo")
             doc.waitForDone()
             yield 200
             rec["layers_after_redo"] = names(doc)
@@ -404,7 +424,7 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
 def layout_problems(dock: Any) -> list[str]:
     """What a user would see as broken: a widget (partly) outside the scroll area's viewport,
     visible widgets of one parent overlapping, a horizontal scroll bar, a forced width."""
-    scroll = dock.scroll
+    scroll = dock.scroll_area
     content, viewport = scroll.widget(), scroll.viewport()
     problems: list[str] = []
     if scroll.horizontalScrollBar().isVisible():
@@ -503,7 +523,7 @@ def check_layout(window: Any, dock: Any) -> Step:
     rec["dock"] = [dock.width(), dock.height()]
     rec["floating"] = dock.isFloating()
     toggle = child(dock, "nst_settings_toggle")
-    scroll = dock.scroll
+    scroll = dock.scroll_area
     for expanded in (False, True):
         toggle.setChecked(expanded)
         yield 300
@@ -587,13 +607,15 @@ def await_engine_exit(dock: Any, step: dict[str, Any]) -> Step:
     if pid is not None:
         yield (lambda: process_state(pid) == "gone", 10.0)
         rec["process"] = process_state(pid)
-    dock.scroll.ensureWidgetVisible(child(dock, "nst_engine_state"))
+    dock.scroll_area.ensureWidgetVisible(child(dock, "nst_engine_state"))
     yield 200
     grab_docker(dock, ART / f"krita_docker_engine_exited_{JOB['tag']}.png")
 
 
 def main_steps() -> Step:
     window = Krita.instance().activeWindow()
+    if window is None:
+        raise RuntimeError("Krita has no main window")
     log(f"window {window}")
     width, height = JOB.get("screen", [1600, 1200])
     window.qwindow().setGeometry(0, 0, width, height)
@@ -652,7 +674,7 @@ class DriverExtension(Extension):
         notifier.setActive(True)
         notifier.windowCreated.connect(lambda: QTimer.singleShot(500, start))
 
-    def createActions(self, window: Any) -> None:  # noqa: N802 (Krita's name)
+    def createActions(self, window: Any) -> None:
         pass
 
 

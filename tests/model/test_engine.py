@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from nst_client.params import DEFAULT_STYLE_LAYER_WEIGHTS, ParamError, make_params
 from nst_client.progress import Progress
 from nst_core import costs, pixels
-from nst_core.engine import StyleTargetCache, StylizeCancelled, stylize
-from nst_core.params import DEFAULT_STYLE_LAYER_WEIGHTS, ParamError, make_params
+from nst_core.engine import StylizeCancelled, stylize
+from nst_core.targets import StyleTargetCache
 from nst_core.vgg import VGGFeatures
 
 FAST = {"size": 64, "iterations": 8, "min_scale": 64}
@@ -267,7 +268,7 @@ def test_a_large_style_is_read_in_pieces_of_at_most_a_tile(
 def test_preserve_colors_keeps_the_content_chroma(
     model: VGGFeatures, photo: np.ndarray, style_image: np.ndarray
 ) -> None:
-    from nst_core.engine import rgb_to_yiq
+    from nst_core.colour import rgb_to_yiq
 
     out = stylize(photo, [style_image], {**FAST, "preserve_colors": True}, model=model)
     plain = stylize(photo, [style_image], FAST, model=model)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nst_app import demo
 from nst_client.progress import Progress
-from nst_core import demo
 from nst_core.engine import OptimisationFailed, stylize
 from nst_core.vgg import VGGFeatures
 

@@ -11,7 +11,7 @@ import pytest
 
 from nst_client import layouts
 from nst_client import protocol as P
-from nst_core.params import make_params
+from nst_client.params import make_params
 from nst_daemon.cluster.worker import JobSpec, StyleWorker
 from nst_daemon.local import ModelSettings
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from nst_client import layouts
 from nst_client import protocol as P
-from nst_core.params import PARAM_NAMES
+from nst_client.params import PARAM_NAMES
 
 #: Codes a malformed request may get; `internal` is a bug.
 NAMED_ERRORS = {P.BAD_REQUEST, P.BAD_IMAGE, P.TOO_LARGE, P.UNSUPPORTED_PROTOCOL, P.UNKNOWN_JOB}

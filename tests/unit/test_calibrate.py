@@ -22,7 +22,7 @@ class _Stand(torch.nn.Module):
         return torch.device("cpu")
 
 
-def FakeModel() -> VGGFeatures:  # noqa: N802 - reads like the class it stands for
+def FakeModel() -> VGGFeatures:
     return cast(VGGFeatures, _Stand())
 
 

@@ -84,7 +84,7 @@ def test_settings_file_then_environment_then_given(
     env = {"NST_CURVE_SERVER_KEY": SERVER_Z85, "NST_CURVE_CLIENT_CERT": str(other)}
     s = load(path, env=env)
     assert (s.curve_server_key, s.curve_client_cert) == (SERVER_Z85, str(other))
-    s = load(path, env=env, curve_client_cert=str(certs["client_secret"]))
+    s = load(path, env=env, overrides={"curve_client_cert": str(certs["client_secret"])})
     assert s.curve_client_cert == str(certs["client_secret"])
     # Relative paths from the environment are the working directory's, stored absolute.
     monkeypatch.chdir(tmp_path)
@@ -155,7 +155,14 @@ def test_key_errors_name_the_setting_and_the_file(
 
 def test_given_key_errors_say_given(certs: dict[str, Path]) -> None:
     with pytest.raises(SettingsError, match="the curve_client_cert given: .*holds no secret key"):
-        load(None, {}, curve_server_key=SERVER_Z85, curve_client_cert=str(certs["client_public"]))
+        load(
+            None,
+            {},
+            overrides={
+                "curve_server_key": SERVER_Z85,
+                "curve_client_cert": str(certs["client_public"]),
+            },
+        )
 
 
 def test_write_settings_stores_absolute_key_paths(

@@ -22,9 +22,9 @@ from nst_client import launcher
 from nst_client import protocol as P
 from nst_client.client import Client, DaemonUnavailable, JobCancelled
 from nst_client.launcher import EngineState
+from nst_client.params import make_params  # pure Python, no torch
 from nst_client.progress import Progress
 from nst_client.settings import CONFIG_NAME, Settings
-from nst_core.params import make_params  # pure Python, no torch
 from nst_plugins import gimp_installer as installer
 from nst_plugins import install as shared
 
@@ -140,12 +140,15 @@ def test_plugin_stays_thin() -> None:
 # --- the procedure's values --------------------------------------------------------------------
 
 
+AREA = (4000, 3000)
+
+
 def test_build_params_are_engine_params() -> None:
     """The dialog's defaults: the normal preset, no time limit, Auto size, no iterations."""
     args = job.JobArgs(
         style_path="/s.png", strength=70.0, preserve_colors=True, seed=7, endpoint="tcp://x:1"
     )
-    params = job.build_params(args)
+    params = job.build_params(args, AREA)
     assert params == {"quality": "normal", "strength": 70.0, "preserve_colors": True, "seed": 7}
     made = make_params(params)  # every name is the engine's, every value in its range
     assert (made.quality, made.iterations, made.size, made.time_budget) == (
@@ -155,12 +158,12 @@ def test_build_params_are_engine_params() -> None:
         None,
     )
     assert (made.strength, made.seed) == (70.0, 7)
-    assert job.build_params(job.JobArgs("/s.png", strength=250.0))["strength"] == 100.0
-    # The procedure's ranges are the engine's.
+    # The procedure's ranges are the definition's (GIMP's integers are 32-bit).
     assert job.STRENGTH == (0.0, 100.0, 50.0)
     for low, high, default in (job.TIME_LIMIT, job.ITERATIONS, job.SIZE, job.SEED):
         assert low <= default <= high
     assert job.TIME_LIMIT[2] == job.SIZE[2] == job.ITERATIONS[2] == 0  # off, Auto, by quality
+    assert job.SEED[1] == job.GINT_MAX
     make_params(
         {
             "iterations": job.ITERATIONS[1],
@@ -171,52 +174,44 @@ def test_build_params_are_engine_params() -> None:
     )
 
 
-def test_the_presets_and_limits_are_the_engines_and_kritas() -> None:
-    from nst_core.params import (
-        DEFAULT_QUALITY,
-        MAX_TIME_BUDGET_S,
-        MIN_TIME_BUDGET_S,
-        QUALITY_PRESETS,
-    )
+def test_the_presets_and_limits_are_the_definitions() -> None:
+    from nst_client.params import MAX_TIME_BUDGET_S, QUALITIES, quality_help
 
-    assert tuple(name for name, _, _ in job.QUALITIES) == QUALITY_PRESETS
-    assert job.DEFAULT_QUALITY == DEFAULT_QUALITY
-    assert (job.MIN_TIME_LIMIT_S, job.MAX_TIME_LIMIT_S) == (MIN_TIME_BUDGET_S, MAX_TIME_BUDGET_S)
     assert job.TIME_LIMIT[1] == MAX_TIME_BUDGET_S
-    # One set of words for the presets in both editors.
-    krita = PLUGIN_DIR.parents[1] / "krita" / "neural_style" / "job_params.py"
-    assert _assigned(krita, "QUALITIES") == job.QUALITIES
-    for name, label, _ in job.QUALITIES:
-        assert f"{label}: " in job.QUALITY_HELP and name == label.lower()
+    assert job.QUALITY_HELP == quality_help()
+    for preset in QUALITIES:
+        assert f"{preset.label}: " in job.QUALITY_HELP and preset.name == preset.label.lower()
 
 
 @pytest.mark.parametrize("quality", ["draft", "normal", "final"])
 def test_the_quality_choice_is_sent(quality: str) -> None:
-    params = job.build_params(job.JobArgs("/s.png", quality=quality))
+    params = job.build_params(job.JobArgs("/s.png", quality=quality), AREA)
     assert params["quality"] == quality
     assert not {"iterations", "size", "time_budget"} & set(params)
     assert make_params(params).quality == quality
-    with pytest.raises(job.PluginError, match="choose one of draft, normal, final"):
-        job.build_params(job.JobArgs("/s.png", quality="best"))
 
 
 def test_a_time_limit_is_sent_as_the_budget() -> None:
-    params = job.build_params(job.JobArgs("/s.png", quality="final", time_limit=90))
+    params = job.build_params(job.JobArgs("/s.png", quality="final", time_limit=90), AREA)
     assert params["time_budget"] == 90.0 and params["quality"] == "final"
     assert make_params(params).time_budget == 90.0
     # 1..4 s are below what the engine plans for: its least, never an error.
-    assert job.build_params(job.JobArgs("/s.png", time_limit=2))["time_budget"] == 5.0
+    assert job.build_params(job.JobArgs("/s.png", time_limit=2), AREA)["time_budget"] == 5.0
 
 
 def test_an_auto_size_is_not_sent_and_a_chosen_one_is() -> None:
-    assert "size" not in job.build_params(job.JobArgs("/s.png", size=0))
-    assert job.build_params(job.JobArgs("/s.png", size=300))["size"] == 300
-    assert job.build_params(job.JobArgs("/s.png", size=3))["size"] == job.MIN_SIZE
+    from nst_client.params import MIN_SIZE
+
+    assert "size" not in job.build_params(job.JobArgs("/s.png", size=0), AREA)
+    assert job.build_params(job.JobArgs("/s.png", size=300), AREA)["size"] == 300
+    assert job.build_params(job.JobArgs("/s.png", size=3), AREA)["size"] == MIN_SIZE
+    # Never above the layer's own long side (as in Krita: the one mapping).
+    assert job.build_params(job.JobArgs("/s.png", size=5000), (640, 480))["size"] == 640
 
 
 def test_iterations_are_sent_only_when_a_script_sets_them() -> None:
-    assert "iterations" not in job.build_params(job.JobArgs("/s.png", iterations=0))
-    params = job.build_params(job.JobArgs("/s.png", iterations=40, size=256))
+    assert "iterations" not in job.build_params(job.JobArgs("/s.png", iterations=0), AREA)
+    params = job.build_params(job.JobArgs("/s.png", iterations=40, size=256), AREA)
     assert (params["iterations"], params["size"]) == (40, 256)
     made = make_params(params)
     assert (made.iterations, made.size) == (40, 256)
@@ -257,15 +252,20 @@ def test_the_dialog_shows_presets_and_keeps_iterations_for_scripts() -> None:
     assert "iterations" not in fields, "iterations are for scripts: not in the dialog"
     assert set(fields) - {"engine-frame"} <= set(added)
     source = SCRIPT.read_text()
-    assert '"Time _limit (seconds, 0 = none)"' in source
-    assert '"_Working size (0 = auto)"' in source
+    # The labels and help come from the one definition (nst_client.params).
+    for name in ("strength", "quality", "time_budget", "size", "iterations", "preserve_colors"):
+        assert f'param_label("{name}")' in source or f"param_label('{name}')" in source, name
+    assert job.param_label("time_budget") == "Time _limit"
+    assert job.param_label("size") == "_Working size"
 
 
 def test_style_size_limit() -> None:
-    assert job.style_limit(0) == job.STYLE_AUTO_LIMIT == 2048  # Auto: as the Krita docker
+    from nst_client.params import STYLE_AUTO_SIDE, style_side_limit
+
+    assert style_side_limit(0) == STYLE_AUTO_SIDE == 2048  # Auto: as the Krita docker
     assert job.style_size(4000, 3000, 0) == (2048, 1536)
-    assert job.style_limit(512) == 1024
-    assert job.style_limit(64) == 512  # a tiny working size keeps 256 x 2
+    assert style_side_limit(512) == 1024
+    assert style_side_limit(64) == 512  # a tiny working size keeps 256 x 2
     assert job.style_size(800, 600, 512) == (800, 600)  # within: unchanged
     assert job.style_size(4000, 3000, 512) == (1024, 768)
     assert job.style_size(3000, 4000, 512) == (768, 1024)
@@ -420,14 +420,15 @@ def _run(
         reads.append(path)
         return STYLE
 
-    params = job.build_params(job.JobArgs(style_path, iterations=20, size=64))
+    params = job.build_params(job.JobArgs(style_path, iterations=20, size=64), (64, 64))
+    kwargs.setdefault("connect_fn", connect)
+    kwargs.setdefault("probe_fn", lambda settings: launcher.not_answering(settings, "gone"))
     done = job.run_job(
         settings,
         CONTENT,
         style_path,
         read_style,
         params,
-        connect_fn=connect,
         ensure_fn=ensure or Launcher(),
         **kwargs,
     )
@@ -487,7 +488,7 @@ def test_daemon_error(style_file: str) -> None:
     with pytest.raises(job.PluginError) as info:
         _run(daemon, style_file)
     assert str(info.value) == (
-        "The style engine refused the job: too_large: the image is too large"
+        "The style engine refused the job (too_large): the image is too large"
     )
     assert daemon.closed
     # An error reply to hello (an old daemon, say) is a refusal too, before any style read.
@@ -505,10 +506,15 @@ def test_cancel(style_file: str) -> None:
         }
     )
     with pytest.raises(JobCancelled):  # not a PluginError: the user asked for it
-        _run(daemon, style_file, should_cancel=lambda: True)
+        _run(daemon, style_file, should_cancel=lambda: bool(daemon.of_type("stylize")))
     [cancel] = daemon.of_type("cancel")
     assert cancel["job"] == daemon.of_type("stylize")[0]["id"]
     assert daemon.closed
+    # Cancelled before the job was sent: nothing is sent.
+    early = ScriptedTransport({"hello": [_welcome()]})
+    with pytest.raises(JobCancelled):
+        _run(early, style_file, should_cancel=lambda: True)
+    assert early.of_type("stylize") == []
 
 
 def test_engine_lost_during_the_job(style_file: str) -> None:
@@ -549,7 +555,8 @@ def test_engine_started_first(style_file: str) -> None:
     )
     assert done.data == bytes(48) and names == [job.CLIENT_NAME]
     assert ensure.calls == [SETTINGS]
-    assert [s.fraction for s in seen] == [0.0, 0.4, 0.9]
+    assert [s.fraction for s in seen] == [0.0, 0.4, 0.9, None]  # then the state it returned
+    assert seen[-1] == READY
     assert asked[:3] == [1, 2, 3]  # asked while starting, after each state shown
 
 
@@ -604,10 +611,11 @@ def test_no_client_to_be_had(style_file: str) -> None:
     def no_zmq(settings: Settings, name: str) -> Client:
         raise ImportError("No module named 'zmq'")
 
+    daemon = ScriptedTransport({"hello": [_welcome()]})
     with pytest.raises(job.PluginError, match="cannot start the bridge.*`nst install-plugin gimp`"):
-        job.open_client(SETTINGS, no_bridge)
+        _run(daemon, style_file, connect_fn=no_bridge)
     with pytest.raises(job.PluginError, match="`nst install-plugin gimp --transport auto`"):
-        job.open_client(SETTINGS, no_zmq)
+        _run(daemon, style_file, connect_fn=no_zmq)
 
 
 def test_missing_style_file(tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ import png
 import pytest
 from PIL import Image, ImageFile
 
+from nst_app import cli, stylize
 from nst_client.protocol import DEFAULT_MAX_PIXELS
-from nst_core import cli, imageio
+from nst_core import imageio
 from nst_core.imageio import ImageFileError
 
 
@@ -209,8 +210,8 @@ def no_run(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         ran.append(output)
         return 0
 
-    monkeypatch.setattr(cli, "_stylize_local", run)
-    monkeypatch.setattr(cli, "_stylize_daemon", run)
+    monkeypatch.setattr(stylize, "_stylize_local", run)
+    monkeypatch.setattr(stylize, "_stylize_daemon", run)
     return ran
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from file_tree import tree
 
+from nst_app import cli
 from nst_client.settings import CONFIG_NAME, load
-from nst_core import cli
 from nst_daemon import launch_command
 from nst_plugins import flatpak
 from nst_plugins import install as shared

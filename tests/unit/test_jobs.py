@@ -10,7 +10,7 @@ import pytest
 
 from nst_client import protocol as P
 from nst_client.layouts import describe
-from nst_core.params import make_params
+from nst_client.params import make_params
 from nst_daemon.jobs import Job, Scheduler
 
 # --- scheduler --------------------------------------------------------------------------------

@@ -517,6 +517,40 @@ def test_strength_slider_starts_at_the_engines_default(make_docker: MakeDocker) 
     assert dock.engine_state.text() == "Style engine ready (CPU)"
 
 
+def test_the_controls_are_the_parameter_definition(make_docker: MakeDocker) -> None:
+    """Ranges, presets, labels and help of the docker's job controls come from
+    nst_client.params: a control that drifts from the definition fails here."""
+    from nst_client import params as definition
+
+    dock, _ = make_docker(show=False)
+    specs = definition.SPECS
+    assert (dock.strength.minimum(), dock.strength.maximum()) == (
+        specs["strength"].minimum,
+        specs["strength"].maximum,
+    )
+    presets = [
+        (dock.quality.itemData(i), dock.quality.itemText(i)) for i in range(dock.quality.count())
+    ]
+    assert presets == [(q.name, q.label) for q in definition.QUALITIES]
+    assert dock.quality.currentData() == definition.DEFAULT_QUALITY
+    assert (dock.working_size.minimum(), dock.working_size.maximum()) == (
+        definition.AUTO_SIZE,
+        specs["size"].maximum,
+    )
+    assert dock.time_limit.maximum() == specs["time_budget"].maximum
+    assert dock.preserve.text() == definition.label("preserve_colors")
+    labels = {label.text() for label in dock.findChildren(QLabel)}
+    for name in ("strength", "quality", "time_budget", "size"):
+        assert definition.label(name) in labels, name
+    for control, name in (
+        (dock.strength, "strength"),
+        (dock.working_size, "size"),
+        (dock.time_limit, "time_budget"),
+        (dock.preserve, "preserve_colors"),
+    ):
+        assert specs[name].help[1:] in control.toolTip(), name
+
+
 def test_the_strength_value_follows_the_slider(make_docker: MakeDocker) -> None:
     dock, _ = make_docker(show=False)
     assert dock.strength_value.text() == str(round(strength.DEFAULT))
@@ -610,10 +644,11 @@ def test_a_failure_replaces_the_engine_state(
     daemon.silent = True
     outcomes, _ = _run(dock)
     assert outcomes == ["failed"]
-    words = f"no style engine answered at {remote} within "
-    assert dock.status.text().startswith(f"Stylize failed: {words}")
+    words = f"o style engine answered at {remote} within "
+    assert dock.status.text().startswith(f"Stylize failed: N{words}")
     assert link.WHERE_SETTINGS in dock.status.text()
-    assert dock.engine_state.text().startswith(f"Style engine unreachable: {words}")
+    assert '"Engine address"' in dock.status.text()
+    assert dock.engine_state.text().startswith(f"Style engine unreachable: n{words}")
     assert dock.engine_state.styleSheet() == widgets.ERROR_STYLE
     # The watch's next look (at once after the job) agrees, and nothing older undoes it.
     polls = len(daemon.polls)
@@ -717,7 +752,7 @@ def test_the_quality_starts_at_normal_and_says_what_each_means(make_docker: Make
     # The other controls start off: no time limit, the planner's working size.
     assert dock.time_limit.value() == 0 and dock.time_limit.text() == "Off"
     assert dock.time_limit_s() is None
-    assert dock.size.value() == 0 and dock.size.text() == "Auto"
+    assert dock.working_size.value() == 0 and dock.working_size.text() == "Auto"
 
 
 @pytest.mark.parametrize("quality", ["draft", "normal", "final"])
@@ -774,9 +809,9 @@ def test_an_auto_working_size_is_not_sent_and_a_chosen_one_is(
     make_docker: MakeDocker, style: str
 ) -> None:
     def sized(dock: Docker) -> None:
-        dock.size.stepBy(1)
-        assert dock.size.text() == "64 px"
-        dock.size.setValue(20)
+        dock.working_size.stepBy(1)
+        assert dock.working_size.text() == "64 px"
+        dock.working_size.setValue(20)
 
     assert "size" not in _sent_params(make_docker, style, lambda dock: None)
     assert _sent_params(make_docker, style, sized)["size"] == 20
@@ -892,7 +927,7 @@ def test_a_refused_job_says_why(make_docker: MakeDocker, style: str) -> None:
     outcomes, _ = _run(dock)
     assert outcomes == ["failed"]
     assert dock.status.text() == (
-        "Stylize failed: the style engine refused the job (out_of_memory): the GPU is full"
+        "Stylize failed: The style engine refused the job (out_of_memory): the GPU is full"
     )
     assert dock.progress.format() == "failed" and dock.stylize_button.isEnabled()
     assert _names(doc) == ["Photo", "Top"]
@@ -1099,7 +1134,7 @@ def test_a_saved_setting_that_went_bad_is_named(make_docker: MakeDocker, tmp_pat
 
 def _scrolled(dock: Docker) -> tuple[QWidget, QWidget, QScrollBar, QScrollBar]:
     """The docker's scroll area: (content, viewport, horizontal bar, vertical bar)."""
-    scroll = dock.scroll
+    scroll = dock.scroll_area
     parts = (
         scroll.widget(),
         scroll.viewport(),
@@ -1167,7 +1202,7 @@ def test_the_docker_fits_260_px(
     labels = [w for w in content.findChildren(QLabel) if w.text()]
     unwrapped = {w.objectName() for w in labels if not w.wordWrap()}
     assert unwrapped <= {"nst_strength_value", "nst_style_thumbnail", "nst_preview"}
-    assert dock.scroll.widgetResizable()
+    assert dock.scroll_area.widgetResizable()
 
 
 def test_the_preview_follows_the_docker_width(make_docker: MakeDocker) -> None:

@@ -17,15 +17,8 @@ from typing import Any
 import krita_standin
 import pytest
 
-from nst_client import client, settings, strength
-from nst_core.params import (
-    DEFAULT_QUALITY,
-    MAX_TIME_BUDGET_S,
-    MIN_TIME_BUDGET_S,
-    QUALITY_PRESETS,
-    StyleParams,
-    make_params,
-)
+from nst_client import client, settings
+from nst_client.params import MAX_TIME_BUDGET_S, MIN_TIME_BUDGET_S
 from nst_plugins import install as shared
 from nst_plugins import krita_installer as installer
 
@@ -93,72 +86,11 @@ def test_alpha_is_empty(plugin: ModuleType) -> None:
     assert px.alpha_is_empty(struct.pack("<4H", 5, 5, 5, 0), "u16")
 
 
-def _build(plugin: ModuleType, **given: Any) -> dict[str, Any]:
-    """job_params.build_params with the docker's defaults for what the test leaves out."""
-    values: dict[str, Any] = {
-        "quality": "normal",
-        "time_limit_s": None,
-        "size": 0,
-        "strength": strength.DEFAULT,
-        "preserve_colors": False,
-        "area": (64, 48),
-    }
-    return dict(plugin.job_params.build_params(**{**values, **given}))
-
-
-def test_the_slider_sends_the_engines_strength_scale(plugin: ModuleType) -> None:
-    assert StyleParams().strength == strength.DEFAULT
-    for slider in (strength.MINIMUM, strength.DEFAULT, strength.MAXIMUM):
-        params = _build(plugin, strength=slider)
-        assert params["strength"] == slider and "style_weight" not in params
-        assert make_params(params).beta == strength.style_weight(slider)
-
-
-def test_the_docker_offers_the_engines_presets_and_limits(plugin: ModuleType) -> None:
-    jp = plugin.job_params
-    assert tuple(name for name, _, _ in jp.QUALITIES) == QUALITY_PRESETS
-    assert jp.DEFAULT_QUALITY == DEFAULT_QUALITY == StyleParams().quality
-    assert (jp.MIN_TIME_LIMIT_S, jp.MAX_TIME_LIMIT_S) == (MIN_TIME_BUDGET_S, MAX_TIME_BUDGET_S)
-    assert jp.TIME_LIMIT_STEPS[0] == 0 and jp.TIME_LIMIT_STEPS[-1] == MAX_TIME_BUDGET_S
-    assert list(jp.TIME_LIMIT_STEPS) == sorted(set(jp.TIME_LIMIT_STEPS))
-    assert all(step >= MIN_TIME_BUDGET_S for step in jp.TIME_LIMIT_STEPS[1:])
-
-
-def test_params_are_engine_params(plugin: ModuleType) -> None:
-    """A preset, no size, never iterations: the planner decides; the engine accepts it all."""
-    for quality in QUALITY_PRESETS:
-        params = _build(plugin, quality=quality, strength=170, preserve_colors=True)
-        assert params == {"quality": quality, "strength": 100.0, "preserve_colors": True}
-        made = make_params(params)
-        assert (made.quality, made.iterations, made.size, made.time_budget) == (
-            quality,
-            None,
-            None,
-            None,
-        )
-    with pytest.raises(ValueError, match="quality must be one of draft, normal, final"):
-        _build(plugin, quality="best")
-
-
-def test_a_time_limit_is_sent_as_the_budget(plugin: ModuleType) -> None:
-    params = _build(plugin, quality="final", time_limit_s=90.0)
-    assert params["time_budget"] == 90.0 and "iterations" not in params
-    assert make_params(params).time_budget == 90.0
-    assert "time_budget" not in _build(plugin, time_limit_s=None)
-    assert "time_budget" not in _build(plugin, time_limit_s=0)
-    # Brought within the engine's range, never refused.
-    assert _build(plugin, time_limit_s=2)["time_budget"] == MIN_TIME_BUDGET_S
-    assert _build(plugin, time_limit_s=1e9)["time_budget"] == MAX_TIME_BUDGET_S
-
-
-def test_a_working_size_is_sent_only_when_chosen(plugin: ModuleType) -> None:
-    assert "size" not in _build(plugin, size=plugin.job_params.AUTO_SIZE)
-    assert "size" not in _build(plugin, size=None)
-    assert _build(plugin, size=512)["size"] == 64  # never above the area's own long side
-    assert _build(plugin, size=32)["size"] == 32
-    small = _build(plugin, size=4, area=(800, 600))
-    assert small["size"] == plugin.job_params.MIN_SIZE
-    make_params(small)
+def test_the_time_limit_steps_are_within_the_definitions_range(plugin: ModuleType) -> None:
+    steps = plugin.widgets.TIME_LIMIT_STEPS
+    assert steps[0] == 0 and steps[-1] == MAX_TIME_BUDGET_S
+    assert list(steps) == sorted(set(steps))
+    assert all(step >= MIN_TIME_BUDGET_S for step in steps[1:])
 
 
 DURATIONS = [
@@ -194,11 +126,11 @@ def test_durations_read_as_people_write_them(
     from nst_client.progress import parse_duration
 
     assert parse_duration(text) == seconds
-    assert plugin.job_params.parse_duration is parse_duration
+    assert plugin.widgets.parse_duration is parse_duration
 
 
 def test_durations_show_as_they_are_read(plugin: ModuleType) -> None:
-    jp = plugin.job_params
+    jp = plugin.widgets
     shown = {s: jp.duration_text(s) for s in (5, 45, 60, 90, 3600, 3605, 5400, 86400)}
     assert shown == {
         5: "5 s",
@@ -317,6 +249,10 @@ def test_platform_paths() -> None:
     )
     assert installer.pykrita_dir(env, "win32") == Path(env["APPDATA"]) / "krita" / "pykrita"
     assert installer.kritarc_path(env, "win32") == Path(env["LOCALAPPDATA"]) / "kritarc"
+    # Without LOCALAPPDATA the message says what to set, and names no option that is not there.
+    with pytest.raises(RuntimeError, match="set it to the folder that holds kritarc") as info:
+        installer.kritarc_path({"APPDATA": env["APPDATA"]}, "win32")
+    assert "--" not in str(info.value)
 
 
 def test_kritarc_enable_line(tmp_path: Path) -> None:

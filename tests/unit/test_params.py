@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from nst_client.params import MIN_TILE_SIZE, TILE_OVERLAP, ParamError, StyleParams, make_params
 from nst_client.strength import STYLE_WEIGHT_AT_DEFAULT, default_strength
 from nst_client.strength import style_weight as strength_to_style_weight
-from nst_core.params import MIN_TILE_SIZE, TILE_OVERLAP, ParamError, StyleParams, make_params
 
 
 def test_strength_is_one_monotone_scale_around_the_default() -> None:

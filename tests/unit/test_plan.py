@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nst_core.params import TILE_OVERLAP, make_params
+from nst_client.params import TILE_OVERLAP, make_params
 from nst_core.plan import (
     VGG_STRIDE,
     LimitError,

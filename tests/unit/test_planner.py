@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nst_core.params import QUALITY_PRESETS, make_params
+from nst_client.params import QUALITY_PRESETS, make_params
 from nst_core.plan import PRESETS, Speed, check_limits, make_plan, refit
 
 #: Roughly this project's 2-core CPU in bf16, and a large GPU.

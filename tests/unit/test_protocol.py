@@ -8,6 +8,7 @@ from typing import Any, get_type_hints
 import msgpack
 import pytest
 
+from nst_client import pipe
 from nst_client import protocol as P
 from nst_daemon.requests import require
 
@@ -48,13 +49,13 @@ def test_require_names_field() -> None:
 
 def test_pipe_framing_round_trip() -> None:
     stream = io.BytesIO()
-    P.write_pipe_message(stream, {"type": "progress", "id": "j"}, [b"\x00\x01", b""])
-    P.write_pipe_message(stream, {"type": "pong", "id": "p"})
+    pipe.write_message(stream, {"type": "progress", "id": "j"}, [b"\x00\x01", b""])
+    pipe.write_message(stream, {"type": "pong", "id": "p"})
     stream.seek(0)
-    assert P.read_pipe_message(stream) == ({"type": "progress", "id": "j"}, [b"\x00\x01", b""])
-    assert P.read_pipe_message(stream) == ({"type": "pong", "id": "p"}, [])
+    assert pipe.read_message(stream) == ({"type": "progress", "id": "j"}, [b"\x00\x01", b""])
+    assert pipe.read_message(stream) == ({"type": "pong", "id": "p"}, [])
     with pytest.raises(EOFError):
-        P.read_pipe_message(stream)
+        pipe.read_message(stream)
 
 
 def test_error_codes_stable() -> None:

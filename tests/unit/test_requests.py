@@ -8,7 +8,7 @@ import pytest
 
 from nst_client import layouts
 from nst_client import protocol as P
-from nst_client.protocol import is_local_endpoint
+from nst_client.endpoints import is_local_endpoint
 from nst_daemon import requests
 from nst_daemon.jobs import Job
 

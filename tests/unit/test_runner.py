@@ -11,9 +11,9 @@ import pytest
 
 from nst_client import layouts
 from nst_client import protocol as P
+from nst_client.params import make_params
 from nst_client.progress import Progress
 from nst_core.errors import OptimisationFailed, StylizeCancelled
-from nst_core.params import make_params
 from nst_daemon.jobs import Job
 from nst_daemon.runner import Runner, is_out_of_memory
 

@@ -27,11 +27,11 @@ def test_settings_file_then_environment(tmp_path: Path) -> None:
     s = load(path, env={"NST_TRANSPORT": "BRIDGE", "NST_ENDPOINT": "ipc:///tmp/x"})
     assert (s.transport, s.endpoint, s.resolved_transport()) == ("bridge", "ipc:///tmp/x", "bridge")
     assert load(tmp_path / "missing.json", env={}) == Settings()
-    given = load(path, {"NST_ENDPOINT": "ipc:///tmp/x"}, endpoint=" tcp://h:1 ")
+    given = load(path, {"NST_ENDPOINT": "ipc:///tmp/x"}, overrides={"endpoint": " tcp://h:1 "})
     assert given.endpoint == "tcp://h:1"  # one given for this run wins over file and env
-    assert load(path, {}, endpoint="  ").endpoint == "tcp://127.0.0.1:9"
+    assert load(path, {}, overrides={"endpoint": "  "}).endpoint == "tcp://127.0.0.1:9"
     with pytest.raises(SettingsError, match="the endpoint given: expected tcp://HOST:PORT"):
-        load(path, {}, endpoint="localhost:5757")
+        load(path, {}, overrides={"endpoint": "localhost:5757"})
     assert Settings().endpoint == DEFAULT_ENDPOINT and Settings().bridge_python()
 
 

@@ -143,7 +143,7 @@ class ClusterEngine:
         while not self._stopping.wait(RECONCILE_S):
             try:
                 self._reconcile()
-            except Exception:  # noqa: BLE001 - the pool must outlive a hiccup of the cluster
+            except Exception:
                 log.exception("cannot look at the Ray cluster")
 
     def _reconcile(self) -> None:

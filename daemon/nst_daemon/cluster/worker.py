@@ -18,7 +18,7 @@ from typing import Any
 
 from nst_client import __version__
 from nst_client import protocol as P
-from nst_core.params import StyleParams
+from nst_client.params import StyleParams
 
 from ..jobs import Job
 from ..local import ModelSettings, WarmModel
@@ -75,7 +75,7 @@ class StyleWorker:
             try:
                 reply, buffers = runner.run(task.job, task.post)
                 task.items.put(("reply", dict(reply), buffers))
-            except Exception as exc:  # noqa: BLE001 - reported to the front door
+            except Exception as exc:
                 task.items.put(("crash", {"error": f"{type(exc).__name__}: {P.quote(exc)}"}, []))
             finally:
                 task.done.set()

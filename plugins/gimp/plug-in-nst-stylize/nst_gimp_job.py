@@ -1,11 +1,11 @@
 """The GIMP plug-in's rules, without GIMP: what plug-in-nst-stylize.py does besides GIMP calls.
 
-From the procedure's values to engine parameters and settings, how far a style image is scaled
-down, one job through an nst_client Client (the engine started first when none answers; every
-failure a PluginError that says what to do, in the dialog's words), the new layer's name, and
-the engine-state watcher behind the dialog's state line. Imports nothing of GIMP, so the unit
-tests run it with the product's Python; the script puts this folder on sys.path, where
-`nst install-plugin gimp` also puts nst_client.
+The procedure's arguments (ranges, labels and help from nst_client.params, the one definition),
+its values as a job's parameters (nst_client.params.editor_params, shared with Krita), how far
+a style image is scaled down, one job through nst_client.job (every failure a PluginError in
+the dialog's words), the new layer's name, and the engine-state watcher behind the dialog's
+state line. Imports nothing of GIMP, so the unit tests run it with the product's Python; the
+script puts this folder on sys.path, where `nst install-plugin gimp` also puts nst_client.
 """
 
 from __future__ import annotations
@@ -17,19 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from nst_client import launcher, strength
-from nst_client import protocol as P
-from nst_client.client import (
-    Client,
-    DaemonError,
-    DaemonUnavailable,
-    JobResult,
-    RawImage,
-    connect,
-    version_note,
-)
+from nst_client import job, launcher
+from nst_client import params as P
+from nst_client.client import JobResult, RawImage
 from nst_client.launcher import EngineState
-from nst_client.layouts import LayoutError
 from nst_client.progress import Progress, format_duration
 from nst_client.settings import CONFIG_NAME, Settings, SettingsError, load
 
@@ -39,33 +30,45 @@ CLIENT_NAME = "gimp-plug-in"
 REINSTALL = "nst install-plugin gimp"
 TITLE = "Neural style transfer"
 
+#: GIMP's integer arguments are 32-bit.
+GINT_MAX = 2**31 - 1
+
+
+def _argument(name: str, off: int | None = None, integer: bool = False) -> tuple[Any, ...]:
+    """A procedure argument's (minimum, maximum, default) from the parameter's definition;
+    off: the argument's value that stands for None (no time limit, Auto size, by quality)."""
+    spec = P.SPECS[name]
+    low = spec.minimum if off is None else off
+    default = P.DEFAULTS[name] if P.DEFAULTS[name] is not None else off
+    assert low is not None and spec.maximum is not None and default is not None
+    if spec.kind == "float" and not integer:
+        return float(low), float(spec.maximum), float(default)
+    return int(low), min(int(spec.maximum), GINT_MAX), int(default)
+
+
 # The procedure's arguments: (minimum, maximum, default).
-STRENGTH = (strength.MINIMUM, strength.MAXIMUM, strength.DEFAULT)
-#: Seconds the job must fit in; 0 = no limit. 1..4 count as the engine's least, 5.
-TIME_LIMIT = (0, 86400, 0)
+STRENGTH = _argument("strength")
+#: Seconds the job must fit in; 0 = no limit. 1..4 count as the engine's least.
+TIME_LIMIT = _argument("time_budget", P.NO_TIME_LIMIT, integer=True)
 #: The working size's long side; 0 = Auto (the engine's planner picks it).
-SIZE = (0, 8192, 0)
+SIZE = _argument("size", P.AUTO_SIZE)
 #: For scripts (not in the dialog): a fixed count at every scale; 0 = by quality.
-ITERATIONS = (0, 100000, 0)
-SEED = (0, 2**31 - 1, 0)
-#: The engine's quality presets (nst_core.params.QUALITY_PRESETS), fastest first, as the
-#: dialog offers them: (name, label, help). The Krita docker's job_params has the same.
-QUALITIES = (
-    ("draft", "Draft", "A quick look at a small size, in seconds, to try a style or a strength"),
-    ("normal", "Normal", "The classic look, about a minute on a laptop CPU"),
-    ("final", "Final", "The layer's own resolution where the machine allows (takes longest)"),
-)
-DEFAULT_QUALITY = "normal"
+ITERATIONS = _argument("iterations", 0)
+SEED = _argument("seed")
 #: The dialog's help on the quality choice, and what it says while a time limit is set.
-QUALITY_HELP = "; ".join(
-    f"{label}: {help_text[0].lower()}{help_text[1:]}" for _, label, help_text in QUALITIES
-)
-QUALITY_LIMITED = "Not used while there is a time limit: the job is fitted into the time"
-#: The engine's range of a time budget (MIN_TIME_BUDGET_S, MAX_TIME_BUDGET_S).
-MIN_TIME_LIMIT_S = 5.0
-MAX_TIME_LIMIT_S = 86400.0
-#: The smallest working size the engine takes.
-MIN_SIZE = 16
+QUALITY_HELP = P.quality_help()
+
+
+def param_label(name: str) -> str:
+    """A parameter's label in the dialog, with its mnemonic."""
+    return P.SPECS[name].label
+
+
+def param_help(name: str) -> str:
+    """A parameter's help in the dialog: the definition's, as a sentence."""
+    text = P.SPECS[name].help
+    return text[:1].upper() + text[1:]
+
 
 #: The dialog's labels of the engine settings, with their mnemonics (nst_client.settings
 #: names them by their keys): the script registers its arguments with these, and messages
@@ -84,15 +87,6 @@ def label(text: str) -> str:
     return text.replace("_", "")
 
 
-#: Style images are scaled down in GIMP to at most this many times the working size first:
-#: the daemon resizes them anyway, and a 24-megapixel photo need not cross the socket.
-STYLE_MAX_FACTOR = 2
-#: ... but never below this long side, so that a tiny working size keeps the style's detail.
-STYLE_MIN_LIMIT = 256
-#: The limit when the planner picks the working size (the Krita docker's MAX_STYLE_SIDE).
-STYLE_AUTO_LIMIT = 2048
-#: How long a job may stay silent (no progress, no pong) before the daemon counts as gone.
-IDLE_TIMEOUT_S = 60.0
 #: How often the dialog's state line asks the engine (seconds).
 STATE_INTERVAL_S = 2.0
 
@@ -106,8 +100,8 @@ class JobArgs:
     """The procedure's values, as GIMP hands them over (GIMP keeps each in its range)."""
 
     style_path: str
-    strength: float = strength.DEFAULT
-    quality: str = DEFAULT_QUALITY
+    strength: float = STRENGTH[2]
+    quality: str = P.DEFAULT_QUALITY
     time_limit: int = TIME_LIMIT[2]
     size: int = SIZE[2]
     iterations: int = ITERATIONS[2]
@@ -129,27 +123,19 @@ class JobArgs:
         }
 
 
-def build_params(args: JobArgs) -> dict[str, Any]:
-    """The engine parameters (engine names) of one job, as the Krita docker's job_params
-    makes them: the quality preset always; time_budget only with a time limit (the quality
-    then does not apply), size only when not Auto, iterations only when a script fixed them
-    (0: the planner decides from the quality or the time limit)."""
-    names = [name for name, _, _ in QUALITIES]
-    if args.quality not in names:
-        raise PluginError(f"Unknown quality {args.quality!r}: choose one of {', '.join(names)}.")
-    params: dict[str, Any] = {
-        "quality": args.quality,
-        "strength": strength.clamp(args.strength),
-        "preserve_colors": bool(args.preserve_colors),
-        "seed": int(args.seed),
-    }
-    if args.time_limit > 0:
-        params["time_budget"] = min(max(float(args.time_limit), MIN_TIME_LIMIT_S), MAX_TIME_LIMIT_S)
-    if args.size > 0:
-        params["size"] = max(int(args.size), MIN_SIZE)
-    if args.iterations > 0:
-        params["iterations"] = int(args.iterations)
-    return params
+def build_params(args: JobArgs, area: tuple[int, int]) -> dict[str, Any]:
+    """The job's parameters for a layer area of (width, height): the editors' one mapping
+    (nst_client.params.editor_params); iterations only when a script fixed them."""
+    return P.editor_params(
+        quality=args.quality,
+        strength=args.strength,
+        preserve_colors=args.preserve_colors,
+        area=area,
+        time_limit_s=args.time_limit,
+        size=args.size,
+        seed=args.seed,
+        iterations=args.iterations,
+    )
 
 
 def run_iterations(value: int, interactive: bool) -> int:
@@ -159,17 +145,9 @@ def run_iterations(value: int, interactive: bool) -> int:
     return 0 if interactive else int(value)
 
 
-def style_limit(size: int) -> int:
-    """The longest side a style image keeps on its way to the daemon (size 0, Auto: the
-    planner may work up to the layer's own size, so STYLE_AUTO_LIMIT, as the Krita docker)."""
-    if size <= 0:
-        return STYLE_AUTO_LIMIT
-    return max(int(size), STYLE_MIN_LIMIT) * STYLE_MAX_FACTOR
-
-
 def style_size(width: int, height: int, size: int) -> tuple[int, int]:
-    """A style image's size once scaled down to style_limit(size) (unchanged when within)."""
-    limit = style_limit(size)
+    """A style image's size once scaled down to the editors' limit (unchanged when within)."""
+    limit = P.style_side_limit(size)
     longest = max(width, height)
     if longest <= limit:
         return width, height
@@ -197,12 +175,9 @@ def _field(key: str) -> str:
     return f'"{label(ENGINE_FIELDS[key])}" in the dialog'
 
 
-#: How the settings loader names each engine setting of the dialog in its messages.
+#: How the settings loader and the job's messages name each engine setting of the dialog.
 FIELD_LABELS = {key: _field(key) for key in ENGINE_FIELDS}
-
-
-def settings_message(exc: SettingsError) -> str:
-    return f"The engine settings cannot be used: {exc}"
+WORDS = job.ClientWords(CLIENT_NAME, REINSTALL, FIELD_LABELS, "the dialog's engine settings")
 
 
 def load_settings(
@@ -215,7 +190,7 @@ def load_settings(
     try:
         return load(plugin_dir / CONFIG_NAME, env, overrides=dialog, labels=FIELD_LABELS)
     except SettingsError as exc:
-        raise PluginError(settings_message(exc)) from exc
+        raise PluginError(job.settings_message(exc, WORDS)) from exc
 
 
 def installed_start_on_demand(plugin_dir: Path, env: Mapping[str, str] | None = None) -> bool:
@@ -229,45 +204,6 @@ def installed_start_on_demand(plugin_dir: Path, env: Mapping[str, str] | None = 
 
 
 # --- the engine ----------------------------------------------------------------------------
-
-Connect = Callable[[Settings, str], Client]
-Ensure = Callable[..., EngineState]
-
-
-def open_client(settings: Settings, connect_fn: Connect = connect) -> Client:
-    """A Client on the settings' transport; PluginError when there is none to be had."""
-    try:
-        return connect_fn(settings, CLIENT_NAME)
-    except DaemonUnavailable as exc:  # the bridge's Python did not start
-        raise PluginError(f"{exc}: reinstall the plug-in with `{REINSTALL}`.") from exc
-    except ImportError as exc:
-        raise PluginError(
-            f"The plug-in is set to talk to the engine with pyzmq and msgpack, which GIMP's "
-            f"Python lacks ({exc}): reinstall it with `{REINSTALL} --transport auto`."
-        ) from exc
-    except SettingsError as exc:
-        raise PluginError(settings_message(exc)) from exc
-
-
-def _sentence(text: str) -> str:
-    text = text.strip().rstrip(".")
-    return f"{text[:1].upper()}{text[1:]}."
-
-
-def unavailable_message(exc: DaemonUnavailable, settings: Settings) -> str:
-    """Why there is no engine, in the dialog's words: the field that changes it."""
-    if not P.is_local_endpoint(settings.endpoint):
-        return (
-            f"{_sentence(str(exc))} The engine at {settings.endpoint} is on another computer: "
-            f"it is started there. Check {_field('endpoint')} and, for that engine's keys, "
-            f"{_field('curve_server_key')} and {_field('curve_client_cert')}."
-        )
-    if not settings.start_on_demand:
-        return (
-            f"The style engine is not running and {_field('start_on_demand')} is off: turn it "
-            f"on, or start the engine with `nst daemon start`, or check {_field('endpoint')}."
-        )
-    return _sentence(str(exc))
 
 
 def check_style_path(path: str) -> None:
@@ -290,54 +226,38 @@ def run_job(
     on_state: Callable[[EngineState], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     on_note: Callable[[str], None] | None = None,
-    connect_fn: Connect = connect,
-    ensure_fn: Ensure = launcher.ensure_running,
+    connect_fn: job.Connect | None = None,
+    ensure_fn: job.Ensure | None = None,
+    probe_fn: job.Probe | None = None,
 ) -> JobResult:
-    """One job on the engine: the result in the content's size, or PluginError.
-
-    The engine is started first when none answers (ensure_fn, nst_client.launcher's
-    ensure_running), reporting through on_state while it loads; should_cancel is asked
-    there too. read_style(path) reads the style file (GIMP's loaders); it runs once the engine
-    has answered. on_note gets the warning of a plug-in that is not the engine's version (the
-    job still runs). JobCancelled passes through: the user asked for it, it is no failure.
-    """
+    """One job on the engine (nst_client.job.run_job): the result in the content's size, or
+    PluginError with the job's message. read_style(path) reads the style file with GIMP's
+    loaders once the engine has answered. JobCancelled passes through: the user asked."""
     check_style_path(style_path)
+
+    def on_event(event: job.JobEvent) -> None:
+        if isinstance(event, job.EngineChanged) and on_state is not None:
+            on_state(event.state)
+        elif isinstance(event, job.Progressed) and on_progress is not None:
+            on_progress(event.progress)
+        elif isinstance(event, job.Welcomed) and event.note and on_note is not None:
+            on_note(event.note)
+
     try:
-        ensure_fn(settings, on_state=on_state, should_cancel=should_cancel)
-    except DaemonUnavailable as exc:
-        raise PluginError(unavailable_message(exc, settings)) from exc
-    except SettingsError as exc:
-        raise PluginError(settings_message(exc)) from exc
-    client = open_client(settings, connect_fn)
-    try:
-        welcome = client.hello()
-        note = version_note(welcome, REINSTALL)
-        if note is not None and on_note is not None:
-            on_note(note)
-        style = read_style(style_path)
-        done = client.stylize_raw(
+        return job.run_job(
+            settings,
+            WORDS,
             content,
-            [(style, 1.0)],
+            lambda: [(read_style(style_path), 1.0)],
             params,
-            on_progress=on_progress,
+            on_event=on_event,
             should_cancel=should_cancel,
-            idle_timeout_s=max(IDLE_TIMEOUT_S, settings.timeout_s),
+            connect_fn=connect_fn,
+            ensure_fn=ensure_fn,
+            probe_fn=probe_fn,
         )
-    except DaemonUnavailable as exc:
-        raise PluginError(f"The style engine stopped answering: {exc}.") from exc
-    except DaemonError as exc:
-        raise PluginError(f"The style engine refused the job: {exc}") from exc
-    except LayoutError as exc:
-        raise PluginError(f"The style engine sent a malformed result: {exc}") from exc
-    finally:
-        client.close()
-    want = (content[0]["width"], content[0]["height"])
-    got = (done.image["width"], done.image["height"])
-    if got != want:
-        raise PluginError(
-            f"The engine returned {got[0]}x{got[1]} pixels for a {want[0]}x{want[1]} layer."
-        )
-    return done
+    except job.JobFailed as exc:
+        raise PluginError(exc.message) from exc
 
 
 # --- the dialog's state line ---------------------------------------------------------------

@@ -301,7 +301,7 @@ def run_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool:
         """The quality does not apply while there is a time limit: greyed, and says why."""
         limited = int(config.get_property("time-limit")) > 0
         quality.set_sensitive(not limited)
-        quality.set_tooltip_text(job.QUALITY_LIMITED if limited else job.QUALITY_HELP)
+        quality.set_tooltip_text(job.P.QUALITY_WHILE_LIMITED if limited else job.QUALITY_HELP)
 
     grey_quality()
     limit_handler = config.connect("notify::time-limit", grey_quality)
@@ -358,8 +358,8 @@ def stylize_layer(
         settings,
         content,
         args.style_path,
-        lambda path: load_style(path, dtype, args.size),  # size 0 (Auto): STYLE_AUTO_LIMIT
-        job.build_params(args),
+        lambda path: load_style(path, dtype, args.size),
+        job.build_params(args, (w, h)),
         on_progress=on_progress,
         on_state=on_state,
         should_cancel=should_cancel,
@@ -441,50 +441,54 @@ class NstStylize(Gimp.PlugIn):
         )
         proc.add_double_argument(
             "strength",
-            "S_trength",
-            "How much style: 0 = a hint, 50 = the classic look, 100 = only the painting's texture",
+            job.param_label("strength"),
+            job.param_help("strength"),
             *job.STRENGTH,
             flags,
         )
         quality = Gimp.Choice.new()
-        for number, (name, label, help_text) in enumerate(job.QUALITIES):
-            quality.add(name, number, label, help_text)
+        for number, preset in enumerate(job.P.QUALITIES):
+            quality.add(preset.name, number, preset.label, preset.help)
         proc.add_choice_argument(
-            "quality", "_Quality", job.QUALITY_HELP, quality, job.DEFAULT_QUALITY, flags
+            "quality",
+            job.param_label("quality"),
+            job.QUALITY_HELP,
+            quality,
+            job.P.DEFAULT_QUALITY,
+            flags,
         )
         proc.add_int_argument(
             "time-limit",
-            "Time _limit (seconds, 0 = none)",
-            "Fit the job into this many seconds (at least 5): the engine plans the size and "
-            "the work for this computer, and the quality does not apply. 0 = no limit",
+            f"{job.param_label('time_budget')} (seconds, 0 = none)",
+            f"{job.param_help('time_budget')}. 0 = no limit",
             *job.TIME_LIMIT,
             flags,
         )
         proc.add_int_argument(
             "size",
-            "_Working size (0 = auto)",
-            "Long side in pixels at which the style is computed; 0 = Auto: the engine picks "
-            "it from the quality (or the time limit) and this computer's speed",
+            f"{job.param_label('size')} (0 = auto)",
+            f"{job.param_help('size')}. 0 = Auto",
             *job.SIZE,
             flags,
         )
         proc.add_int_argument(
             "iterations",
-            "Iterations per scale (scripts; 0 = by quality)",
-            "For scripts: a fixed number of optimizer iterations at every scale, in place of "
-            "the quality's or the time limit's plan. 0 = the engine plans them (the dialog "
-            "does not show this)",
+            f"{job.param_label('iterations')} (scripts; 0 = by quality)",
+            f"{job.param_help('iterations')}. 0 = the engine plans them (the dialog does not "
+            "show this)",
             *job.ITERATIONS,
             flags,
         )
         proc.add_boolean_argument(
             "preserve-colors",
-            "_Preserve colours",
-            "Keep the layer's colours; transfer only the texture",
-            False,
+            job.param_label("preserve_colors"),
+            job.param_help("preserve_colors"),
+            job.P.DEFAULTS["preserve_colors"],
             flags,
         )
-        proc.add_int_argument("seed", "See_d", "Random seed", *job.SEED, flags)
+        proc.add_int_argument(
+            "seed", job.param_label("seed"), job.param_help("seed"), *job.SEED, flags
+        )
         fields = job.ENGINE_FIELDS
         proc.add_boolean_argument(
             "start-on-demand",

@@ -19,11 +19,12 @@ from typing import Any
 from krita import DockWidget, Krita
 
 from nst_client import launcher, strength
+from nst_client import params as P
 from nst_client.client import JobResult, RawImage
 from nst_client.progress import Progress, format_duration
 from nst_client.settings import Settings, SettingsError
 
-from . import images, job_params, layer_ops, link
+from . import images, layer_ops, link
 from .engine_panel import EnginePanel
 from .qt import (
     ALIGN_CENTER,
@@ -68,6 +69,14 @@ PREVIEW_EVERY = 5
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
 
 
+def tip(name: str, off: str = "", typing: str = "") -> str:
+    """A control's tooltip: the parameter's help from the one definition (nst_client.params),
+    after what the control's off value says ("Off, or ...") and with how to type it."""
+    text = P.SPECS[name].help
+    text = f"{off}, or {text}" if off else f"{text[:1].upper()}{text[1:]}"
+    return f"{text} ({typing})" if typing else text
+
+
 def stop_watches() -> None:
     """End every EngineWatch and wait for it: at Krita's exit, before Qt deletes a QThread
     that still runs (which aborts the process)."""
@@ -106,12 +115,12 @@ class NeuralStyleDocker(DockWidget):
 
     # -- widgets ----------------------------------------------------------------------------
     def _build(self) -> None:
-        self.scroll = QScrollArea(self)
-        self.scroll.setObjectName("nst_scroll")
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setHorizontalScrollBarPolicy(SCROLLBAR_OFF)
-        self.scroll.setFrameShape(NO_FRAME)
-        root = QWidget(self.scroll)
+        self.scroll_area = QScrollArea(self)
+        self.scroll_area.setObjectName("nst_scroll")
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setHorizontalScrollBarPolicy(SCROLLBAR_OFF)
+        self.scroll_area.setFrameShape(NO_FRAME)
+        root = QWidget(self.scroll_area)
         root.setObjectName("nst_content")
         layout = QVBoxLayout(root)
         self._build_style(root, layout)
@@ -121,8 +130,8 @@ class NeuralStyleDocker(DockWidget):
         self.engine_panel.applied.connect(self._settings_applied)
         layout.addWidget(self.engine_panel)
         layout.addStretch(1)
-        self.scroll.setWidget(root)
-        self.setWidget(self.scroll)
+        self.scroll_area.setWidget(root)
+        self.setWidget(self.scroll_area)
 
     def _build_style(self, root: QWidget, layout: QVBoxLayout) -> None:
         self.style_path = QLineEdit(root)
@@ -164,10 +173,7 @@ class NeuralStyleDocker(DockWidget):
         self.strength = QSlider(HORIZONTAL, root)
         self.strength.setObjectName("nst_strength")
         self.strength.setRange(int(strength.MINIMUM), int(strength.MAXIMUM))
-        self.strength.setToolTip(
-            f"How much style: {strength.MINIMUM:g} = a hint, {strength.DEFAULT:g} = the classic "
-            f"look, {strength.MAXIMUM:g} = only the painting's texture"
-        )
+        self.strength.setToolTip(tip("strength"))
         self.strength_value = QLabel(root)
         self.strength_value.setObjectName("nst_strength_value")
         self.strength_value.setAlignment(ALIGN_RIGHT_CENTER)
@@ -179,56 +185,48 @@ class NeuralStyleDocker(DockWidget):
         row = QHBoxLayout()
         row.addWidget(self.strength, 1)
         row.addWidget(self.strength_value)
-        grid.addWidget(wrapped("Strength", root), 0, 0)
+        grid.addWidget(wrapped(P.label("strength"), root), 0, 0)
         grid.addLayout(row, 0, 1)
 
         self.quality = QComboBox(root)
         self.quality.setObjectName("nst_quality")
-        for name, label, tip in job_params.QUALITIES:
-            self.quality.addItem(label, name)
-            self.quality.setItemData(self.quality.count() - 1, tip, TOOLTIP_ROLE)
-        self.quality.setCurrentIndex(self.quality.findData(job_params.DEFAULT_QUALITY))
+        for preset in P.QUALITIES:
+            self.quality.addItem(preset.label, preset.name)
+            self.quality.setItemData(self.quality.count() - 1, preset.help, TOOLTIP_ROLE)
+        self.quality.setCurrentIndex(self.quality.findData(P.DEFAULT_QUALITY))
         self.quality.setSizeAdjustPolicy(COMBO_SHRINKS)
         self.quality.setMinimumContentsLength(6)
         self.quality.currentIndexChanged.connect(self._quality_tip)
-        self.quality_label = wrapped("Quality", root, "nst_quality_label")
+        self.quality_label = wrapped(P.label("quality"), root, "nst_quality_label")
         grid.addWidget(self.quality_label, 1, 0)
         grid.addWidget(self.quality, 1, 1)
 
         self._build_time_limit(root, grid, 2)
 
-        self.size = QSpinBox(root)
-        self.size.setObjectName("nst_size")
-        # 0 shows as "Auto" (the planner decides); a typed 1..15 counts as job_params.MIN_SIZE.
-        self.size.setRange(job_params.AUTO_SIZE, 8192)
-        self.size.setSingleStep(64)
-        self.size.setSpecialValueText("Auto")
-        self.size.setValue(job_params.AUTO_SIZE)
-        self.size.setSuffix(" px")
-        self.size.setToolTip(
-            "Auto: the engine picks the size from the quality (or the time limit) and this "
-            "computer's speed. Or the long side, in pixels, the style is worked out at; the "
-            "result is scaled to the layer. Larger = finer brush strokes, much slower."
-        )
-        grid.addWidget(wrapped("Working size", root), 3, 0)
-        grid.addWidget(self.size, 3, 1)
+        self.working_size = QSpinBox(root)
+        self.working_size.setObjectName("nst_size")
+        # 0 shows as "Auto" (the planner decides); a typed 1..15 counts as P.MIN_SIZE.
+        self.working_size.setRange(P.AUTO_SIZE, int(P.SPECS["size"].maximum or 0))
+        self.working_size.setSingleStep(64)
+        self.working_size.setSpecialValueText("Auto")
+        self.working_size.setValue(P.AUTO_SIZE)
+        self.working_size.setSuffix(" px")
+        self.working_size.setToolTip(tip("size", "Auto"))
+        grid.addWidget(wrapped(P.label("size"), root), 3, 0)
+        grid.addWidget(self.working_size, 3, 1)
         layout.addLayout(grid)
-        self.preserve = QCheckBox("Preserve colours", root)
+        self.preserve = QCheckBox(P.label("preserve_colors"), root)
         self.preserve.setObjectName("nst_preserve_colors")
-        self.preserve.setToolTip("Transfer only the texture; keep the layer's colours")
+        self.preserve.setToolTip(tip("preserve_colors"))
         layout.addWidget(self.preserve)
 
     def _build_time_limit(self, root: QWidget, grid: QGridLayout, row: int) -> None:
         """Off, or the time the job is fitted into; the quality is greyed while it is on."""
         self.time_limit = DurationBox(root)
         self.time_limit.setObjectName("nst_time_limit")
-        self.time_limit.setToolTip(
-            "Off, or the time the job must fit in (type 90 s, 2 min or 1:30): the engine "
-            "plans the size and the work for this computer, and the quality choice does not "
-            "apply"
-        )
+        self.time_limit.setToolTip(tip("time_budget", "Off", "type 90 s, 2 min or 1:30"))
         self.time_limit.valueChanged.connect(self._time_limit_changed)
-        grid.addWidget(wrapped("Time limit", root), row, 0)
+        grid.addWidget(wrapped(P.label("time_budget"), root), row, 0)
         grid.addWidget(self.time_limit, row, 1)
         self._time_limit_changed(self.time_limit.value())
 
@@ -240,7 +238,7 @@ class NeuralStyleDocker(DockWidget):
 
     def _quality_tip(self, *_: Any) -> None:
         if self.time_limit.value() > 0:
-            tip = "Not used while there is a time limit: the job is fitted into the time"
+            tip = P.QUALITY_WHILE_LIMITED
         else:
             tip = str(self.quality.currentData(TOOLTIP_ROLE) or "")
         self.quality.setToolTip(tip)
@@ -281,15 +279,15 @@ class NeuralStyleDocker(DockWidget):
         self.engine_state.setTextInteractionFlags(TEXT_SELECTABLE)
         layout.addWidget(self.engine_state)
 
-    def canvasChanged(self, canvas: Any) -> None:  # noqa: N802 (Krita's name)
+    def canvasChanged(self, canvas: Any) -> None:
         """Required by DockWidget; the docker works on whatever document is active."""
 
-    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+    def showEvent(self, event: Any) -> None:
         """Watch the engine only while someone can see the docker."""
         super().showEvent(event)
         self.watch_engine()
 
-    def hideEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+    def hideEvent(self, event: Any) -> None:
         super().hideEvent(event)
         self.stop_watching()
 
@@ -459,7 +457,7 @@ class NeuralStyleDocker(DockWidget):
             except SettingsError as exc:
                 raise SettingsError(f"{exc}; fix it under Engine settings") from None
             style_path = self.style_path.text().strip()
-            style, _ = images.load_style(style_path)
+            style, _ = images.load_style(style_path, P.style_side_limit(self.working_size.value()))
             capture = layer_ops.capture(Krita.instance().activeDocument())
         except (SettingsError, images.ImageError, layer_ops.StylizeInputError) as exc:
             self._say(f"Cannot stylize: {exc}", error=True)
@@ -468,10 +466,10 @@ class NeuralStyleDocker(DockWidget):
             self.job_finished.emit("failed")
             return
         self._remember(style_path)
-        params = job_params.build_params(
+        params = P.editor_params(
             quality=str(self.quality.currentData()),
-            time_limit_s=self.time_limit_s(),
-            size=self.size.value(),
+            time_limit_s=self.time_limit.value(),
+            size=self.working_size.value(),
             strength=self.strength.value(),
             preserve_colors=self.preserve.isChecked(),
             area=(capture.width, capture.height),

@@ -23,8 +23,6 @@ from .qt import (
     qimage_from_bytes,
 )
 
-#: Style pictures are shrunk to this long side before sending: the engine works far below it.
-MAX_STYLE_SIDE = 2048
 #: The QImage format of each wire RGBA dtype the plug-in sends (and so gets back).
 QIMAGE_FORMATS = {"u8": (FORMAT_RGBA8888, 4), "u16": (FORMAT_RGBA64, 8)}
 
@@ -33,7 +31,7 @@ class ImageError(ValueError):
     """A picture that cannot be used; the message says which and why."""
 
 
-def load_style(path: str, max_side: int = MAX_STYLE_SIDE) -> tuple[RawImage, Any]:
+def load_style(path: str, max_side: int) -> tuple[RawImage, Any]:
     """Read a style picture as u8 RGBA: (raw image for the wire, QImage for the thumbnail)."""
     file = Path(path).expanduser()
     if not str(path).strip():

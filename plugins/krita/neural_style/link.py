@@ -14,7 +14,7 @@ from pathlib import Path
 
 from krita import Krita
 
-from nst_client import client, settings
+from nst_client import client, job, settings
 
 CONFIG_PATH = Path(__file__).resolve().parent / settings.CONFIG_NAME
 CLIENT_NAME = "krita-neural-style"
@@ -81,6 +81,20 @@ def client_name(daemon: settings.Settings) -> str:
 def connect(daemon: settings.Settings) -> client.Client:
     """A Client on the settings' transport (from a worker thread: it may start the bridge)."""
     return client.connect(daemon, client_name(daemon))
+
+
+#: How a job's messages name the docker's engine settings.
+FIELDS = {
+    "endpoint": f'"Engine address" in {WHERE_SETTINGS}',
+    "curve_server_key": f"the engine's public key in {WHERE_SETTINGS}",
+    "curve_client_cert": f"this computer's secret key in {WHERE_SETTINGS}",
+    "start_on_demand": f'"Start the engine when needed" in {WHERE_SETTINGS}',
+}
+
+
+def words(daemon: settings.Settings) -> job.ClientWords:
+    """How the docker names itself and its settings in a job's messages."""
+    return job.ClientWords(client_name(daemon), REINSTALL, FIELDS, WHERE_SETTINGS)
 
 
 def version_warning(version: str) -> str | None:

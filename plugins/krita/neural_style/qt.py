@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 try:
-    from PyQt5.QtCore import QObject, QSize, Qt, QThread, QTimer, pyqtSignal  # noqa: F401
-    from PyQt5.QtGui import QImage, QPixmap, QValidator  # noqa: F401
-    from PyQt5.QtWidgets import (  # noqa: F401
+    from PyQt5.QtCore import QObject, QSize, Qt, QThread, QTimer, pyqtSignal
+    from PyQt5.QtGui import QImage, QPixmap, QValidator
+    from PyQt5.QtWidgets import (
         QApplication,
         QCheckBox,
         QComboBox,

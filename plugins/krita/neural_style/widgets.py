@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import job_params
+from nst_client.params import MAX_TIME_BUDGET_S
+from nst_client.progress import duration_text, parse_duration
+
 from .qt import (
     ALIGN_CENTER,
     KEEP_ASPECT,
@@ -50,7 +52,7 @@ class ClickableLabel(QLabel):
         super().__init__(text, parent)
         self.setWordWrap(True)
 
-    def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+    def mouseReleaseEvent(self, event: Any) -> None:
         super().mouseReleaseEvent(event)
         self.clicked.emit()
 
@@ -68,16 +70,16 @@ class PreviewBox(QLabel):
         self.setSizePolicy(policy)
         self.setMaximumHeight(PREVIEW_MAX_H)
 
-    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
+    def hasHeightForWidth(self) -> bool:
         return True
 
-    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt's name)
+    def heightForWidth(self, width: int) -> int:
         return min(PREVIEW_MAX_H, width * PREVIEW_H // PREVIEW_W)
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+    def sizeHint(self) -> QSize:
         return QSize(PREVIEW_W, PREVIEW_H)
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+    def minimumSizeHint(self) -> QSize:
         return QSize(PREVIEW_W // 4, PREVIEW_H // 4)
 
     def show_image(self, image: Any) -> None:
@@ -88,7 +90,7 @@ class PreviewBox(QLabel):
         self._image = None
         self.setText(text)
 
-    def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+    def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         self._fit()
 
@@ -98,20 +100,27 @@ class PreviewBox(QLabel):
             self.setPixmap(QPixmap.fromImage(self._image.scaled(w, h, KEEP_ASPECT, SMOOTH)))
 
 
+#: The time limit control's arrow steps, in seconds (0 = off); typing gives any time.
+TIME_LIMIT_STEPS = (
+    0, 15, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600,
+    5400, 7200, 10800, 14400, 21600, 28800, 43200, 86400,
+)  # fmt: skip
+
+
 class DurationBox(QSpinBox):
     """A time in seconds, shown and typed as a person says it ("1 min 30 s", "90s", "2m",
-    "1:30"); 0 shows as `off_text`. The arrows walk job_params.TIME_LIMIT_STEPS."""
+    "1:30"); 0 shows as `off_text`. The arrows walk TIME_LIMIT_STEPS."""
 
     def __init__(self, parent: QWidget, off_text: str = "Off") -> None:
         super().__init__(parent)
-        self.setRange(0, int(job_params.MAX_TIME_LIMIT_S))
+        self.setRange(0, int(MAX_TIME_BUDGET_S))
         self.setSpecialValueText(off_text)
         self.setAccelerated(True)
 
-    def textFromValue(self, value: int) -> str:  # noqa: N802 (Qt's name)
-        return job_params.duration_text(value)
+    def textFromValue(self, value: int) -> str:
+        return duration_text(value)
 
-    def valueFromText(self, text: str | None) -> int:  # noqa: N802 (Qt's name)
+    def valueFromText(self, text: str | None) -> int:
         seconds = self._seconds(text or "")
         return self.value() if seconds is None else seconds
 
@@ -124,11 +133,11 @@ class DurationBox(QSpinBox):
     def _seconds(self, text: str) -> int | None:
         if text.strip().lower() == self.specialValueText().lower():
             return 0
-        seconds = job_params.parse_duration(text)
+        seconds = parse_duration(text)
         return None if seconds is None else int(round(seconds))
 
-    def stepBy(self, steps: int) -> None:  # noqa: N802 (Qt's name)
-        ladder = job_params.TIME_LIMIT_STEPS
+    def stepBy(self, steps: int) -> None:
+        ladder = TIME_LIMIT_STEPS
         now = self.value()
         if steps > 0:
             at = next((i for i, v in enumerate(ladder) if v > now), len(ladder)) - 1

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from nst_client import launcher
+from nst_client import job, launcher
 from nst_client.client import DaemonError, DaemonUnavailable, JobCancelled, RawImage
 from nst_client.settings import Settings, SettingsError
 
@@ -24,15 +24,6 @@ POLL_INTERVAL_S = 2.0
 def plain(text: str) -> str:
     """nst_client's words with "the plug-in settings" made the docker's own section."""
     return text.replace("the plug-in settings", link.WHERE_SETTINGS)
-
-
-def message(exc: BaseException) -> str:
-    """An exception in words for the docker's job line."""
-    if isinstance(exc, DaemonError):
-        return f"the style engine refused the job ({exc.code}): {exc.message}"
-    if isinstance(exc, (DaemonUnavailable, SettingsError)):
-        return plain(str(exc))
-    return f"{type(exc).__name__}: {exc}"
 
 
 class EngineWatch(QThread):
@@ -91,9 +82,9 @@ class EngineWatch(QThread):
 
 
 class StylizeWorker(QThread):
-    """Runs one stylize job: starts the engine if needed, relays progress (with previews),
-    then the result or why not. After a failure to reach the engine it looks again and
-    reports that state first, so the docker never shows a stale "ready" beside the error."""
+    """Runs one stylize job through nst_client.job (the engine started if needed) and relays
+    its events as signals: the engine's state, the welcome, progress (with previews), then
+    the result, the failure in the job's words, or the cancel."""
 
     engine_state = pyqtSignal(object)  # nst_client.launcher.EngineState
     welcomed = pyqtSignal(object)  # the engine's welcome message
@@ -123,32 +114,34 @@ class StylizeWorker(QThread):
         """Ask the job (or the engine's start-up wait) to stop; thread-safe."""
         self._cancel.set()
 
+    def _relay(self, event: job.JobEvent) -> None:
+        if isinstance(event, job.EngineChanged):
+            self.engine_state.emit(event.state)
+        elif isinstance(event, job.Welcomed):
+            self.welcomed.emit(event.welcome)
+        elif isinstance(event, job.Progressed):
+            self.progressed.emit(event.progress)
+        elif isinstance(event, job.Finished):
+            self.succeeded.emit(event.result)
+        elif isinstance(event, job.Failed):
+            self.failed.emit(event.message)
+        elif isinstance(event, job.Cancelled):
+            self.cancelled.emit()
+
     def run(self) -> None:
         try:
-            state = launcher.ensure_running(
-                self.settings, on_state=self.engine_state.emit, should_cancel=self._cancel.is_set
+            job.run_job(
+                self.settings,
+                link.words(self.settings),
+                self.content,
+                [(self.style, 1.0)],
+                self.params,
+                on_event=self._relay,
+                should_cancel=self._cancel.is_set,
+                preview_every=self.preview_every,
+                connect_fn=lambda settings, _name: link.connect(settings),
             )
-            self.engine_state.emit(state)
-            if self._cancel.is_set():
-                raise JobCancelled("cancelled before it started")
-            with link.connect(self.settings) as client:
-                self.welcomed.emit(client.hello())
-                if self._cancel.is_set():
-                    raise JobCancelled("cancelled before it started")
-                result = client.stylize_raw(
-                    self.content,
-                    [(self.style, 1.0)],
-                    self.params,
-                    on_progress=self.progressed.emit,
-                    should_cancel=self._cancel.is_set,
-                    preview_every=self.preview_every,
-                    idle_timeout_s=max(30.0, 6 * self.settings.timeout_s),
-                )
-            self.succeeded.emit(result)
-        except JobCancelled:
-            self.cancelled.emit()
-        except DaemonUnavailable as exc:
-            self.engine_state.emit(launcher.probe(self.settings))
-            self.failed.emit(message(exc))
-        except Exception as exc:  # reported in the docker, never raised into Krita
-            self.failed.emit(message(exc))
+        except (job.JobFailed, JobCancelled):
+            pass  # relayed as events
+        except Exception as exc:  # a bug: reported in the docker, never raised into Krita
+            self.failed.emit(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,239 @@
+"""`nst stylize` (and the demo's run): files in, a file out, locally or on the daemon.
+
+Everything that can be wrong with the files is found before the model loads. A local job runs
+the engine in this process; a daemon job goes through nst_client.job, the job path the GIMP
+filter and the Krita docker use. Ctrl-C writes a local image as far as it got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from nst_client import job, layouts
+from nst_client.client import JobCancelled
+from nst_client.params import StyleParams
+from nst_client.progress import Progress
+from nst_client.protocol import OPTIMISATION_FAILED
+from nst_core.imageio import ImageFileError, check_output, read_image, write_image
+
+from .engine_commands import CLIENT_NAME, daemon_settings, starting_printer
+from .options import UserError, daemon_params, params_from_args
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+#: How `nst` names its settings in a daemon job's messages.
+WORDS = job.ClientWords(
+    CLIENT_NAME,
+    "pip install --upgrade nst-studio",
+    {
+        "endpoint": "the endpoint (--daemon ENDPOINT or NST_ENDPOINT)",
+        "curve_server_key": "--curve-server-key (or NST_CURVE_SERVER_KEY)",
+        "curve_client_cert": "--curve-client-cert (or NST_CURVE_CLIENT_CERT)",
+        "start_on_demand": "starting it on demand (--no-start turns that off)",
+    },
+    "the options",
+)
+
+
+class ProgressBar:
+    """tqdm progress bar in thousandths of the job, fed by engine or daemon progress."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar: Any = None
+
+    def update(self, p: Progress) -> None:
+        if self.bar is None:
+            self.bar = self._tqdm(
+                total=1000,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {postfix}",
+            )
+        self.bar.set_description(p.text(), refresh=False)
+        if p.iteration > 0:
+            postfix = (
+                f"step {p.iteration}/{p.iterations}, J={p.loss_total:.3g} "
+                f"Jc={p.loss_content:.3g} Js={p.loss_style:.3g}"
+            )
+        else:  # the planned job, before its first step
+            postfix = f"step 0/{p.iterations}"
+        self.bar.set_postfix_str(postfix, refresh=False)
+        self.bar.update(int(p.fraction * 1000) - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def save_every_path(output: Path, iteration: int) -> Path:
+    return output.with_name(f"{output.stem}_iter{iteration:04d}{output.suffix}")
+
+
+def _failed(message: str) -> int:
+    print(f"nst: error: optimisation failed: {message}; nothing written", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    outputs = [output]
+    if args.save_every > 0:
+        outputs.append(save_every_path(output, args.save_every))
+    for path in outputs:
+        check_output(path)  # the place, before reading a large content
+    if args.style_weights is not None and len(args.style_weights) != len(args.styles):
+        raise UserError(
+            f"--style-weights: {len(args.style_weights)} weights for "
+            f"{len(args.styles)} style images"
+        )
+    weights = args.style_weights or [1.0] * len(args.styles)
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise UserError("--style-weights: weights must be >= 0 and not all 0")
+    params = params_from_args(args)
+    try:
+        content = read_image(args.content, args.max_pixels)
+        styles = [
+            (read_image(path, args.max_pixels), w)
+            for path, w in zip(args.styles, weights, strict=True)
+        ]
+        for path in outputs:
+            check_output(path, content)  # the format, for the result's dtype and channels
+    except ImageFileError as exc:
+        raise UserError(str(exc)) from None
+    if args.daemon is not None:
+        if args.weights != "caffe" or params.device != "auto":
+            raise UserError(
+                "--weights and --device choose a local run's model; the daemon's "
+                "are fixed when it starts (nst-daemon --weights/--device)"
+            )
+        return _stylize_daemon(content, styles, params, args, output)
+    if args.curve_server_key or args.curve_client_cert:
+        raise UserError("--curve-server-key and --curve-client-cert go with --daemon")
+    return _stylize_local(content, styles, params, args, output)
+
+
+def _stylize_local(
+    content: Any,
+    styles: list[tuple[Any, float]],
+    params: StyleParams,
+    args: argparse.Namespace,
+    output: Path,
+) -> int:
+    from nst_core.engine import OptimisationFailed, StylizeCancelled, load_model, stylize
+    from nst_core.vgg import WeightsError
+
+    try:
+        model = load_model(args.weights, params.device, args.allow_download)
+    except (WeightsError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    _say_plan(model, content.shape[:2], params)
+    stop = threading.Event()
+    bar = ProgressBar()
+
+    def on_progress(p: Progress) -> None:
+        bar.update(p)
+        if p.preview is not None:
+            write_image(save_every_path(output, p.iteration), p.preview)
+
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        result = stylize(
+            content,
+            styles,
+            params,
+            on_progress,
+            stop.is_set,
+            preview_every=args.save_every,
+            model=model,
+        )
+    except StylizeCancelled as cancelled:
+        bar.close()
+        if cancelled.partial is not None:
+            write_image(output, cancelled.partial)
+            print(f"interrupted: wrote the image as far as it got to {output}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OptimisationFailed as exc:
+        bar.close()
+        return _failed(str(exc))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    bar.close()
+    write_image(output, result)
+    print(f"wrote {output}")
+    return 0
+
+
+def _say_plan(model: Any, content_hw: tuple[int, int], params: StyleParams) -> None:
+    """The job's plan and the precision it runs in, on stderr above the progress bar, in
+    the words `nst status` uses for a daemon's. The engine plans the same (make_plan is a
+    pure function of these), after the same one-off measurement of this device."""
+    from nst_core import calibrate
+    from nst_core.plan import make_plan
+
+    profile = calibrate.profile(model)
+    plan = make_plan((int(content_hw[0]), int(content_hw[1])), params, profile.speed)
+    print(f"plan: {plan.describe()}", file=sys.stderr)
+    if params.precision == "auto":
+        print(f"precision: {profile.words()}", file=sys.stderr)
+    else:
+        print(f"precision: {params.precision} (as asked)", file=sys.stderr)
+
+
+def _stylize_daemon(
+    content: Any,
+    styles: list[tuple[Any, float]],
+    params: StyleParams,
+    args: argparse.Namespace,
+    output: Path,
+) -> int:
+    """The job on the daemon, through the clients' one job path (nst_client.job)."""
+    stop = threading.Event()
+    bar = ProgressBar()
+    starting = starting_printer()
+
+    def on_event(event: job.JobEvent) -> None:
+        if isinstance(event, job.EngineChanged):
+            starting(event.state)
+        elif isinstance(event, job.Welcomed) and event.note:
+            print(f"note: {event.note}", file=sys.stderr)
+        elif isinstance(event, job.Progressed):
+            bar.update(event.progress)
+            if event.progress.preview is not None:
+                image = layouts.to_array(*event.progress.preview)
+                write_image(save_every_path(output, event.progress.iteration), image)
+
+    settings = daemon_settings(args, args.daemon, start_on_demand=False if args.no_start else None)
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        done = job.run_job(
+            settings,
+            WORDS,
+            layouts.from_array(content, 0),
+            [(layouts.from_array(a, 0), w) for a, w in styles],
+            daemon_params(params),
+            on_event=on_event,
+            should_cancel=stop.is_set,
+            preview_every=args.save_every,
+        )
+    except JobCancelled:
+        bar.close()
+        print("interrupted: the daemon cancelled the job; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except job.JobFailed as exc:
+        bar.close()
+        if exc.code == OPTIMISATION_FAILED:
+            return _failed(exc.detail)
+        raise UserError(exc.message) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    bar.close()
+    write_image(output, layouts.to_array(done.image, done.data))
+    print(f"wrote {output}")
+    return 0
