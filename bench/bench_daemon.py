@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import numpy as np
 
 from nst_client import layouts
 from nst_client.client import Client
-from nst_daemon.process import free_port
+from nst_daemon.process import DaemonProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -83,32 +82,25 @@ def main() -> int:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nst_daemon",
-            "--endpoint",
+    try:
+        daemon = DaemonProcess(
+            [sys.executable, "-m", "nst_daemon"],
             endpoint,
             "--device",
             args.device,
             "--log-level",
             "warning",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    ready = proc.stdout.readline().strip()
-    start_s = time.perf_counter() - t0
-    if not ready.startswith("ready"):
-        print(f"daemon did not start: {ready!r}", file=sys.stderr)
+            cwd=ROOT,
+            ready_timeout_s=300.0,
+        )
+    except RuntimeError as exc:
+        print(f"daemon did not start: {exc}", file=sys.stderr)
         return 1
-    print(f"machine: {os.cpu_count()} CPU cores; {ready}")
-    print(f"daemon start to ready (imports, weights, warm-up job): {start_s:.2f} s")
-    rng = np.random.default_rng(0)
+    start_s = time.perf_counter() - t0
     try:
+        print(f"machine: {os.cpu_count()} CPU cores; {daemon.ready_line.strip()}")
+        print(f"daemon start to ready (imports, weights, warm-up job): {start_s:.2f} s")
+        rng = np.random.default_rng(0)
         with Client(endpoint, timeout_s=30.0) as client:
             device = client.hello()["device"]
             params = {"iterations": 1, "size": args.size}
@@ -202,8 +194,7 @@ def main() -> int:
                 f"whole job {miss_total / hit_total:.2f}x"
             )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        daemon.stop(30.0)
     return 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality import add_metric_argument
+from quality import add_metric_argument, measure
 
 PEAK_PREFIX = "PEAK_RSS_KIB="
 #: Runs a module as __main__ and reports the process's own peak RSS on stderr at exit.
@@ -155,25 +155,6 @@ def fit_photo(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(img.resize((hw[1], hw[0]), Image.Resampling.BICUBIC))
 
 
-def quality(
-    metric: Path, content: Path, style: Path, outs: list[Path]
-) -> list[tuple[float, float]]:
-    """(style, content) figures of each output, by the shared metric (one process, one VGG)."""
-    proc = subprocess.run(
-        [sys.executable, str(metric), str(content), str(style), *map(str, outs)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    figures = []
-    for line in proc.stdout.strip().splitlines():
-        words = line.split()
-        figures.append(
-            (float(words[words.index("style") + 1]), float(words[words.index("content") + 1]))
-        )
-    return figures
-
-
 def run_presets(args: argparse.Namespace) -> None:
     """The planner's presets and time budgets beside the old default schedule, one run."""
     import torch
@@ -234,7 +215,7 @@ def run_presets(args: argparse.Namespace) -> None:
         print(f"  {name}: {wall:.1f} s; {plan.describe()}", flush=True)
     metric: Path = args.metric
     if metric.is_file():
-        figures = quality(metric, content_path, style_path, [r["path"] for r in rows])
+        figures = measure(metric, content_path, style_path, [r["path"] for r in rows])
     else:
         print(f"(no {metric}: quality figures skipped)")
         figures = [(math.nan, math.nan)] * len(rows)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import numpy as np
 from nst_client import launcher
 from nst_client.client import Client, connect
 from nst_client.settings import Settings
-from nst_daemon.process import free_port
+from nst_daemon.process import DaemonProcess, free_port
 
 
 def first_progress(
@@ -62,23 +61,16 @@ def first_progress(
 def by_hand(root: str, device: str, content: np.ndarray, style: np.ndarray) -> float:
     """The old way: nst-daemon of ROOT started by hand, its ready line, then the job."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    env = {**os.environ, "PYTHONPATH": f"{root}/daemon:{root}"}
+    env = {"PYTHONPATH": f"{root}/daemon:{root}"}
     started = time.monotonic()
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "nst_daemon", "--endpoint", endpoint, "--device", device],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=root,
+    daemon = DaemonProcess(
+        [sys.executable, "-m", "nst_daemon"], endpoint, "--device", device, env=env, cwd=root
     )
     try:
-        assert daemon.stdout is not None and daemon.stdout.readline().startswith("ready")
         settings = Settings(endpoint=endpoint, start_on_demand=False)
         return first_progress(settings, content, style, started)
     finally:
-        daemon.terminate()
-        daemon.wait(30)
+        daemon.stop(30.0)
 
 
 def main() -> int:

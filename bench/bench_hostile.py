@@ -15,7 +15,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import zmq
 
 from nst_client import layouts
-from nst_daemon.process import free_port
+from nst_daemon.process import DaemonProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,46 +121,43 @@ def main() -> int:
         ),
         ("900 KB parameter name, x5", request("g", u8, [style], **{"z" * 900_000: 1}), [small] * 2),
     ]
-    log = tempfile.NamedTemporaryFile(prefix="nst-hostile-", suffix=".log", delete=False)
+    env = {"PYTHONPATH": f"{args.root}/daemon:{args.root}"}
     help_text = subprocess.run(
         [sys.executable, "-m", "nst_daemon", "--help"],
         capture_output=True,
         text=True,
         cwd=args.root,
-        env={**os.environ, "PYTHONPATH": f"{args.root}/daemon:{args.root}"},
+        env={**os.environ, **env},
     ).stdout
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "nst_daemon",
-        "--endpoint",
-        endpoint,
-        "--device",
-        "cpu",
-        "--max-pixels",
-        str(args.max_pixels),
-        "--client-timeout",
-        "60",
-    ]
+    extra = ["--device", "cpu", "--max-pixels", str(args.max_pixels), "--client-timeout", "60"]
     if "--max-tile-size" in help_text:
-        cmd += ["--max-tile-size", str(args.max_tile_size)]
-    env = {**os.environ, "PYTHONPATH": f"{args.root}/daemon:{args.root}"}
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=args.root, env=env
-    )
-    assert proc.stdout is not None
-    print(f"daemon from {args.root}: {proc.stdout.readline().strip()}")
-    peer = Peer(endpoint)
+        extra += ["--max-tile-size", str(args.max_tile_size)]
     try:
+        daemon = DaemonProcess(
+            [sys.executable, "-m", "nst_daemon"],
+            endpoint,
+            *extra,
+            env=env,
+            cwd=args.root,
+            ready_timeout_s=300.0,
+        )
+    except RuntimeError as exc:
+        print(f"daemon from {args.root}: {exc}", file=sys.stderr)
+        return 1
+    proc, log = daemon.proc, Path(daemon.log.name)
+    peer: Peer | None = None
+    try:
+        print(f"daemon from {args.root}: {daemon.ready_line.strip()}")
+        peer = Peer(endpoint)
         peer.send(request("warm", u8, [style], iterations=2, size=64), [small, small])
         print(f"warm job: {peer.wait('warm', args.timeout)}")
         rss0, hwm0 = kib(proc.pid, "VmRSS"), kib(proc.pid, "VmHWM")
-        log0 = Path(log.name).stat().st_size
+        log0 = log.stat().st_size
         print(f"baseline: RSS {rss0 / 1024:.0f} MiB, peak {hwm0 / 1024:.0f} MiB")
         print(f"{'case':40s} {'reply':28s} {'RSS +MiB':>9s} {'peak +MiB':>10s} {'log +KB':>8s}")
         for name, header, frames in cases:
-            size0 = Path(log.name).stat().st_size
+            size0 = log.stat().st_size
             for _ in range(5 if "x5" in name else 1):
                 peer.send(header, frames)
                 # ZeroMQ drops an over-size frame: no reply comes, so do not wait long.
@@ -169,7 +165,7 @@ def main() -> int:
                 reply = peer.wait(header["id"], wait_s)
             time.sleep(0.3)
             rss, hwm = kib(proc.pid, "VmRSS"), kib(proc.pid, "VmHWM")
-            grown = Path(log.name).stat().st_size - size0
+            grown = log.stat().st_size - size0
             print(
                 f"{name:40s} {reply:28s} {(rss - rss0) / 1024:9.0f} {(hwm - hwm0) / 1024:10.0f} "
                 f"{grown / 1000:8.1f}"
@@ -177,14 +173,11 @@ def main() -> int:
             if proc.poll() is not None:
                 print(f"the daemon died (exit {proc.returncode})")
                 return 1
-        print(
-            f"log written during the cases: {(Path(log.name).stat().st_size - log0) / 1000:.1f} KB"
-        )
+        print(f"log written during the cases: {(log.stat().st_size - log0) / 1000:.1f} KB")
     finally:
-        peer.close()
-        proc.terminate()
-        proc.wait(30)
-        os.unlink(log.name)
+        if peer is not None:
+            peer.close()
+        daemon.stop(30.0)  # removes its log too
     return 0
 
 

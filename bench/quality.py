@@ -86,6 +86,7 @@ def iterations_to_90(costs: list[float]) -> int:
 def measure(
     metric: Path, content: Path, style: Path, outs: list[Path]
 ) -> list[tuple[float, float]]:
+    """(style, content) figures of each output, by the shared metric (one process, one VGG)."""
     proc = subprocess.run(
         [sys.executable, str(metric), str(content), str(style), *map(str, outs)],
         capture_output=True,

@@ -51,7 +51,7 @@ _TYPES: dict[str, Any] = {"int": int, "float": float, "seconds": seconds_value, 
 
 
 def _help(spec: Spec, default: Any) -> str:
-    text = spec.help
+    text = spec.option_help or spec.help
     if spec.kind == "seconds":
         text += " (90, 90s, 2m, 1m30s)"
     if default is not None and spec.kind != "bool":
@@ -71,13 +71,14 @@ def add_param_options(parser: argparse.ArgumentParser) -> None:
             action = "store_false" if default else "store_true"
             group.add_argument(flag, dest=name, action=action, help=_help(spec, default))
             continue
+        # Choices are listed, not enforced by argparse: make_params refuses a wrong one in the
+        # words every entry point uses ("--quality: must be one of draft, normal, final").
         group.add_argument(
             flag,
             dest=name,
             type=_TYPES.get(spec.kind, str),
-            choices=spec.choices or None,
             default=default,
-            metavar=spec.metavar,
+            metavar=spec.metavar or ("|".join(spec.choices) if spec.choices else None),
             help=_help(spec, default),
         )
     parser.add_argument(

@@ -34,7 +34,6 @@ WORDS = job.ClientWords(
         "endpoint": "the endpoint (--daemon ENDPOINT or NST_ENDPOINT)",
         "curve_server_key": "--curve-server-key (or NST_CURVE_SERVER_KEY)",
         "curve_client_cert": "--curve-client-cert (or NST_CURVE_CLIENT_CERT)",
-        "start_on_demand": "starting it on demand (--no-start turns that off)",
     },
     "the options",
 )

@@ -146,10 +146,11 @@ def unavailable_message(exc: DaemonUnavailable, settings: Settings, words: Clien
             f"keys, {words.field('curve_server_key')} and {words.field('curve_client_cert')}."
         )
     if not settings.start_on_demand:
+        where = words.fields.get("start_on_demand")
         return (
-            f"The style engine is not running and {words.field('start_on_demand')} is off: "
-            f"turn it on, or start the engine with `nst daemon start`, or check "
-            f"{words.field('endpoint')}."
+            "The style engine is not running and starting the engine when needed is turned "
+            f"off{f' ({where} is off)' if where else ''}: turn it on, or start the engine with "
+            f"`nst daemon start`, or check {words.field('endpoint')}."
         )
     return _sentence(said)
 

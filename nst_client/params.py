@@ -110,6 +110,8 @@ class Spec:
     option: str | None = None
     #: The CLI's metavar, where the type alone does not say it.
     metavar: str | None = None
+    #: The help of a CLI switch that turns a true-by-default parameter off.
+    option_help: str = ""
 
 
 def _param(default: Any, spec: Spec) -> Any:
@@ -183,6 +185,8 @@ class StyleParams:
             "when the last scale is below the layer's size, put the content's fine structure "
             "back at full size; off: a plain bicubic upscale",
             option="--no-restore-detail",
+            option_help="when the last scale is smaller than the content, upscale the result "
+            "plainly (bicubic) instead of putting the content's fine detail back",
         ),
     )
     strength: float = _param(
@@ -225,6 +229,7 @@ class StyleParams:
             "divide Jc and each style layer's cost by their targets' energies (one strength "
             "means the same on every image); off: the seed's raw costs",
             option="--raw-costs",
+            option_help="the seed's raw costs: no division by the targets' energies",
         ),
     )
     optimizer: str = _param("lbfgs", Spec("choice", "the optimiser", choices=("lbfgs", "adam")))

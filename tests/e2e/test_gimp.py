@@ -212,7 +212,8 @@ class StyleJudge:
     def __init__(self, style: np.ndarray) -> None:
         import torch
 
-        from nst_core import costs, params, vgg
+        from nst_client import params
+        from nst_core import costs, vgg
 
         self.torch, self.costs = torch, costs
         self.layers = [(n, float(w)) for n, w in params.StyleParams().style_layers]

@@ -1,5 +1,5 @@
 """Hostile and careless input against a real daemon process: every request bounded, every
-failure named, nothing held, the daemon up (issue 10's cases, each by its number)."""
+failure named, nothing held, the daemon up."""
 
 from __future__ import annotations
 

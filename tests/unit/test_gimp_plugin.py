@@ -582,9 +582,9 @@ def test_no_engine_says_which_field_to_change(style_file: str) -> None:
     with pytest.raises(job.PluginError) as info:
         _run(daemon, style_file, settings=off, ensure=Launcher(failure=reason))
     assert str(info.value) == (
-        'The style engine is not running and "Start the engine when needed" in the dialog is '
-        "off: turn it on, or start the engine with `nst daemon start`, or check "
-        '"Engine address" in the dialog.'
+        "The style engine is not running and starting the engine when needed is turned off "
+        '("Start the engine when needed" in the dialog is off): turn it on, or start the engine '
+        'with `nst daemon start`, or check "Engine address" in the dialog.'
     )
     remote = Settings(endpoint="tcp://192.0.2.7:5757")
     gone = DaemonUnavailable("no style engine answered at tcp://192.0.2.7:5757 within 1 s")

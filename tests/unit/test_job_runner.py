@@ -54,6 +54,7 @@ def _run(
     settings: Settings = SETTINGS,
     states: tuple[EngineState, ...] = (),
     failure: Exception | None = None,
+    words: job.ClientWords = WORDS,
     **kwargs: Any,
 ) -> tuple[list[job.JobEvent], Any]:
     """run_job against the scripted daemon; (events, result or the exception raised)."""
@@ -73,7 +74,7 @@ def _run(
     try:
         outcome: Any = job.run_job(
             settings,
-            WORDS,
+            words,
             CONTENT,
             [(STYLE, 1.0)],
             {"quality": "draft"},
@@ -167,7 +168,10 @@ def test_no_engine_says_which_setting_changes_it() -> None:
     assert isinstance(events[-2], job.EngineChanged) and events[-2].state == DOWN
     off = Settings(endpoint="tcp://127.0.0.1:1", start_on_demand=False)
     _, failed = _run(ScriptedTransport({}), off, failure=gone)
-    assert "start_on_demand in the dialog's engine settings is off" in failed.message
+    assert "starting the engine when needed is turned off: turn it on" in failed.message
+    gimp_like = job.ClientWords("c", "r", {"start_on_demand": '"Start" in the dialog'})
+    _, failed = _run(ScriptedTransport({}), off, failure=gone, words=gimp_like)
+    assert 'turned off ("Start" in the dialog is off): turn it on' in failed.message
 
 
 def test_an_engine_lost_mid_job_stopped_answering() -> None:

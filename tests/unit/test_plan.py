@@ -51,7 +51,7 @@ def test_style_size_follows_the_working_size_and_style_scale() -> None:
 
 
 def test_style_scale_that_would_blow_the_pixel_limit_is_refused_before_any_work() -> None:
-    # The case: a 64x48 job with a large style_scale on a --max-pixels 100000 daemon.
+    # A 64x48 job with a large style_scale on a --max-pixels 100000 daemon.
     p = make_params({"style_scale": 4.0, "size": "full"})
     with pytest.raises(LimitError, match=r"style_scale: 4 makes styles\[0\] .* over .*100000"):
         check_limits((1000, 1000), [(64, 48)], p, max_pixels=100_000, max_tile=1024)
