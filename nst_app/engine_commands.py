@@ -14,7 +14,7 @@ from typing import Any
 
 from nst_client import launcher
 from nst_client.client import DaemonError, DaemonUnavailable, connect
-from nst_client.engine_words import precision_words
+from nst_client.engine_words import number, plain, precision_words
 from nst_client.settings import Settings, SettingsError, load
 from nst_daemon import launch_command
 
@@ -109,14 +109,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             status = client.status()
     except (DaemonUnavailable, DaemonError) as exc:
         raise UserError(str(exc)) from None
+    # Every figure as the engine sent it, made plain: no escape code of its reaches the terminal.
     for key, value in status.items():
         if key == "profile":
             print(_precision_line(status) or "precision: not measured yet (the engine is starting)")
-            if isinstance(value, dict) and isinstance(value.get("s_per_mpix"), (int, float)):
-                layout = ", channels_last" if value.get("channels_last") else ""
-                print(f"speed: {value['s_per_mpix']:.3g} s per megapixel pass{layout}")
+            profile: dict[str, Any] = value if isinstance(value, dict) else {}
+            speed = number(profile.get("s_per_mpix"), 0)
+            if speed is not None:
+                layout = ", channels_last" if profile.get("channels_last") is True else ""
+                print(f"speed: {speed:.3g} s per megapixel pass{layout}")
         elif key not in ("type", "id"):
-            print(f"{key}: {value}")
+            print(f"{plain(key, 40)}: {plain(value, 2000)}")
     return 0
 
 

@@ -17,8 +17,8 @@ else of this package; each imports only the others):
 The client proper:
 - `job`: the one job path of every client (settings -> engine on demand -> submit -> follow),
   its typed events and its words for every failure
-- `client`: the Client and its transports; `bridge` and `pipe`: the pipe relay for editors
-  whose Python lacks pyzmq
+- `client`: the Client; `errors`: what can go wrong; `transports`: ZeroMQ, or the bridge
+  (`bridge` and `pipe`: the pipe relay for editors whose Python lacks pyzmq)
 - `launcher`: the local engine started on demand, its state in plain words
 - `settings`: the plug-in config file, the environment and what a run is given (one
   precedence)

@@ -22,8 +22,8 @@ from typing import IO
 
 from . import pipe
 from . import protocol as P
-from .client import BRIDGE_READY, Received, zmq_transport
 from .settings import Settings, SettingsError
+from .transports import BRIDGE_READY, Received, zmq_transport
 
 #: How long the main thread waits for a reply before looking at stdin's queue again.
 POLL_S = 0.01

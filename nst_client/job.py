@@ -123,7 +123,8 @@ class ClientWords:
     #: Where this client's engine settings are kept, for the client library's own words.
     place: str = "the plug-in settings"
 
-    def field(self, key: str) -> str:
+    def where(self, key: str) -> str:
+        """Where the setting KEY is changed, in this client's words."""
         return self.fields.get(key, f"{key} in {self.place}")
 
 
@@ -142,15 +143,15 @@ def unavailable_message(exc: DaemonUnavailable, settings: Settings, words: Clien
     if not endpoints.is_local_endpoint(settings.endpoint):
         return (
             f"{_sentence(said)} The engine at {settings.endpoint} is on another computer: "
-            f"it is started there. Check {words.field('endpoint')} and, for that engine's "
-            f"keys, {words.field('curve_server_key')} and {words.field('curve_client_cert')}."
+            f"it is started there. Check {words.where('endpoint')} and, for that engine's "
+            f"keys, {words.where('curve_server_key')} and {words.where('curve_client_cert')}."
         )
     if not settings.start_on_demand:
         where = words.fields.get("start_on_demand")
         return (
             "The style engine is not running and starting the engine when needed is turned "
             f"off{f' ({where} is off)' if where else ''}: turn it on, or start the engine with "
-            f"`nst daemon start`, or check {words.field('endpoint')}."
+            f"`nst daemon start`, or check {words.where('endpoint')}."
         )
     return _sentence(said)
 

@@ -26,10 +26,10 @@ from typing import IO, Any
 
 from . import endpoints
 from . import protocol as P
-from .client import Client, DaemonError, DaemonUnavailable, JobCancelled, connect
-from .engine_words import device_words, precision_words
+from .client import Client, DaemonUnavailable, JobCancelled, connect
+from .engine_words import device_words, number, plain, precision_words
 from .progress import duration_words
-from .settings import Settings, SettingsError
+from .settings import Settings
 
 STOPPED, STARTING, READY, BUSY, UNREACHABLE = "stopped", "starting", "ready", "busy", "unreachable"
 #: Whether an endpoint is on this machine (an engine there may be started on demand).
@@ -80,23 +80,27 @@ def _jobs(count: int, word: str) -> str:
 
 def state_from_status(status: Mapping[str, Any], settings: Settings) -> EngineState:
     """The state an engine's `status` reply describes (an engine older than the `state`
-    field counts as ready)."""
-    device = str(status.get("device") or "")
-    version = str(status.get("version") or "")
+    field counts as ready). Never raises: a field of the wrong type or value is left out,
+    and every text the engine sent is made plain (engine_words.plain) before it is shown."""
+    if not isinstance(status, Mapping):
+        return unreachable(settings, ValueError("the engine's status is not a map"))
+    device = plain(status.get("device") or "", 100)
+    version = plain(status.get("version") or "", 40)
     precision = precision_words(status.get("profile"))
+    pid = number(status.get("pid"), 0)
     extra = [
         f"device {device}" if device else "",
         f"precision {precision}" if precision else "",
-        f"pid {status.get('pid')}",
+        f"pid {pid:.0f}" if pid is not None else "",
     ]
-    idle_exit = status.get("idle_exit_s") or 0
+    idle_exit = number(status.get("idle_exit_s"), 0)
     if idle_exit:
         extra.append(f"exits after {duration_words(idle_exit)} without a job")
     if status.get("state") == P.STARTING:
-        startup = status.get("startup") or {}
-        step = str(startup.get("step") or "starting")
-        fraction = startup.get("fraction")
-        fraction = float(fraction) if isinstance(fraction, (int, float)) else None
+        startup = status.get("startup")
+        startup = startup if isinstance(startup, Mapping) else {}
+        step = plain(startup.get("step") or "starting", 80)
+        fraction = number(startup.get("fraction"), 0.0, 1.0)
         percent = f" ({fraction:.0%})" if fraction is not None else ""
         return EngineState(
             STARTING,
@@ -107,7 +111,8 @@ def state_from_status(status: Mapping[str, Any], settings: Settings) -> EngineSt
             version=version,
         )
     running = 1 if status.get("running") else 0
-    queued = len(status.get("queue") or [])
+    queue = status.get("queue")
+    queued = len(queue) if isinstance(queue, list) else 0
     where = device_words(device)
     if running or queued:
         busy = _jobs(running, "running") + (f", {queued} waiting" if queued else "")
@@ -164,7 +169,9 @@ def not_answering(settings: Settings, reason: str, see_lock: bool = True) -> Eng
 
 def unreachable(settings: Settings, exc: BaseException) -> EngineState:
     """The state when not even a connection can be made (a key file, pyzmq missing, ...)."""
-    return EngineState(UNREACHABLE, f"Style engine unreachable: {exc}", _details(settings))
+    return EngineState(
+        UNREACHABLE, f"Style engine unreachable: {plain(str(exc))}", _details(settings)
+    )
 
 
 def nobody_listens(endpoint: str) -> bool:
@@ -237,7 +244,7 @@ class EngineMonitor:
         except DaemonUnavailable as exc:
             self.close()
             return not_answering(self.settings, str(exc), self.see_lock)
-        except (DaemonError, SettingsError, OSError, ImportError) as exc:
+        except Exception as exc:  # a key file, no pyzmq, a reply that is not one: never raised
             self.close()
             return unreachable(self.settings, exc)
 

@@ -9,7 +9,14 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-from .protocol import Buffer, Header
+from .protocol import (
+    DEFAULT_MAX_PIXELS,
+    MAX_HEADER_BYTES,
+    MAX_STYLES,
+    Buffer,
+    Header,
+    max_frame_bytes,
+)
 
 
 def write_message(
@@ -35,11 +42,24 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_message(stream: IO[bytes]) -> tuple[Header, list[bytes]]:
+#: The most frames a message has: its header, the content and every style.
+MAX_FRAMES = 2 + MAX_STYLES
+
+
+def read_message(
+    stream: IO[bytes], max_frame_bytes: int = max_frame_bytes(DEFAULT_MAX_PIXELS)
+) -> tuple[Header, list[bytes]]:
+    """One message; ValueError when its frame count or a frame's length is more than any
+    message has (nothing that large is read)."""
     (count,) = struct.unpack("<I", _read_exact(stream, 4))
+    if not 1 <= count <= MAX_FRAMES:
+        raise ValueError(f"a pipe message of {count} frames (1 to {MAX_FRAMES})")
     frames = []
-    for _ in range(count):
+    for index in range(count):
         (length,) = struct.unpack("<Q", _read_exact(stream, 8))
+        limit = MAX_HEADER_BYTES if index == 0 else max_frame_bytes
+        if length > limit:
+            raise ValueError(f"a pipe frame of {length} bytes (at most {limit})")
         frames.append(_read_exact(stream, length))
     header = json.loads(frames[0].decode("utf-8"))
     if not isinstance(header, dict):

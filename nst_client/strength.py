@@ -7,6 +7,7 @@ from the daemon's `welcome.defaults`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,8 +32,8 @@ def style_weight(strength: float) -> float:
 
 def default_strength(welcome: Mapping[str, Any] | None = None) -> float:
     """Where a slider starts: the daemon's default when it said one, else this package's."""
-    defaults = (welcome or {}).get("defaults")
-    value = defaults.get("strength") if isinstance(defaults, dict) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    defaults = welcome.get("defaults") if isinstance(welcome, Mapping) else None
+    value = defaults.get("strength") if isinstance(defaults, Mapping) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return clamp(value)
-    return DEFAULT
+    return DEFAULT  # none, or not a number a slider can take (a string, NaN, infinity)

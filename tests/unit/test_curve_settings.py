@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from scripted_transport import Reply, ScriptedTransport
 
-from nst_client.client import UNDELIVERED, Client, DaemonUnavailable
+from nst_client.client import Client, DaemonUnavailable
 from nst_client.protocol import Buffer
 from nst_client.settings import (
     CONFIG_NAME,
@@ -22,6 +22,7 @@ from nst_client.settings import (
     read_certificate,
     read_curve_keys,
 )
+from nst_client.transports import UNDELIVERED
 
 SERVER_Z85 = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
 PUBLIC_Z85 = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"

@@ -17,7 +17,7 @@ from typing import Any
 import krita_standin
 import pytest
 
-from nst_client import client, settings
+from nst_client import client, settings, transports
 from nst_client.params import MAX_TIME_BUDGET_S, MIN_TIME_BUDGET_S
 from nst_plugins import install as shared
 from nst_plugins import krita_installer as installer
@@ -180,7 +180,7 @@ def test_connect_names_the_plugin_and_its_transport(
 
         def close(self) -> None: ...
 
-    monkeypatch.setattr(client, "ZmqTransport", Transport)
+    monkeypatch.setattr(transports, "ZmqTransport", Transport)
     daemon = settings.Settings(endpoint="tcp://127.0.0.1:7", transport="zmq", timeout_s=3.0)
     with plugin.link.connect(daemon) as connection:
         assert isinstance(connection, client.Client)

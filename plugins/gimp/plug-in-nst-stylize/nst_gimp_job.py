@@ -331,8 +331,11 @@ class StateWatcher:
                             monitor = self._make_monitor(settings)
                         except Exception as exc:  # a transport that cannot be made here
                             self._post(launcher.unreachable(settings, exc))
-                if monitor is not None:
-                    state = monitor.poll()
+                if monitor is not None and settings is not None:
+                    try:
+                        state = monitor.poll()
+                    except Exception as exc:  # the watcher outlives any reply
+                        state = launcher.unreachable(settings, exc)
                     stopped, generation, _ = self._current()
                     if not stopped and generation == seen:  # not for settings since changed
                         self._post(state)

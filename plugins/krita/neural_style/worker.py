@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from nst_client import job, launcher
-from nst_client.client import DaemonError, DaemonUnavailable, JobCancelled, RawImage
-from nst_client.settings import Settings, SettingsError
+from nst_client.client import JobCancelled, RawImage
+from nst_client.settings import Settings
 
 from . import link
 from .qt import QThread, pyqtSignal
@@ -60,7 +60,10 @@ class EngineWatch(QThread):
         try:
             while not self._stop.is_set():
                 began = time.monotonic()
-                state = monitor.poll()
+                try:
+                    state = monitor.poll()
+                except Exception as exc:  # the watch outlives any reply
+                    state = launcher.unreachable(self.settings, exc)
                 if self._stop.is_set():
                     break
                 self.state_changed.emit(state, began)
@@ -76,7 +79,7 @@ class EngineWatch(QThread):
         try:
             with link.connect(self.settings) as client:
                 self.welcomed.emit(client.hello())
-        except (DaemonUnavailable, DaemonError, SettingsError, OSError):
+        except Exception:  # any failure: the next poll tries again
             return False
         return True
 
