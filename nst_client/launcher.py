@@ -16,7 +16,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +29,7 @@ from .client import Client, DaemonUnavailable, JobCancelled, connect
 from .engine_words import device_words, number, plain, precision_words
 from .progress import duration_words
 from .settings import Settings
+from .spawn import clean_env, private_dir, start_folder
 
 STOPPED, STARTING, READY, BUSY, UNREACHABLE = "stopped", "starting", "ready", "busy", "unreachable"
 #: Whether an endpoint is on this machine (an engine there may be started on demand).
@@ -260,11 +260,6 @@ class EngineMonitor:
 # --- the lock ---------------------------------------------------------------------------------
 
 
-def runtime_dir() -> Path:
-    """Where the launchers' lock files live: the user's runtime folder, else the temp one."""
-    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
-
-
 def log_dir() -> Path:
     """Where an engine started on demand writes its log."""
     if sys.platform == "win32":
@@ -283,21 +278,27 @@ def endpoint_key(endpoint: str) -> str:
 class EngineLock:
     """An exclusive lock per endpoint, held by the one launcher that is starting its engine.
 
-    flock (POSIX) or msvcrt (Windows) on a file in runtime_dir(): the OS drops it when its
-    holder dies, so a crashed editor never leaves the engine unstartable.
+    flock (POSIX) or msvcrt (Windows) on a file in the user's private folder (spawn.private_dir:
+    no other user can hold it): the OS drops it when its holder dies, so a crashed editor
+    never leaves the engine unstartable.
     """
 
     def __init__(self, endpoint: str) -> None:
-        self.path = runtime_dir() / f"nst-engine-{endpoint_key(endpoint)}.lock"
+        try:
+            folder: Path | None = private_dir()
+        except OSError:
+            folder = None  # no place for a lock: the daemon's bind still refuses a second one
+        self.path = folder / f"engine-{endpoint_key(endpoint)}.lock" if folder else None
         self._file: IO[bytes] | None = None
 
     def acquire(self) -> bool:
         """Take the lock if free (no wait); True when this object now holds it."""
+        if self.path is None:
+            return True
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.path, "a+b")
         except OSError:
-            return True  # no place for a lock: the daemon's bind still refuses a second one
+            return True
         try:
             if sys.platform == "win32":
                 import msvcrt
@@ -320,7 +321,7 @@ class EngineLock:
 
     def held_elsewhere(self) -> bool:
         """True while another launcher holds the lock (it is starting the engine)."""
-        if not self.path.exists():
+        if self.path is None or not self.path.exists():
             return False
         if self.acquire():
             self.release()
@@ -378,7 +379,13 @@ def start_engine(settings: Settings) -> Started:
         log.flush()
         try:
             process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, **options
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=start_folder(),  # nothing imported from the editor's current folder
+                env=clean_env(),
+                **options,
             )
         except OSError as exc:
             raise DaemonUnavailable(

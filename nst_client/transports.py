@@ -16,6 +16,7 @@ from . import pipe
 from . import protocol as P
 from .errors import CURVE_SETTINGS, DaemonUnavailable, unavailable
 from .settings import CurveKeys, Settings
+from .spawn import clean_env, start_folder
 
 Received = tuple[P.Header, list[bytes]]
 
@@ -190,7 +191,12 @@ class BridgeTransport:
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
         try:
             self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, creationflags=flags
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                creationflags=flags,
+                cwd=start_folder(),  # nothing imported from the editor's current folder
+                env=clean_env(),
             )
         except OSError as exc:
             raise DaemonUnavailable(f"cannot start the bridge {cmd[0]!r}: {exc}") from exc

@@ -1,0 +1,138 @@
+"""Other people on the machine, with real processes: a module planted in the editor's current
+folder does not run in the helpers the client starts, and another real user cannot hold the
+launchers' lock (the tests run the hostile side as `nobody`; that needs root, as in CI)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nst_client import launcher, spawn
+from nst_client.settings import Settings
+from nst_client.transports import BridgeTransport
+
+pytestmark = pytest.mark.e2e
+
+PLANTED = """
+import pathlib
+pathlib.Path(__file__).with_name("planted-ran").write_text("the planted module ran")
+raise SystemExit("planted")
+"""
+
+
+@pytest.fixture()
+def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The editor's current folder, with an argparse.py beside the artist's document."""
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "argparse.py").write_text(PLANTED)
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir(mode=0o700)
+    return folder
+
+
+def test_the_bridge_does_not_run_a_module_planted_in_the_current_folder(planted: Path) -> None:
+    bridge = BridgeTransport("tcp://127.0.0.1:9", [sys.executable], timeout_s=5.0)
+    try:
+        assert bridge._proc.poll() is None, "the bridge did not start"
+    finally:
+        bridge.close()
+    assert not (planted / "planted-ran").exists()
+
+
+def test_the_engine_on_demand_does_not_run_a_module_planted_there(planted: Path) -> None:
+    """The engine's command imports argparse first thing, as nst-daemon does."""
+    settings = Settings(
+        endpoint="tcp://127.0.0.1:9", daemon=[sys.executable, "-c", "import argparse"]
+    )
+    started = launcher.start_engine(settings)
+    assert started.process.wait(30) == 0, started.failure()
+    assert not (planted / "planted-ran").exists()
+
+
+# --- another user --------------------------------------------------------------------------
+
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="running the other user's side needs root (CI runs as root)",
+)
+
+
+def _nobody() -> tuple[int, int]:
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
+
+
+@pytest.fixture()
+def shared_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temp folder every user may write, as /tmp is (sticky, world-writable), used as the
+    launchers' fallback when there is no XDG_RUNTIME_DIR."""
+    folder = Path(tempfile.mkdtemp(prefix="nst-shared-tmp-"))
+    folder.chmod(0o1777)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    subprocess.run(["rm", "-rf", str(folder)], check=False)
+
+
+HOLD = """
+import fcntl, os, sys, time
+from pathlib import Path
+held = []
+for name in sys.argv[1:]:
+    path = Path(name)
+    path.parent.mkdir(mode=0o777, parents=True, exist_ok=True)
+    handle = open(path, "a+b")
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    held.append(handle)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@needs_root
+def test_another_user_cannot_hold_the_launchers_lock(shared_tmp: Path) -> None:
+    """`nobody` makes the names the launcher would use in the shared temp folder (the old
+    fixed lock file, and the folder named for this user) and holds locks there; this user's
+    launcher takes its own lock at once and never uses that folder."""
+    endpoint = "tcp://127.0.0.1:5757"
+    key = launcher.endpoint_key(endpoint)
+    mine = shared_tmp / f"nst-{os.getuid()}"
+    names = [shared_tmp / f"nst-engine-{key}.lock", mine / f"engine-{key}.lock"]
+    uid, gid = _nobody()
+
+    def become_nobody() -> None:
+        os.setgid(gid)
+        os.setuid(uid)
+
+    other = subprocess.Popen(  # the system's Python: nobody may not run this checkout's
+        ["/usr/bin/python3", "-c", HOLD, *map(str, names)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        preexec_fn=become_nobody,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        assert mine.stat().st_uid == uid  # the folder named for this user is nobody's
+        with pytest.raises(spawn.PrivateDirError, match="belongs to another user"):
+            spawn.private_dir()
+        assert spawn.start_folder() == Path.home()
+        lock = launcher.EngineLock(endpoint)
+        began = time.monotonic()
+        assert lock.acquire() and not lock.held_elsewhere()
+        assert time.monotonic() - began < 1.0
+        assert lock.path is None or not str(lock.path).startswith(str(mine))
+        lock.release()
+    finally:
+        other.kill()
+        other.wait()
