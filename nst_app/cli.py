@@ -20,6 +20,7 @@ from nst_plugins.install import CHOICES as PLUGIN_HOSTS
 from nst_plugins.install import DEFAULT_IDLE_EXIT_S, idle_seconds
 
 from .engine_commands import cmd_daemon, cmd_status
+from .keys import cmd_keys
 from .options import UserError, add_param_options
 from .stylize import cmd_stylize
 
@@ -154,11 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
                 "(0: never; default %(default)g)",
             )
             p.add_argument(
+                "--force",
+                action="store_true",
+                help="replace a folder of the plug-in's name that no install of nst recorded",
+            )
+            p.add_argument(
                 "--no-start-on-demand",
                 dest="start_on_demand",
                 action="store_false",
                 help="never start the engine from the plug-ins (start it with nst daemon start)",
             )
+
+    keys = sub.add_parser(
+        "keys", help="make a CURVE key pair (NAME.key, NAME.key_secret readable by you alone)"
+    )
+    keys.add_argument("name", help="server, or the artist's or machine's name")
+    keys.add_argument("--dir", default=".", help="where to write them (default: here)")
 
     fw = sub.add_parser("fetch-weights", help="download torchvision's VGG-19 once (internet)")
     fw.add_argument("which", choices=("torchvision",))
@@ -203,11 +215,13 @@ def cmd_plugin(args: argparse.Namespace) -> int:
                 start_on_demand=args.start_on_demand,
                 idle_exit_s=args.idle_exit,
                 flatpak=args.flatpak,
+                force=args.force,
             )
             print(install.install_report(done))
         else:
-            removed = install.uninstall_hosts(args.host, args.dest, args.flatpak)
-            print(install.uninstall_report(removed))
+            left: dict[str, list[Path]] = {}
+            removed = install.uninstall_hosts(args.host, args.dest, args.flatpak, left)
+            print(install.uninstall_report(removed, left))
     except (OSError, ValueError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
     return 0
@@ -231,6 +245,7 @@ COMMANDS = {
     "install-plugin": cmd_plugin,
     "uninstall-plugin": cmd_plugin,
     "fetch-weights": cmd_fetch_weights,
+    "keys": cmd_keys,
 }
 
 

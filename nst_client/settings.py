@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from . import keyfiles
 from .protocol import DEFAULT_ENDPOINT
 
 CONFIG_NAME = "nst_config.json"
@@ -134,6 +135,9 @@ def read_curve_keys(
     if not client_cert:
         return CurveKeys(server_public, None)
     public, secret = read_certificate(Path(client_cert), client_source)
+    problem = keyfiles.exposed(client_cert) if secret is not None else None
+    if problem is not None:
+        raise SettingsError(f"{client_source}: {problem}")
     if secret is None:
         raise SettingsError(
             f"{client_source}: {client_cert} holds no secret key (it is a public "

@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq
 
+from nst_client import keyfiles
 from nst_client import protocol as P
 from nst_client.endpoints import ipc_path, is_local_endpoint
 
@@ -89,7 +90,7 @@ class RouterSocket:
                 f"refusing to bind {endpoint}: it is not a loopback or ipc endpoint, and "
                 f"serving the network needs CURVE encryption. Give --curve-secret-key "
                 f"SERVER.key_secret and --curve-allow DIR (client public .key files, made with "
-                f"zmq.auth.create_certificates), or bind tcp://127.0.0.1:PORT / ipc://PATH"
+                f"`nst keys`), or bind tcp://127.0.0.1:PORT / ipc://PATH"
             )
         refuse_live_ipc(endpoint)
         self.endpoint = endpoint
@@ -180,6 +181,9 @@ def _setup_curve(ctx: zmq.Context[Any], sock: zmq.Socket[Any], secret_key: str, 
         public, secret = zmq.auth.load_certificate(secret_key)
     except (OSError, ValueError) as exc:
         raise SetupError(f"--curve-secret-key {secret_key!r}: {exc}") from None
+    problem = keyfiles.exposed(secret_key)
+    if problem is not None:
+        raise SetupError(f"--curve-secret-key: {problem}")
     if not secret:
         raise SetupError(
             f"--curve-secret-key {secret_key!r} holds no secret key (give the .key_secret file)"

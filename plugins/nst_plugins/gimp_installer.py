@@ -9,7 +9,6 @@ Flatpak GIMP keeps its profile under ~/.var/app/org.gimp.GIMP (nst_plugins.flatp
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -100,6 +99,12 @@ def _make_executable(path: Path) -> None:
     path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+def installed_paths(where: shared.Target) -> list[Path]:
+    """What an install puts in WHERE: the plug-in's folder (its files, the client copy, the
+    settings and the record)."""
+    return [plugin_folder(where)]
+
+
 def install_to(where: shared.Target, settings: Settings) -> Path:
     """Copy the plug-in, the client and SETTINGS (checked already) into WHERE; returns the
     plug-in's folder."""
@@ -110,14 +115,14 @@ def install_to(where: shared.Target, settings: Settings) -> Path:
     _make_executable(plugin / f"{PLUGIN_NAME}.py")
     shared.copy_client(plugin)
     shared.write_settings(plugin, settings)
+    shared.write_record(plugin, record)  # once to be listed, then with the list
+    record["files"] = shared.recorded_files(where.folder, installed_paths(where))
     shared.write_record(plugin, record)
     return plugin
 
 
 def remove(where: shared.Target, record: dict[str, Any]) -> list[Path]:
-    """Remove the plug-in's folder (its files, client copy, settings and record)."""
-    plugin = plugin_folder(where)
-    if not plugin.is_dir():
+    """Remove exactly what the install recorded."""
+    if not plugin_folder(where).is_dir():
         return []
-    shutil.rmtree(plugin)
-    return [plugin]
+    return shared.remove_recorded(where.folder, record, installed_paths(where))

@@ -215,6 +215,52 @@ def created_dirs(target: Target, old: dict[str, Any]) -> list[str]:
     return earlier + [p for p in made if p not in earlier]
 
 
+def check_replaceable(tops: Sequence[Path], record: dict[str, Any], force: bool) -> None:
+    """An install replaces what an earlier install recorded; anything else of the same name
+    only when told to (--force): FileExistsError naming it."""
+    if record or force:
+        return
+    for path in tops:
+        if path.exists():
+            raise FileExistsError(
+                f"{path} is already there and no install record says nst put it there: move "
+                "it away, or install again with --force to replace it"
+            )
+
+
+def recorded_files(folder: Path, tops: Sequence[Path]) -> list[str]:
+    """Every file under TOPS, as paths relative to FOLDER: what the record lists."""
+    files = []
+    for top in tops:
+        found = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        files += [p.relative_to(folder).as_posix() for p in found]
+    return files
+
+
+def remove_recorded(folder: Path, record: dict[str, Any], tops: Sequence[Path]) -> list[Path]:
+    """Remove exactly the files the record lists (under FOLDER; a name that leads out of it
+    is ignored), then the folders under FOLDER they leave empty; returns those of TOPS that
+    are gone. A record of an older install without its files: TOPS as they are."""
+    listed = record.get("files")
+    if not isinstance(listed, list):
+        for top in tops:
+            if top.is_dir():
+                shutil.rmtree(top)
+            elif top.exists():
+                top.unlink()
+        return [top for top in tops if not top.exists()]
+    base = folder.resolve()
+    parents: set[Path] = set()
+    for name in listed:
+        path = (folder / str(name)).resolve() if isinstance(name, str) else None
+        if path is None or base not in path.parents or not (path.is_file() or path.is_symlink()):
+            continue
+        path.unlink()
+        parents |= {p for p in path.parents if base in p.parents}
+    remove_empty_dirs(str(p) for p in parents)
+    return [top for top in tops if not top.exists()]
+
+
 def remove_empty_dirs(paths: Iterable[str]) -> list[Path]:
     """Remove each folder that is now empty, deepest first; returns those removed."""
     removed = []
@@ -251,9 +297,11 @@ def install_hosts(
     start_on_demand: bool = True,
     idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
     flatpak: bool | None = None,
+    force: bool = False,
 ) -> list[Installed]:
     """Install HOST's plug-in (gimp, krita or all). Every editor's target and settings are
-    checked before anything is copied: a bad value or a sandbox that refuses leaves nothing.
+    checked before anything is copied: a bad value, a sandbox that refuses, or a folder of the
+    same name that no install recorded (unless force) leaves nothing.
 
     flatpak: True installs for the Flatpak editor, False for the native one, None picks the
     Flatpak one when only it has a profile. The CURVE key files are those of
@@ -274,6 +322,8 @@ def install_hosts(
             start_on_demand=start_on_demand,
             idle_exit_s=idle_exit_s,
         )
+        record = read_record(module.plugin_folder(target))
+        check_replaceable(module.installed_paths(target), record, force)
         plans.append((module, target, settings))
     done = []
     for module, target, settings in plans:
@@ -283,11 +333,16 @@ def install_hosts(
 
 
 def uninstall_hosts(
-    host: str, dest: str | None = None, flatpak: bool | None = None
+    host: str,
+    dest: str | None = None,
+    flatpak: bool | None = None,
+    left: dict[str, list[Path]] | None = None,
 ) -> dict[str, list[Path]]:
     """Remove HOST's plug-in (gimp, krita or all) from every place it may be (dest; the
-    Flatpak editor's only with flatpak=True, the native one's only with False); returns, per
-    editor, what was removed or (kritarc) changed. Running it twice is harmless."""
+    Flatpak editor's only with flatpak=True, the native one's only with False): exactly the
+    files its install recorded. Returns, per editor, what was removed or (kritarc) changed;
+    left gets, per editor, what has the plug-in's names but no install record (not removed).
+    Running it twice is harmless."""
     hosts = _hosts(host)
     if dest and len(hosts) > 1:
         raise ValueError("--dest names one editor's folder: use it with gimp or krita, not all")
@@ -299,6 +354,11 @@ def uninstall_hosts(
         targets: list[Target] = module.targets(Path(dest) if dest else None, flatpak=flatpak)
         for target in targets:
             record = read_record(module.plugin_folder(target))
+            if not record:  # not ours to remove, whatever its name
+                found = [p for p in module.installed_paths(target) if p.exists()]
+                if left is not None and found:
+                    left.setdefault(name, []).extend(found)
+                continue
             removed[name] += module.remove(target, record)
             for path in record.get("created_dirs", []):
                 made.setdefault(path, name)
@@ -350,10 +410,19 @@ def install_report(done: Sequence[Installed]) -> str:
     return "\n".join(lines)
 
 
-def uninstall_report(removed: dict[str, list[Path]]) -> str:
+def uninstall_report(
+    removed: dict[str, list[Path]], left: dict[str, list[Path]] | None = None
+) -> str:
     lines = []
     for host, paths in removed.items():
         editor = EDITORS[host]
+        for path in (left or {}).get(host, []):
+            lines.append(
+                f"{path} has no install record of nst: nothing was removed there (remove it "
+                "yourself if it is yours to remove)."
+            )
+        if not paths and (left or {}).get(host):
+            continue
         if not paths:
             lines.append(f"The {editor} plug-in was not installed: nothing to remove.")
             continue

@@ -189,6 +189,16 @@ def plugin_folder(where: shared.Target) -> Path:
     return where.folder / PLUGIN_NAME
 
 
+def installed_paths(where: shared.Target) -> list[Path]:
+    """What an install puts in WHERE: the plug-in package, its desktop file and the client
+    copy beside them."""
+    return [
+        plugin_folder(where),
+        where.folder / DESKTOP_FILE,
+        where.folder / shared.CLIENT_PACKAGE,
+    ]
+
+
 def install_to(where: shared.Target, settings: Settings) -> Path:
     """Copy the plug-in and the client package into WHERE, write SETTINGS (checked already)
     and enable it in kritarc. Returns the plug-in package folder."""
@@ -213,26 +223,19 @@ def install_to(where: shared.Target, settings: Settings) -> Path:
     shared.copy_client(dest)
     shared.write_settings(package, settings)
     set_enabled(rc, True)
+    shared.write_record(package, record)  # once to be listed, then with the list
+    record["files"] = shared.recorded_files(dest, installed_paths(where))
     shared.write_record(package, record)
     return package
 
 
 def remove(where: shared.Target, record: Mapping[str, Any]) -> list[Path]:
-    """Remove the plug-in package, its desktop file, the client copy beside them and the
-    kritarc line (with what the install added around it); returns what went or changed."""
-    removed = []
-    package = plugin_folder(where)
-    if package.exists():
-        shutil.rmtree(package)
-        removed.append(package)
-    desktop = where.folder / DESKTOP_FILE
-    if desktop.exists():
-        desktop.unlink()
-        removed.append(desktop)
-    client = where.folder / shared.CLIENT_PACKAGE
-    if client.is_dir():
-        shutil.rmtree(client)
-        removed.append(client)
+    """Remove exactly the files the install recorded (the plug-in package, its desktop file,
+    the client copy beside them) and the kritarc line (with what the install added around
+    it); returns what went or changed."""
+    there = [p for p in installed_paths(where) if p.exists()]
+    gone = shared.remove_recorded(where.folder, dict(record), installed_paths(where))
+    removed = [p for p in there if p in gone]
     recorded = record.get("kritarc")
     rc = Path(recorded) if isinstance(recorded, str) else where.kritarc or kritarc_path()
     if forget(rc, record):

@@ -35,7 +35,7 @@ SLACK_S = 2.0
 
 @dataclass(frozen=True)
 class Keys:
-    """Certificates as `zmq.auth.create_certificates` makes them."""
+    """Certificates as `nst keys` makes them."""
 
     server_public: Path  # server.key: for clients
     server_secret: Path  # server.key_secret: for the daemon only
@@ -53,14 +53,14 @@ class CurveDaemon:
 
 @pytest.fixture(scope="module")
 def curve_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CurveDaemon]:
-    import zmq.auth
+    from nst_app.keys import make_keys
 
     root = tmp_path_factory.mktemp("curve")
-    server_public, server_secret = zmq.auth.create_certificates(root, "server")
+    server_public, server_secret = (str(path) for path in make_keys(root, "server"))
     allowed = root / "allowed"
     allowed.mkdir()
-    client_public, client_secret = zmq.auth.create_certificates(allowed, "client")
-    _, stranger_secret = zmq.auth.create_certificates(root, "stranger")
+    client_public, client_secret = (str(path) for path in make_keys(allowed, "client"))
+    _, stranger_secret = (str(path) for path in make_keys(root, "stranger"))
     keys = Keys(
         Path(server_public),
         Path(server_secret),

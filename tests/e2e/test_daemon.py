@@ -504,10 +504,12 @@ def test_non_loopback_bind_without_keys_refused(extra: list[str]) -> None:
 def test_curve_bind_with_keys(tmp_path: Path) -> None:
     import zmq.auth
 
-    server_pub, server_secret = zmq.auth.create_certificates(tmp_path, "server")
+    from nst_app.keys import make_keys
+
+    server_pub, server_secret = (str(path) for path in make_keys(tmp_path, "server"))
     allowed = tmp_path / "allowed"
     allowed.mkdir()
-    client_pub, client_secret = zmq.auth.create_certificates(allowed, "client")
+    client_pub, client_secret = (str(path) for path in make_keys(allowed, "client"))
     port = free_port()
     d = DaemonProc(
         f"tcp://0.0.0.0:{port}",

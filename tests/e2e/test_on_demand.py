@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import product
@@ -226,11 +225,15 @@ def test_shutdown_refused_on_a_network_address() -> None:
     pytest.importorskip("zmq")
     from daemon_process import DaemonProc
 
-    zmq: Any = pytest.importorskip("zmq.auth")
+    from nst_app.keys import make_keys
+
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"nst-curve-{os.getpid()}"
     (tmp / "allow").mkdir(parents=True, exist_ok=True)
-    server_public, server_secret = zmq.create_certificates(str(tmp), "server")
-    client_public, client_secret = zmq.create_certificates(str(tmp), "client")
+    for name in ("server", "client"):
+        for made in tmp.glob(f"{name}.key*"):
+            made.unlink()  # a key is never replaced: a rerun starts from none
+    server_public, server_secret = (str(path) for path in make_keys(tmp, "server"))
+    client_public, client_secret = (str(path) for path in make_keys(tmp, "client"))
     os.replace(client_public, tmp / "allow" / "client.key")
     port = free_port()
     daemon = DaemonProc(

@@ -31,6 +31,7 @@ DEFINITIONS = {
     "nst_client.progress",
     "nst_client.engine_words",
     "nst_client.endpoints",
+    "nst_client.keyfiles",
 }
 #: What each package must never import (any module of it).
 FORBIDDEN = {

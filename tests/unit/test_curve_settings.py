@@ -36,6 +36,8 @@ def certificate(path: Path, public: str, secret: str | None = None) -> Path:
     if secret is not None:
         lines.append(f'    secret-key = "{secret}"')
     path.write_text("\n".join(lines) + "\n")
+    if secret is not None:
+        path.chmod(0o600)  # a secret key is its owner's alone
     return path
 
 

@@ -322,6 +322,7 @@ def test_settings_errors_name_the_dialog_fields(tmp_path: Path) -> None:
     assert "curve_" not in str(info.value).split(":")[1]  # the field's name, not the key's
     # The same files are good ones once the certificate is the secret one.
     public.write_text(public.read_text() + 'secret-key = "' + "c" * 40 + '"\n')
+    public.chmod(0o600)  # and its owner's alone
     good = job.load_settings(tmp_path, dialog, env={})
     assert good.curve_client_cert == str(public) and good.curve_server_key == missing
 

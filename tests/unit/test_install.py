@@ -217,3 +217,47 @@ def test_dest_with_all_is_refused(home: Path, capsys: pytest.CaptureFixture[str]
     assert cli.main(["install-plugin", "all", "--dest", str(home / "x")]) == 2
     assert "use it with gimp or krita, not all" in capsys.readouterr().err
     assert not any(home.iterdir())
+
+
+def test_uninstall_without_a_record_removes_nothing(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Folders of the plug-in's names that no install recorded are someone else's."""
+    dest = tmp_path / "pykrita"
+    for name in ("neural_style", "nst_client"):
+        (dest / name).mkdir(parents=True)
+        (dest / name / "mine.py").write_text("# the user's own\n")
+    (dest / "neural_style.desktop").write_text("[Desktop Entry]\n")
+    before = tree(dest)
+    assert cli.main(["uninstall-plugin", "krita", "--dest", str(dest)]) == 0
+    assert tree(dest) == before
+    said = capsys.readouterr().out
+    assert said.count("has no install record of nst: nothing was removed") == 3, said
+
+
+def test_uninstall_removes_exactly_what_was_recorded(home: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "pykrita"
+    shared.install_hosts("krita", str(dest))
+    ours = dest / "neural_style"
+    (ours / "notes.txt").write_text("the user's, put there after the install\n")
+    shared.uninstall_hosts("krita", str(dest))
+    assert (ours / "notes.txt").read_text().startswith("the user's")
+    assert sorted(p.name for p in ours.iterdir()) == ["notes.txt"]
+    assert not (dest / "nst_client").exists() and not (dest / "neural_style.desktop").exists()
+
+
+@pytest.mark.parametrize("host", ["gimp", "krita"])
+def test_install_refuses_to_replace_what_it_did_not_install(home: Path, host: str) -> None:
+    dest = home / "plugins"
+    taken = dest / ("plug-in-nst-stylize" if host == "gimp" else "neural_style")
+    taken.mkdir(parents=True)
+    (taken / "theirs.py").write_text("# not ours\n")
+    before = tree(dest)
+    with pytest.raises(FileExistsError, match="no install record says nst put it there"):
+        shared.install_hosts(host, str(dest))
+    assert tree(dest) == before
+    assert cli.main(["install-plugin", host, "--dest", str(dest)]) == 2  # one line, nothing done
+    assert tree(dest) == before
+    shared.install_hosts(host, str(dest), force=True)  # told to
+    assert not (taken / "theirs.py").exists() and (taken / CONFIG_NAME).is_file()
+    shared.install_hosts(host, str(dest))  # a recorded install replaces itself freely

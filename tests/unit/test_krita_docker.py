@@ -970,13 +970,13 @@ def test_a_missing_style_file_is_named(make_docker: MakeDocker, tmp_path: Path) 
 
 
 def _certificates(folder: Path) -> tuple[Path, Path]:
-    """A server public certificate and a client secret certificate, as zmq.auth writes them."""
-    import zmq.auth
+    """A server public certificate and a client secret certificate, as `nst keys` makes them."""
+    from nst_app.keys import make_keys
 
     folder.mkdir()
-    server, _ = zmq.auth.create_certificates(str(folder), "server")
-    _, client = zmq.auth.create_certificates(str(folder), "client")
-    return Path(server), Path(client)
+    server, _ = make_keys(folder, "server")
+    _, client = make_keys(folder, "client")
+    return server, client
 
 
 def _saved() -> dict[str, str]:
