@@ -42,6 +42,9 @@ POLL_S = 0.25
 START_TIMEOUT_S = 300.0
 #: Lines of a failed engine's log quoted to the user.
 LOG_TAIL_LINES = 3
+#: An engine's log past this size is moved aside (one older log is kept) when the next
+#: engine starts; while one runs, the daemon holds the lines clients make to a slow pace.
+LOG_ROTATE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -361,6 +364,15 @@ def engine_command(settings: Settings) -> list[str]:
     return [*command, "--endpoint", settings.endpoint, "--idle-exit", idle, "--on-demand"]
 
 
+def rotate_log(path: Path, limit: int = LOG_ROTATE_BYTES) -> None:
+    """Move a log past `limit` bytes to PATH.1 (replacing the older one)."""
+    try:
+        if path.stat().st_size > limit:
+            path.replace(path.with_name(path.name + ".1"))
+    except OSError:
+        pass  # no log yet, or none to move: the engine appends to what is there
+
+
 def start_engine(settings: Settings) -> Started:
     """Start the engine detached (its own session, no window, output to its log), so it
     outlives the editor that started it; DaemonUnavailable when the program cannot run."""
@@ -368,6 +380,7 @@ def start_engine(settings: Settings) -> Started:
     folder = log_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"engine-{endpoint_key(settings.endpoint)}.log"
+    rotate_log(log_path)
     options: dict[str, Any] = {}
     if sys.platform == "win32":
         flags = ("DETACHED_PROCESS", "CREATE_NEW_PROCESS_GROUP", "CREATE_NO_WINDOW")

@@ -28,7 +28,7 @@ from nst_client import __version__, endpoints
 from nst_client import protocol as P
 from nst_client.params import MIN_TILE_SIZE
 
-from . import requests
+from . import logs, requests
 from .jobs import Scheduler
 from .local import LocalEngine, ModelSettings, StepFn
 from .transport import RouterSocket, SetupError
@@ -151,6 +151,8 @@ class Server:
         self.started = time.monotonic()
         self.last_seen: dict[bytes, float] = {}
         self.stop_requested = threading.Event()
+        #: The pace of the lines clients' messages make (logs.Throttle).
+        self.throttle = logs.Throttle()
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.router: RouterSocket | None = None
         self._inbox_addr = f"inproc://nst-worker-{id(self)}"
@@ -234,8 +236,19 @@ class Server:
         if not self.router.send(client, message, buffers):
             self.client_gone(client, "disconnected")
 
+    def client_log(self, kind: str, text: str, *args: object) -> None:
+        """A line a client's message makes: held to the throttle's pace (logs.Throttle), so
+        no flood of messages can fill the disk with the log."""
+        allowed, held = self.throttle.allow(kind)
+        if held:
+            log.info("%d more '%s' lines in %g s not written", held, kind, self.throttle.window_s)
+        if allowed:
+            log.info(text, *args)
+
     def error(self, client: bytes, request_id: str | None, code: str, message: str) -> None:
-        log.info("error %s to %s: %s", code, client.hex(), P.quote(message, 300))
+        self.client_log(
+            f"error {code}", "error %s to %s: %s", code, client.hex(), P.quote(message, 300)
+        )
         self.send(client, P.error(request_id, code, message))
 
     def client_gone(self, client: bytes, why: str) -> None:
@@ -265,7 +278,7 @@ class Server:
     def on_hello(self, client: bytes, header: P.Header, buffers: list[P.Buffer]) -> None:
         requests.require(header, "protocol", int)
         name = requests.require_name(header, "client")
-        log.info("hello from %s (%s)", client.hex(), P.quote(name))
+        self.client_log("hello", "hello from %s (%s)", client.hex(), P.quote(name))
         defaults = self.config.limits.defaults().to_dict()
         self.send(
             client,
@@ -341,7 +354,7 @@ class Server:
                 P.UNKNOWN_JOB,
                 f"field 'job': no queued or running job {P.quote(job_id)} from this client",
             )
-        log.info("cancel %s (%s)", P.quote(job_id), where)
+        self.client_log("cancel", "cancel %s (%s)", P.quote(job_id), where)
         if where == "queued":
             self.send(client, P.cancelled(job_id))
         # A running job's worker sends `cancelled` once the engine stops (within an iteration).

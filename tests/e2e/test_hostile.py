@@ -264,6 +264,27 @@ def test_7_client_strings_cannot_forge_or_flood_the_log(daemon: DaemonProc, raw:
     assert "\\n2026-01-01" in log  # the newline is shown escaped
 
 
+def test_a_flood_of_junk_from_many_clients_writes_a_few_lines(daemon: DaemonProc) -> None:
+    """4000 refused or idle requests from 20 clients: a few lines and a count, not a line
+    each (the on-demand engine's log is in the artist's home)."""
+    lines0 = len(daemon.log_text().splitlines())
+    clients = [Raw(daemon.endpoint) for _ in range(20)]
+    try:
+        for i in range(2000):
+            raw = clients[i % len(clients)]
+            raw.send({"type": "frobnicate", "id": f"j{i}"})
+            raw.send({"type": "hello", "id": f"h{i}", "protocol": 1, "client": f"c{i}"})
+        last = clients[-1]
+        last.send({"type": "ping", "id": "after"})
+        assert last.recv_for("after", 30.0)["type"] == P.PONG  # the daemon still answers
+        time.sleep(0.5)
+    finally:
+        for raw in clients:
+            raw.close()
+    added = len(daemon.log_text().splitlines()) - lines0
+    assert added < 40, f"4000 requests wrote {added} lines"
+
+
 # --- the whole: a daemon under an address-space cap survives every oversize case ------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from nst_daemon.logs import MAX_MESSAGE, OneLineFormatter, one_line
 
@@ -29,3 +30,28 @@ def test_a_forged_line_in_a_message_stays_on_its_line_and_tracebacks_keep_theirs
         )
     lines = formatter.format(record).splitlines()
     assert lines[0] == "ERROR crashed" and lines[1].startswith("Traceback")
+
+
+def test_the_throttle_holds_each_kind_to_its_pace() -> None:
+    from nst_daemon.logs import Throttle
+
+    now = [0.0]
+    throttle = Throttle(burst=3, window_s=10.0, clock=lambda: now[0])
+    said = [throttle.allow("error bad_request") for _ in range(100)]
+    assert [allowed for allowed, _ in said].count(True) == 3
+    assert throttle.allow("hello") == (True, 0)  # another kind has its own pace
+    now[0] = 10.0
+    assert throttle.allow("error bad_request") == (True, 97)  # the count of what was held
+    assert throttle.allow("error bad_request") == (True, 0)
+
+
+def test_an_engine_log_past_its_size_is_moved_aside(tmp_path: Path) -> None:
+    from nst_client.launcher import rotate_log
+
+    log = tmp_path / "engine-x.log"
+    rotate_log(log)  # none yet: nothing to do
+    log.write_text("a" * 100)
+    rotate_log(log, limit=1000)
+    assert log.exists()
+    rotate_log(log, limit=10)
+    assert not log.exists() and (tmp_path / "engine-x.log.1").read_text() == "a" * 100
