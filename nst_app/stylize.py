@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nst_client import job, layouts
-from nst_client.client import JobCancelled
+from nst_client.client import JobAbandoned, JobCancelled
 from nst_client.params import StyleParams
 from nst_client.progress import Progress
 from nst_client.protocol import OPTIMISATION_FAILED
@@ -221,9 +221,10 @@ def _stylize_daemon(
             should_cancel=stop.is_set,
             preview_every=args.save_every,
         )
-    except JobCancelled:
+    except JobCancelled as exc:
         bar.close()
-        print("interrupted: the daemon cancelled the job; nothing written", file=sys.stderr)
+        why = exc if isinstance(exc, JobAbandoned) else "the daemon cancelled the job"
+        print(f"interrupted: {why}; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except job.JobFailed as exc:
         bar.close()
