@@ -415,7 +415,7 @@ def ondemand_run(
         yield report
     finally:
         if pid and _process_state(pid) not in ("gone", "Z"):
-            os.kill(pid, signal.SIGTERM)  # the engine this session started outlived its test
+            os.kill(pid, signal.SIGTERM)  # the engine this Krita run started outlived its test
 
 
 @pytest.fixture(scope="module")
