@@ -84,6 +84,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             stopped = launcher.stop(settings)
         except DaemonError as exc:
             raise UserError(exc.message) from None
+        except DaemonUnavailable as exc:  # another user's process holds the address
+            raise UserError(str(exc)) from None
         print(f"stopped the engine at {settings.endpoint}" if stopped else "no engine was running")
         return 0
     settings.daemon = launch_command() + (["--device", args.device] if args.device else [])

@@ -1,10 +1,17 @@
 """Where an engine listens, read from its endpoint: a tcp:// host and port, whether it is on
-this machine (no CURVE needed, and an engine there may be started on demand), an ipc:// path.
-Standard library only; the daemon's bind policy and the clients' launcher read it alike."""
+this machine (no CURVE needed, and an engine there may be started on demand), an ipc:// path,
+and which user's process listens there. Standard library only; the daemon's bind policy and
+the clients' launcher read it alike."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+
+#: The kernel's tables of TCP sockets (Linux): their uid column says whose a listener is.
+TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+#: A TCP socket's state column for "listening".
+LISTENING = "0A"
 
 
 def tcp_host_port(endpoint: str) -> tuple[str, str] | None:
@@ -39,3 +46,33 @@ def ipc_path(endpoint: str) -> str | None:
         return None
     path = endpoint[len("ipc://") :]
     return "\0" + path[1:] if path.startswith("@") else path
+
+
+def listener_uid(endpoint: str) -> int | None:
+    """The uid of the process that listens at a local endpoint, where the system says: the
+    kernel's TCP tables (Linux) for tcp://, the socket file's owner for ipc://; None when
+    nothing listens or it cannot be told (another system, Linux's abstract namespace)."""
+    path = ipc_path(endpoint)
+    if path is not None:
+        if path.startswith("\0"):
+            return None
+        try:
+            return os.stat(path).st_uid
+        except OSError:
+            return None
+    tcp = tcp_host_port(endpoint)
+    if tcp is None or not tcp[1].isdigit():
+        return None
+    port = int(tcp[1])
+    for table in TCP_TABLES:
+        try:
+            with open(table, encoding="ascii") as rows:
+                lines = rows.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 7 and fields[3] == LISTENING:
+                if int(fields[1].rpartition(":")[2], 16) == port:
+                    return int(fields[7])
+    return None

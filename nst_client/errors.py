@@ -16,6 +16,11 @@ class DaemonUnavailable(ConnectionError):
     """No daemon answered within the timeout."""
 
 
+class ForeignListener(DaemonUnavailable):
+    """What listens at the engine's local address is another user's process: nothing is sent
+    to it."""
+
+
 class DaemonError(RuntimeError):
     """The daemon answered a request with an `error` reply."""
 

@@ -28,6 +28,7 @@ from .client import (
     connect,
     version_note,
 )
+from .errors import ForeignListener
 from .launcher import EngineState
 from .layouts import LayoutError
 from .progress import Progress
@@ -140,6 +141,8 @@ def _placed(text: str, words: ClientWords) -> str:
 def unavailable_message(exc: DaemonUnavailable, settings: Settings, words: ClientWords) -> str:
     """Why there is no engine, with the setting that changes it."""
     said = _placed(str(exc), words)
+    if isinstance(exc, ForeignListener):  # not an engine to start or to look for elsewhere
+        return _sentence(said)
     if not endpoints.is_local_endpoint(settings.endpoint):
         return (
             f"{_sentence(said)} The engine at {settings.endpoint} is on another computer: "

@@ -27,6 +27,7 @@ from . import endpoints
 from . import protocol as P
 from .client import Client, DaemonUnavailable, JobCancelled, connect
 from .engine_words import device_words, number, plain, precision_words
+from .errors import ForeignListener
 from .progress import duration_words
 from .settings import Settings
 from .spawn import clean_env, private_dir, start_folder
@@ -177,6 +178,21 @@ def unreachable(settings: Settings, exc: BaseException) -> EngineState:
     )
 
 
+def foreign_listener(endpoint: str) -> str | None:
+    """Why what listens at a local endpoint is not this user's engine (another user's process
+    holds the address), or None: it is the user's own, root's, or cannot be told. A client
+    sends such a listener nothing, not even a look."""
+    if not endpoints.is_local_endpoint(endpoint) or not hasattr(os, "getuid"):
+        return None
+    uid = endpoints.listener_uid(endpoint)
+    if uid is None or uid in (os.getuid(), 0):
+        return None
+    return (
+        f"another user's process (uid {uid}) holds {endpoint}: it is not your style engine, "
+        "and nothing was sent to it. Stop that program, or give your engine another address"
+    )
+
+
 def nobody_listens(endpoint: str) -> bool:
     """True when a local endpoint plainly has no listener (the connection is refused at
     once), so a look need not wait out a ZeroMQ send timeout; False when unsure."""
@@ -237,6 +253,11 @@ class EngineMonitor:
 
     def poll(self) -> EngineState:
         """The engine's state now; never raises."""
+        foreign = foreign_listener(self.settings.endpoint)
+        if foreign is not None:
+            self.close()
+            summary = f"Style engine unreachable: {foreign}"
+            return EngineState(UNREACHABLE, summary, _details(self.settings), problem=foreign)
         try:
             if self._client is None:
                 if nobody_listens(self.settings.endpoint):
@@ -435,6 +456,10 @@ def ensure_running(
             raise JobCancelled("cancelled while the style engine was starting")
 
     deadline = time.monotonic() + timeout_s
+    foreign = foreign_listener(settings.endpoint)
+    if foreign is not None:
+        report(probe(settings))
+        raise ForeignListener(foreign)
     state = report(probe(settings))
     started: Started | None = None
     if state.down():
@@ -510,10 +535,14 @@ def _start_once(
 
 def stop(settings: Settings, timeout_s: float = 5.0) -> bool:
     """Ask the engine to exit (`shutdown`); False when none was running. DaemonError when it
-    refuses (an engine on a network address is stopped on its own machine)."""
+    refuses (an engine on a network address is stopped on its own machine); ForeignListener
+    when another user's process holds the address (it is sent nothing)."""
     quick = replace(settings, timeout_s=timeout_s)
     if nobody_listens(settings.endpoint):
         return False
+    foreign = foreign_listener(settings.endpoint)
+    if foreign is not None:
+        raise ForeignListener(foreign)
     with connect(quick, "nst-stop") as client:
         try:
             client.status()

@@ -136,3 +136,88 @@ def test_another_user_cannot_hold_the_launchers_lock(shared_tmp: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+ROGUE = """
+import socket, sys, threading
+from pathlib import Path
+record = Path(sys.argv[2])
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+print("listening", flush=True)
+def serve(conn):
+    while data := conn.recv(65536):
+        with record.open("ab") as out:
+            out.write(data)
+while True:
+    threading.Thread(target=serve, args=(server.accept()[0],), daemon=True).start()
+"""
+
+
+@needs_root
+def test_another_users_listener_on_the_engines_address_gets_nothing(
+    shared_tmp: Path, tmp_path: Path
+) -> None:
+    """`nobody` listens first on the address the artist's engine would use: `nst stylize`,
+    `nst daemon stop|status` and the editors' job path (here GIMP's) refuse it, say why,
+    and send it nothing."""
+    import numpy as np
+    import product
+    from PIL import Image
+
+    from nst_daemon.process import free_port
+
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    received = shared_tmp / "rogue-received"
+    uid, gid = _nobody()
+
+    def become_nobody() -> None:
+        os.setgid(gid)
+        os.setuid(uid)
+
+    rogue = subprocess.Popen(
+        ["/usr/bin/python3", "-c", ROGUE, str(port), str(received)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        preexec_fn=become_nobody,
+    )
+    try:
+        assert rogue.stdout is not None and rogue.stdout.readline().strip() == "listening"
+        for name in ("content.png", "style.png"):
+            Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / name)
+        nst = product.bin_path("nst")
+        words = f"nother user's process (uid {uid}) holds {endpoint}"  # "A..." or "a..."
+        job = [nst, "stylize", str(tmp_path / "content.png"), str(tmp_path / "style.png")]
+        for argv, code in (
+            ([*job, "-o", str(tmp_path / "out.png"), "--daemon", endpoint], 2),
+            ([nst, "daemon", "stop", "--endpoint", endpoint], 2),
+            ([nst, "daemon", "status", "--endpoint", endpoint], 3),
+        ):
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            assert done.returncode == code, (argv, done.stdout, done.stderr)
+            assert words in done.stdout + done.stderr, (argv, done.stdout, done.stderr)
+        assert not (tmp_path / "out.png").exists()
+        gimp_dir = Path(__file__).resolve().parents[2] / "plugins/gimp/plug-in-nst-stylize"
+        sys.path.insert(0, str(gimp_dir))
+        try:
+            import nst_gimp_job as gimp
+        finally:
+            sys.path.remove(str(gimp_dir))
+        content = ({"width": 2, "height": 2, "channels": 3, "dtype": "u8", "frame": 0}, bytes(12))
+        with pytest.raises(gimp.PluginError, match=r"Another user's process \(uid"):
+            gimp.run_job(
+                Settings(endpoint=endpoint, daemon=["nst-daemon"]),
+                content,  # type: ignore[arg-type]
+                __file__,
+                lambda path: content,  # type: ignore[arg-type,return-value]
+                {},
+            )
+        time.sleep(0.5)
+        assert not received.exists() or received.read_bytes() == b"", "the rogue got bytes"
+    finally:
+        rogue.kill()
+        rogue.wait()
