@@ -166,10 +166,11 @@ def test_close_leaves_clients_time_to_read_the_last_reply() -> None:
     from nst_daemon import transport
 
     ctx: zmq.Context[Any] = zmq.Context()
-    router = RouterSocket(ctx, "inproc://nst-test-grace")
+    router = RouterSocket(ctx, "inproc://nst-test-grace-idle")
     t0 = time.monotonic()
     router.close()
     assert time.monotonic() - t0 < transport.CLOSE_GRACE_S / 2
+    # A fresh address: ZeroMQ lets an inproc address go on its own thread, a moment later.
     router = RouterSocket(ctx, "inproc://nst-test-grace")
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.IDENTITY, b"artist")
