@@ -78,7 +78,7 @@ class Finished:
 @dataclass(frozen=True)
 class Failed:
     """Why the job ended without a result, in the words an artist reads; code: the engine's
-    error code, or what failed on this side (CLIENT_CODES)."""
+    error code, or what failed on this side (UNAVAILABLE, SETTINGS, TRANSPORT, MALFORMED)."""
 
     message: str
     code: str
@@ -94,7 +94,6 @@ EventFn = Callable[[JobEvent], None]
 
 #: Failure codes of this side (the engine's own are protocol error codes).
 UNAVAILABLE, SETTINGS, TRANSPORT, MALFORMED = "unavailable", "settings", "transport", "malformed"
-CLIENT_CODES = (UNAVAILABLE, SETTINGS, TRANSPORT, MALFORMED)
 
 
 class JobFailed(Exception):

@@ -171,11 +171,15 @@ def not_answering(settings: Settings, reason: str, see_lock: bool = True) -> Eng
     return EngineState(UNREACHABLE, f"Style engine unreachable: {reason}", details, problem=reason)
 
 
+#: The longest reason an unreachable state quotes (the client's own words are longer than an
+#: engine's text may be: a key file's error names its path).
+UNREACHABLE_WORDS = 1000
+
+
 def unreachable(settings: Settings, exc: BaseException) -> EngineState:
     """The state when not even a connection can be made (a key file, pyzmq missing, ...)."""
-    return EngineState(
-        UNREACHABLE, f"Style engine unreachable: {plain(str(exc))}", _details(settings)
-    )
+    summary = f"Style engine unreachable: {plain(str(exc), UNREACHABLE_WORDS)}"
+    return EngineState(UNREACHABLE, summary, _details(settings))
 
 
 def foreign_listener(endpoint: str) -> str | None:
@@ -256,8 +260,7 @@ class EngineMonitor:
         foreign = foreign_listener(self.settings.endpoint)
         if foreign is not None:
             self.close()
-            summary = f"Style engine unreachable: {foreign}"
-            return EngineState(UNREACHABLE, summary, _details(self.settings), problem=foreign)
+            return unreachable(self.settings, ForeignListener(foreign))
         try:
             if self._client is None:
                 if nobody_listens(self.settings.endpoint):
@@ -457,9 +460,10 @@ def ensure_running(
 
     deadline = time.monotonic() + timeout_s
     foreign = foreign_listener(settings.endpoint)
-    if foreign is not None:
-        report(probe(settings))
-        raise ForeignListener(foreign)
+    if foreign is not None:  # said, and nothing sent: not even the look probe() would take
+        error = ForeignListener(foreign)
+        report(unreachable(settings, error))
+        raise error
     state = report(probe(settings))
     started: Started | None = None
     if state.down():

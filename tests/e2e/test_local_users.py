@@ -67,9 +67,26 @@ needs_root = pytest.mark.skipif(
 )
 
 
-def _nobody() -> tuple[int, int]:
-    entry = pwd.getpwnam("nobody")
-    return entry.pw_uid, entry.pw_gid
+NOBODY = "nobody"
+
+
+def as_nobody(script: str, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """SCRIPT run by the system's Python as `nobody` (who may not run this checkout's), from
+    /, its stdout piped; and nobody's uid."""
+    entry = pwd.getpwnam(NOBODY)
+
+    def become_nobody() -> None:
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+
+    proc = subprocess.Popen(
+        ["/usr/bin/python3", "-c", script, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        preexec_fn=become_nobody,
+    )
+    return proc, entry.pw_uid
 
 
 @pytest.fixture()
@@ -108,19 +125,7 @@ def test_another_user_cannot_hold_the_launchers_lock(shared_tmp: Path) -> None:
     key = launcher.endpoint_key(endpoint)
     mine = shared_tmp / f"nst-{os.getuid()}"
     names = [shared_tmp / f"nst-engine-{key}.lock", mine / f"engine-{key}.lock"]
-    uid, gid = _nobody()
-
-    def become_nobody() -> None:
-        os.setgid(gid)
-        os.setuid(uid)
-
-    other = subprocess.Popen(  # the system's Python: nobody may not run this checkout's
-        ["/usr/bin/python3", "-c", HOLD, *map(str, names)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd="/",
-        preexec_fn=become_nobody,
-    )
+    other, uid = as_nobody(HOLD, *map(str, names))
     try:
         assert other.stdout is not None and other.stdout.readline().strip() == "held"
         assert mine.stat().st_uid == uid  # the folder named for this user is nobody's
@@ -172,19 +177,7 @@ def test_another_users_listener_on_the_engines_address_gets_nothing(
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     received = shared_tmp / "rogue-received"
-    uid, gid = _nobody()
-
-    def become_nobody() -> None:
-        os.setgid(gid)
-        os.setuid(uid)
-
-    rogue = subprocess.Popen(
-        ["/usr/bin/python3", "-c", ROGUE, str(port), str(received)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd="/",
-        preexec_fn=become_nobody,
-    )
+    rogue, uid = as_nobody(ROGUE, str(port), str(received))
     try:
         assert rogue.stdout is not None and rogue.stdout.readline().strip() == "listening"
         for name in ("content.png", "style.png"):
