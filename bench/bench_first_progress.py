@@ -5,19 +5,21 @@ answers), hello, submit, wait for the first `progress`. Cold: no engine at the e
 the time includes starting nst-daemon and loading VGG-19; warm: the same engine again.
 A job of the plug-ins' default shape (a 512x384 layer, working size 512) is sent each time.
 
-    .venv/bin/python bench/bench_first_progress.py [--repeat 3] [--daemon PATH] [--root DIR]
+    .venv/bin/python bench/bench_first_progress.py [--repeat 3] [--root DIR]
 
-Each round uses a fresh free port and stops its engine afterwards; the figures are medians.
-`--root DIR` adds the way it was before the engine started on demand, in the same run: the
-daemon of an older checkout (a `git worktree`) started by hand, timed from its start to the
-first progress of the same job (the time to type the command not counted).
+Each round runs in a child Python with a checkout's client and engine first on its path (the
+engine on demand is `python -m nst_daemon` of that checkout), uses a fresh free port and stops
+its engine afterwards; the figures are medians. `--root DIR` measures an older checkout (a
+`git worktree`) too, its rounds alternating with this one's, so both see the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +30,9 @@ import numpy as np
 from nst_client import launcher
 from nst_client.client import Client, connect
 from nst_client.settings import Settings
-from nst_daemon.process import DaemonProcess, free_port
+from nst_daemon.process import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def first_progress(
@@ -58,58 +62,67 @@ def first_progress(
                 return took
 
 
-def by_hand(root: str, device: str, content: np.ndarray, style: np.ndarray) -> float:
-    """The old way: nst-daemon of ROOT started by hand, its ready line, then the job."""
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    env = {"PYTHONPATH": f"{root}/daemon:{root}"}
-    started = time.monotonic()
-    daemon = DaemonProcess(
-        [sys.executable, "-m", "nst_daemon"], endpoint, "--device", device, env=env, cwd=root
+def one_round(daemon: list[str], device: str) -> tuple[float, float]:
+    """A cold engine's click to first progress, then the same engine warm, on a fresh port."""
+    rng = np.random.default_rng(0)
+    content = rng.integers(0, 256, (384, 512, 3), dtype=np.uint8)
+    style = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    settings = Settings(
+        endpoint=f"tcp://127.0.0.1:{free_port()}",
+        daemon=[*daemon, "--device", device],
+        idle_exit_s=60.0,
     )
     try:
-        settings = Settings(endpoint=endpoint, start_on_demand=False)
-        return first_progress(settings, content, style, started)
+        cold = first_progress(settings, content, style)
+        warm = first_progress(settings, content, style)
     finally:
-        daemon.stop(30.0)
+        launcher.stop(settings)
+    return cold, warm
+
+
+def round_of(root: str, device: str) -> tuple[float, float]:
+    """one_round with ROOT's client and engine: a child Python with that checkout first on
+    its path (so an older checkout is measured with its own code, not this one's)."""
+    env = {**os.environ, "PYTHONPATH": f"{root}:{root}/daemon"}
+    done = subprocess.run(
+        [sys.executable, __file__, "--one-round", "--device", device],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"a round of {root} failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures["cold"], figures["warm"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    default_daemon = str(Path(sys.executable).with_name("nst-daemon"))
-    parser.add_argument("--daemon", default=default_daemon, help="the nst-daemon to start")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--root", help="an older checkout whose daemon is started by hand")
+    parser.add_argument("--root", help="an older checkout, measured in the same run")
+    parser.add_argument("--one-round", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="nst-bench-"))
-    rng = np.random.default_rng(0)
-    content = rng.integers(0, 256, (384, 512, 3), dtype=np.uint8)
-    style = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
-    cold, warm, hand = [], [], []
+    if args.one_round:
+        cold, warm = one_round([sys.executable, "-m", "nst_daemon"], args.device)
+        print(json.dumps({"cold": cold, "warm": warm}))
+        return 0
+    roots = {"this checkout": str(ROOT)}
+    if args.root:
+        roots = {f"older ({args.root})": args.root, **roots}
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in roots}
     for _ in range(args.repeat):
-        if args.root:
-            hand.append(by_hand(args.root, args.device, content, style))
-            print(f"by hand (old) {hand[-1]:.2f} s", flush=True)
-        settings = Settings(
-            endpoint=f"tcp://127.0.0.1:{free_port()}",
-            daemon=[args.daemon, "--device", args.device],
-            idle_exit_s=60.0,
-        )
-        try:
-            cold.append(first_progress(settings, content, style))
-            warm.append(first_progress(settings, content, style))
-        finally:
-            launcher.stop(settings)
-        print(f"cold {cold[-1]:.2f} s  warm {warm[-1]:.2f} s", flush=True)
-    print(
-        f"click to first progress, median of {args.repeat}: "
-        f"cold engine {statistics.median(cold):.2f} s, warm engine {statistics.median(warm):.2f} s"
-    )
-    if hand:
-        print(
-            f"daemon started by hand (old checkout) to first progress, median: "
-            f"{statistics.median(hand):.2f} s"
-        )
+        for name, root in roots.items():  # alternating, so that both see the same machine
+            figures[name].append(round_of(root, args.device))
+            cold, warm = figures[name][-1]
+            print(f"{name}: cold {cold:.2f} s  warm {warm:.3f} s", flush=True)
+    print(f"click to first progress, median of {args.repeat}:")
+    for name, rounds in figures.items():
+        cold = statistics.median(c for c, _ in rounds)
+        warm = statistics.median(w for _, w in rounds)
+        print(f"  {name}: cold engine {cold:.2f} s, warm engine {warm:.3f} s")
     return 0
 
 

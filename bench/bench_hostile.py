@@ -24,6 +24,8 @@ import numpy as np
 import zmq
 
 from nst_client import layouts
+from nst_client.settings import CurveKeys, Settings
+from nst_client.transports import use_keys
 from nst_daemon.process import DaemonProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +48,10 @@ def nested(depth: int) -> Any:
 class Peer:
     """A bare DEALER: sends anything, waits for the reply to one id (pinging meanwhile)."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, keys: CurveKeys | None) -> None:
         self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        use_keys(self.sock, keys)
         self.sock.connect(endpoint)
 
     def send(self, header: dict[str, Any], frames: list[bytes]) -> None:
@@ -149,7 +152,10 @@ def main() -> int:
     peer: Peer | None = None
     try:
         print(f"daemon from {args.root}: {daemon.ready_line.strip()}")
-        peer = Peer(endpoint)
+        # A daemon from before the user's local keys serves a loopback port plain.
+        keyfiles = args.root / "nst_client" / "keyfiles.py"
+        keyed = keyfiles.is_file() and "def local_keys" in keyfiles.read_text()
+        peer = Peer(endpoint, Settings(endpoint=endpoint).curve_keys() if keyed else None)
         peer.send(request("warm", u8, [style], iterations=2, size=64), [small, small])
         print(f"warm job: {peer.wait('warm', args.timeout)}")
         rss0, hwm0 = kib(proc.pid, "VmRSS"), kib(proc.pid, "VmHWM")

@@ -6,17 +6,30 @@ that reads Netpbm, or `convert out.pam out.png`). The images are made up here, s
 needs no imaging library:
 
     python docs/example_client.py --endpoint tcp://127.0.0.1:5757 --iterations 20
+
+An engine on a loopback port admits only its user's programs: they prove it with the user's
+local keys (docs/security.md), read here from the folder the engine made on its first start.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import msgpack
 import zmq
+import zmq.auth
+
+
+def local_keys_folder() -> Path:
+    """Where the engine keeps its user's keys on Linux (see docs/security.md for macOS and
+    Windows)."""
+    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config) / "nst" / "engine-keys"
 
 
 def gradient_rgba(width: int, height: int) -> bytes:
@@ -51,10 +64,19 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--output", default="stylized.pam")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds without any reply")
+    ap.add_argument(
+        "--keys", type=Path, default=local_keys_folder(), help="the folder of your engine's keys"
+    )
     args = ap.parse_args()
 
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if args.endpoint.startswith("tcp://"):
+        # The engine's public key (it proves to be yours) and your programs' pair (you prove
+        # to be its user); an ipc:// socket in a folder of yours needs none.
+        sock.curve_serverkey = zmq.auth.load_certificate(args.keys / "engine.key")[0]
+        public, secret = zmq.auth.load_certificate(args.keys / "client.key_secret")
+        sock.curve_publickey, sock.curve_secretkey = public, secret
     sock.connect(args.endpoint)
 
     def send(header: dict, *buffers: bytes) -> None:

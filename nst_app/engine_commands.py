@@ -84,7 +84,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             stopped = launcher.stop(settings)
         except DaemonError as exc:
             raise UserError(exc.message) from None
-        except DaemonUnavailable as exc:  # another user's process holds the address
+        except DaemonUnavailable as exc:  # what listens is not this user's engine
             raise UserError(str(exc)) from None
         print(f"stopped the engine at {settings.endpoint}" if stopped else "no engine was running")
         return 0

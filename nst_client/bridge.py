@@ -4,7 +4,8 @@ GIMP and Krita on Windows and macOS bundle a Python without pyzmq or msgpack. Th
 start `python -m nst_client.bridge --endpoint E` and exchange protocol messages with it over
 stdin/stdout (JSON header + raw frames, see pipe.write_message); the bridge turns
 them into ZeroMQ multipart messages and back. Its first message is `bridge_ready`, once its
-socket is set up; it exits when stdin closes.
+socket is set up (or `bridge_failed`, with the settings' problem in words); it exits when
+stdin closes.
 
 The socket is used by one thread only (ZeroMQ sockets are not thread-safe): a reader thread
 queues what arrives on stdin, and the main thread sends it and polls for replies. A message it
@@ -23,7 +24,7 @@ from typing import IO
 from . import pipe
 from . import protocol as P
 from .settings import Settings, SettingsError
-from .transports import BRIDGE_READY, Received, zmq_transport
+from .transports import BRIDGE_FAILED, BRIDGE_READY, Received, zmq_transport
 
 #: How long the main thread waits for a reply before looking at stdin's queue again.
 POLL_S = 0.01
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         return relay(settings)
     except SettingsError as exc:
         print(f"nst_client.bridge: error: {exc}", file=sys.stderr)
+        try:  # the editor shows why, rather than "the bridge exited"
+            pipe.write_message(sys.stdout.buffer, {"type": BRIDGE_FAILED, "message": str(exc)})
+        except OSError:
+            pass
         return 2
 
 

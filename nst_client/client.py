@@ -95,7 +95,10 @@ class Client:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.client_name = client_name
-        self._transport: Transport = transport or ZmqTransport(endpoint, send_timeout_s=timeout_s)
+        # The default: pyzmq, with the user's local keys on a loopback port.
+        self._transport: Transport = transport or zmq_transport(
+            Settings(endpoint=endpoint, timeout_s=timeout_s)
+        )
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
         self._stash: list[Received] = []

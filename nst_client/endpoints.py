@@ -1,7 +1,7 @@
 """Where an engine listens, read from its endpoint: a tcp:// host and port, whether it is on
-this machine (no CURVE needed, and an engine there may be started on demand), an ipc:// path,
-and which user's process listens there. Standard library only; the daemon's bind policy and
-the clients' launcher read it alike."""
+this machine (an engine there may be started on demand, and is served with the user's own
+keys on a loopback port), an ipc:// path, and which user's process listens there. Standard
+library only; the daemon's bind policy and the clients' launcher read it alike."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def tcp_host_port(endpoint: str) -> tuple[str, str] | None:
 
 
 def is_local_endpoint(endpoint: str) -> bool:
-    """True for ipc://, inproc:// and tcp:// on a loopback address (no CURVE needed; an
-    engine there may be started on demand)."""
+    """True for ipc://, inproc:// and tcp:// on a loopback address (an engine there may be
+    started on demand; no keys of an administrator are needed)."""
     if endpoint.startswith(("ipc://", "inproc://")):
         return True
     tcp = tcp_host_port(endpoint)
@@ -38,6 +38,12 @@ def is_local_endpoint(endpoint: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # '*', an interface name or a host name: may face the network
+
+
+def is_loopback_tcp(endpoint: str) -> bool:
+    """True for tcp:// on a loopback address: an engine there is served with the user's local
+    CURVE keys (keyfiles.local_keys), since every user of the machine can reach it."""
+    return endpoint.startswith("tcp://") and is_local_endpoint(endpoint)
 
 
 def ipc_path(endpoint: str) -> str | None:

@@ -14,6 +14,9 @@ from typing import Any
 
 #: The longest text of an engine's that a line shows (a longer one is cut with "…").
 MAX_SHOWN = 200
+#: The longest of the client's own reasons a line quotes (longer than an engine's text may
+#: be: a key file's error names its path).
+MAX_OWN_SHOWN = 1000
 #: ANSI escape sequences (CSI, OSC and single-character ones).
 _ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
 

@@ -26,7 +26,7 @@ from typing import IO, Any
 from . import endpoints
 from . import protocol as P
 from .client import Client, DaemonUnavailable, JobCancelled, connect
-from .engine_words import device_words, number, plain, precision_words
+from .engine_words import MAX_OWN_SHOWN, device_words, number, plain, precision_words
 from .errors import ForeignListener
 from .progress import duration_words
 from .settings import Settings
@@ -171,14 +171,9 @@ def not_answering(settings: Settings, reason: str, see_lock: bool = True) -> Eng
     return EngineState(UNREACHABLE, f"Style engine unreachable: {reason}", details, problem=reason)
 
 
-#: The longest reason an unreachable state quotes (the client's own words are longer than an
-#: engine's text may be: a key file's error names its path).
-UNREACHABLE_WORDS = 1000
-
-
 def unreachable(settings: Settings, exc: BaseException) -> EngineState:
     """The state when not even a connection can be made (a key file, pyzmq missing, ...)."""
-    summary = f"Style engine unreachable: {plain(str(exc), UNREACHABLE_WORDS)}"
+    summary = f"Style engine unreachable: {plain(str(exc), MAX_OWN_SHOWN)}"
     return EngineState(UNREACHABLE, summary, _details(settings))
 
 
@@ -540,7 +535,8 @@ def _start_once(
 def stop(settings: Settings, timeout_s: float = 5.0) -> bool:
     """Ask the engine to exit (`shutdown`); False when none was running. DaemonError when it
     refuses (an engine on a network address is stopped on its own machine); ForeignListener
-    when another user's process holds the address (it is sent nothing)."""
+    when another user's process holds the address (it is sent nothing); DaemonUnavailable
+    when what listens does not answer this user (another user's engine refuses the keys)."""
     quick = replace(settings, timeout_s=timeout_s)
     if nobody_listens(settings.endpoint):
         return False
@@ -551,7 +547,9 @@ def stop(settings: Settings, timeout_s: float = 5.0) -> bool:
         try:
             client.status()
         except DaemonUnavailable:
-            return False
+            if nobody_listens(settings.endpoint):
+                return False
+            raise  # something listens that is not this user's engine: the reason says why
         try:
             client.request(P.shutdown(client.new_id()))
         except DaemonUnavailable:

@@ -87,6 +87,11 @@ def max_frame_bytes(max_pixels: int) -> int:
     return max(max_pixels * 4 * 4, MAX_HEADER_BYTES)
 
 
+#: What CURVE adds to a frame on the wire (its MESSAGE command, nonce and MAC: 33 bytes; the
+#: rest is headroom). ZeroMQ's MAXMSGSIZE counts it: a socket's cap is its largest frame + this.
+CURVE_FRAME_BYTES = 64
+
+
 def max_held_bytes(max_pixels: int) -> int:
     """The most image bytes a daemon with this --max-pixels keeps for its queued jobs."""
     return HELD_LAYERS * max_frame_bytes(max_pixels)

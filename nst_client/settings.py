@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import keyfiles
+from . import endpoints, keyfiles
 from .protocol import DEFAULT_ENDPOINT
 
 CONFIG_NAME = "nst_config.json"
@@ -77,6 +77,9 @@ class CurveKeys:
 
     server_key: bytes
     client_keypair: tuple[bytes, bytes] | None
+    #: The user's own keys for the engine on this machine (keyfiles.local_keys), not an
+    #: administrator's: a failed handshake then means the listener is not the user's engine.
+    local: bool = False
 
 
 def is_curve_key(text: str) -> bool:
@@ -146,6 +149,26 @@ def read_curve_keys(
     return CurveKeys(server_public, (public, secret))
 
 
+def local_curve_keys(folder: Path | None = None) -> CurveKeys:
+    """The user's local keys as a client uses them: the engine's public key, the clients'
+    pair; made on first use; SettingsError naming the folder when they cannot be had."""
+    try:
+        keys = keyfiles.local_keys(folder)
+    except ImportError:
+        raise SettingsError(
+            "your engine's keys are made by the product's Python (pyzmq): start the engine "
+            "once with `nst daemon start`, or use the bridge (transport: bridge)"
+        ) from None
+    except OSError as exc:
+        raise SettingsError(f"your engine's keys: {exc}") from None
+    source = "your engine's keys"
+    server_public = read_certificate(keys.public(keyfiles.ENGINE), source)[0]
+    public, secret = read_certificate(keys.secret(keyfiles.CLIENT), source)
+    if secret is None:
+        raise SettingsError(f"{source}: {keys.secret(keyfiles.CLIENT)} holds no secret key")
+    return CurveKeys(server_public, (public, secret), local=True)
+
+
 @dataclass
 class Settings:
     """Where the daemon is and how to reach it."""
@@ -189,8 +212,13 @@ class Settings:
         return [*self.host_command, *self.daemon] if self.daemon else None
 
     def curve_keys(self) -> CurveKeys | None:
-        """The CURVE keys to connect with (None: plain connection); SettingsError if bad."""
-        return read_curve_keys(self.curve_server_key, self.curve_client_cert)
+        """The CURVE keys to connect with: those the settings name, else on a loopback TCP
+        endpoint the user's local keys (made on first use), else None (a plain connection:
+        an ipc socket, whose folder guards it); SettingsError if they cannot be used."""
+        named = read_curve_keys(self.curve_server_key, self.curve_client_cert)
+        if named is not None or not endpoints.is_loopback_tcp(self.endpoint):
+            return named
+        return local_curve_keys()
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

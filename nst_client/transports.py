@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 from . import pipe
 from . import protocol as P
+from .engine_words import MAX_OWN_SHOWN, plain
 from .errors import CURVE_SETTINGS, DaemonUnavailable, unavailable
-from .settings import CurveKeys, Settings
+from .settings import CurveKeys, Settings, SettingsError, read_curve_keys
 from .spawn import clean_env, start_folder
 
 Received = tuple[P.Header, list[bytes]]
@@ -25,6 +26,8 @@ Received = tuple[P.Header, list[bytes]]
 UNDELIVERED = "undelivered"
 #: The bridge's first message on its stdout: its socket (and keys) are set up.
 BRIDGE_READY = "bridge_ready"
+#: The bridge's first and last message when its settings cannot be used ("message" says why).
+BRIDGE_FAILED = "bridge_failed"
 #: The largest frame a client takes: an f32 RGBA image at the daemons' default pixel limit.
 MAX_FRAME_BYTES = P.max_frame_bytes(P.DEFAULT_MAX_PIXELS)
 
@@ -37,6 +40,20 @@ class Transport(Protocol):
     def recv(self, timeout_s: float) -> Received | None: ...
 
     def close(self) -> None: ...
+
+
+def use_keys(sock: Any, keys: CurveKeys | None) -> None:
+    """Set a client socket's CURVE keys before it connects (a throwaway pair where keys name
+    none; nothing for None). Scripts with a socket of their own use it with
+    `Settings(endpoint=...).curve_keys()`, which finds the user's local keys."""
+    import zmq
+
+    if keys is None:
+        return
+    public, secret = keys.client_keypair or zmq.curve_keypair()
+    sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server_key)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
 
 
 class ZmqTransport:
@@ -55,12 +72,16 @@ class ZmqTransport:
         curve_server_key: bytes | None = None,
         curve_keypair: tuple[bytes, bytes] | None = None,
         send_timeout_s: float = 5.0,
+        local_keys: bool = False,
     ) -> None:
         import zmq
 
         self.endpoint = endpoint
         self.send_timeout_s = send_timeout_s
         self.curve = curve_server_key is not None
+        #: The keys are the user's own for the local engine: a failed handshake means the
+        #: listener is not that engine (another user's program, or an engine of other keys).
+        self.local_keys = local_keys and self.curve
         self.own_keys = curve_keypair is not None
         self._sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -69,12 +90,9 @@ class ZmqTransport:
         self._sock.setsockopt(zmq.IMMEDIATE, 1)
         self._sock.setsockopt(zmq.SNDTIMEO, max(1, int(send_timeout_s * 1000)))
         # A larger frame than any daemon sends ends the connection before it is allocated.
-        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES + P.CURVE_FRAME_BYTES)
         if curve_server_key is not None:
-            public, secret = curve_keypair or zmq.curve_keypair()
-            self._sock.setsockopt(zmq.CURVE_SERVERKEY, curve_server_key)
-            self._sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
-            self._sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+            use_keys(self._sock, CurveKeys(curve_server_key, curve_keypair))
         self._monitor: zmq.Socket[bytes] = self._sock.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_SUCCEEDED
             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -108,6 +126,8 @@ class ZmqTransport:
                 self._handshake_failure = (event["event"], event["value"])
         where = f"the NST daemon at {self.endpoint}"
         kind, value = self._handshake_failure or (None, 0)
+        if kind is not None and self.local_keys:
+            return self._not_own_engine(kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             fix = (
                 "put this client's public certificate (client.key) in the daemon's "
@@ -139,6 +159,22 @@ class ZmqTransport:
         if self.curve:
             message += "; with CURVE, check the keys are right and allowed by the daemon"
         return message
+
+    def _not_own_engine(self, refused_key: bool) -> str:
+        """Why a handshake with the user's local keys failed, in the user's words."""
+        if refused_key:
+            # Only a holder of the engine's secret gets as far as judging the client's key.
+            return (
+                f"your style engine at {self.endpoint} was started with other keys than the "
+                "ones in your settings folder now (they were made anew): end that engine "
+                "(it exits after its idle time) and the next job starts one with your keys"
+            )
+        return (
+            f"the process at {self.endpoint} is not your style engine: it does not hold your "
+            "engine's key, so another user's program may hold the address. Nothing was sent "
+            "to it. Stop that program, or give your engine another address (an engine "
+            f"served with an administrator's keys needs them: set {CURVE_SETTINGS})"
+        )
 
     def recv(self, timeout_s: float) -> Received | None:
         if self._notices:
@@ -213,6 +249,9 @@ class BridgeTransport:
             item = self._inbox.get(timeout=timeout_s)
         except queue.Empty:
             return
+        if item is not None and item[0].get("type") == BRIDGE_FAILED:
+            self.close()
+            raise SettingsError(plain(item[0].get("message"), MAX_OWN_SHOWN))
         if item is None:
             code = self._proc.wait()
             shown = " ".join(cmd[: cmd.index("-m") + 2])
@@ -264,13 +303,15 @@ def zmq_transport(settings: Settings) -> ZmqTransport:
         keys.server_key if keys else None,
         keys.client_keypair if keys else None,
         send_timeout_s=settings.timeout_s,
+        local_keys=bool(keys and keys.local),
     )
 
 
 def bridge_transport(settings: Settings) -> BridgeTransport:
     """A bridge to the settings' endpoint; a bad key file is a SettingsError here rather than
-    a bridge that exits (the bridge reads the files itself: only paths cross the pipe)."""
-    settings.curve_keys()
+    a bridge that exits (the bridge reads the files itself: only paths cross the pipe, and it
+    finds the user's local keys itself, making them where this Python could not)."""
+    read_curve_keys(settings.curve_server_key, settings.curve_client_cert)
     return BridgeTransport(
         settings.endpoint,
         settings.bridge_command(),

@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from nst_core.vgg import VGGFeatures
 
 
+@pytest.fixture(scope="session", autouse=True)
+def settings_home(tmp_path_factory: pytest.TempPathFactory) -> Generator[Path, None, None]:
+    """The user's settings folder is a temporary one for the whole run (the processes the
+    tests start inherit it), so the local engine keys the tests make (keyfiles.local_keys)
+    never land in the real home, and every daemon and client of the run shares them."""
+    folder = tmp_path_factory.mktemp("config")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def model() -> VGGFeatures:
     from nst_core.engine import load_model

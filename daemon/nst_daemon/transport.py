@@ -1,8 +1,11 @@
 """The daemon's socket: which endpoints it may bind, CURVE, and the one send to a client.
 
 A non-loopback endpoint faces the network and is served only with CURVE encryption and an
-allow-list of client keys. A send to a client that has gone returns False instead of raising,
-so every caller handles a vanished peer the same way.
+allow-list of client keys. A loopback TCP endpoint, which every user of the machine can reach,
+is served with CURVE too, by default with the user's local keys (keyfiles.local_keys): only a
+client holding the user's client secret gets in. An ipc:// socket is guarded by its folder.
+A send to a client that has gone returns False instead of raising, so every caller handles a
+vanished peer the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import zmq
 
 from nst_client import keyfiles
 from nst_client import protocol as P
-from nst_client.endpoints import ipc_path, is_local_endpoint
+from nst_client.endpoints import ipc_path, is_local_endpoint, is_loopback_tcp
 
 log = logging.getLogger("nst_daemon")
 
@@ -100,7 +103,7 @@ class RouterSocket:
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 500)
         # ZeroMQ drops a peer that sends a larger frame before any of it is kept.
-        sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes + P.CURVE_FRAME_BYTES)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished peer shows as EHOSTUNREACH
         sock.setsockopt(zmq.SNDHWM, 10000)
         sock.setsockopt(zmq.RCVHWM, 1000)
@@ -109,7 +112,9 @@ class RouterSocket:
         self.sock = sock
         try:
             if curve_secret_key and curve_allow:
-                self._auth = _setup_curve(ctx, sock, curve_secret_key, curve_allow)
+                self._auth = _setup_curve(ctx, sock, *_named_keys(curve_secret_key, curve_allow))
+            elif is_loopback_tcp(endpoint):
+                self._auth = _setup_curve(ctx, sock, *_local_keys())
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
             self.close(linger_ms=0)
@@ -168,10 +173,9 @@ class RouterSocket:
             self._auth = None
 
 
-def _setup_curve(ctx: zmq.Context[Any], sock: zmq.Socket[Any], secret_key: str, allow: str) -> Any:
-    """CURVE server keys on sock and an authenticator that admits only the allowed keys."""
+def _named_keys(secret_key: str, allow: str) -> tuple[bytes, bytes, str]:
+    """The server pair of --curve-secret-key and the --curve-allow folder, checked."""
     import zmq.auth
-    from zmq.auth.thread import ThreadAuthenticator
 
     if not os.path.isdir(allow):
         raise SetupError(
@@ -188,9 +192,55 @@ def _setup_curve(ctx: zmq.Context[Any], sock: zmq.Socket[Any], secret_key: str, 
         raise SetupError(
             f"--curve-secret-key {secret_key!r} holds no secret key (give the .key_secret file)"
         )
+    return public, secret, allow
+
+
+def _local_keys() -> tuple[bytes, bytes, frozenset[bytes]]:
+    """The engine's pair of the user's local keys (made on first start) and the one client
+    key it admits, the clients' public key."""
+    import zmq.auth
+
+    try:
+        keys = keyfiles.local_keys()
+        public, secret = zmq.auth.load_certificate(keys.secret(keyfiles.ENGINE))
+        client = zmq.auth.load_certificate(keys.public(keyfiles.CLIENT))[0]
+    except (OSError, ValueError) as exc:
+        raise SetupError(
+            f"your engine's keys: {exc} (a loopback TCP endpoint is served with them; "
+            "ipc://PATH in a folder of yours needs none)"
+        ) from None
+    if not secret:
+        raise SetupError(f"your engine's keys: {keys.secret(keyfiles.ENGINE)} holds no secret")
+    return public, secret, frozenset({client})
+
+
+class _AllowedKeys:
+    """zmq.auth's credentials provider for a fixed set of client public keys (Z85)."""
+
+    def __init__(self, keys: frozenset[bytes]) -> None:
+        self.keys = keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self.keys
+
+
+def _setup_curve(
+    ctx: zmq.Context[Any],
+    sock: zmq.Socket[Any],
+    public: bytes,
+    secret: bytes,
+    allow: str | frozenset[bytes],
+) -> Any:
+    """CURVE server keys on sock and an authenticator that admits only the allowed client
+    keys: those of a folder's *.key files, or a set."""
+    from zmq.auth.thread import ThreadAuthenticator
+
     auth = ThreadAuthenticator(ctx)
     auth.start()
-    auth.configure_curve(domain="*", location=allow)
+    if isinstance(allow, str):
+        auth.configure_curve(domain="*", location=allow)
+    else:
+        auth.configure_curve_callback(domain="*", credentials_provider=_AllowedKeys(allow))
     sock.curve_server = True
     sock.curve_publickey = public
     sock.curve_secretkey = secret

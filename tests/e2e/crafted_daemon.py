@@ -13,6 +13,9 @@ from typing import Any
 
 import msgpack
 import zmq
+import zmq.auth
+
+from nst_client.keyfiles import local_keys
 
 ESCAPES = "\x1b[2J\x1b]0;owned\x07\x1b[31mRED\x1b[0m\r\nforged line\x00"
 
@@ -41,6 +44,11 @@ def answer(header: dict[str, Any]) -> list[list[bytes]]:
 def main() -> int:
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
+    # Served with the user's local keys, as the user's own engine gone wrong would be.
+    sock.curve_server = True
+    sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(
+        local_keys().secret("engine")
+    )
     sock.bind(sys.argv[sys.argv.index("--endpoint") + 1])
     print("ready", flush=True)
     working: dict[bytes, Any] = {}  # client -> the job it is "running", forever

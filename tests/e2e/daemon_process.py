@@ -18,6 +18,8 @@ import product
 import zmq
 
 from nst_client import protocol as P
+from nst_client.settings import Settings
+from nst_client.transports import use_keys
 from nst_daemon.process import DaemonProcess, free_port
 
 __all__ = ["PYTHON", "ROOT", "DaemonProc", "Raw", "daemon_command", "free_port"]
@@ -52,11 +54,13 @@ class DaemonProc(DaemonProcess):
 
 
 class Raw:
-    """A bare DEALER socket, for messages no well-behaved client would send."""
+    """A bare DEALER socket, for messages no well-behaved client would send; with the user's
+    local keys on a loopback port, as the user's own programs have them."""
 
     def __init__(self, endpoint: str) -> None:
         self.sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        use_keys(self.sock, Settings(endpoint=endpoint).curve_keys())
         self.sock.connect(endpoint)
 
     def send_frames(self, frames: list[bytes]) -> None:

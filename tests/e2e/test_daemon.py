@@ -504,7 +504,7 @@ def test_non_loopback_bind_without_keys_refused(extra: list[str]) -> None:
 def test_curve_bind_with_keys(tmp_path: Path) -> None:
     import zmq.auth
 
-    from nst_app.keys import make_keys
+    from nst_client.keyfiles import make_keys
 
     server_pub, server_secret = (str(path) for path in make_keys(tmp_path, "server"))
     allowed = tmp_path / "allowed"

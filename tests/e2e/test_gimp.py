@@ -31,8 +31,9 @@ from daemon_process import DaemonProc, free_port
 
 import nst_client
 from nst_client import launcher, layouts
-from nst_client.client import Client, DaemonUnavailable
+from nst_client.client import DaemonUnavailable, connect
 from nst_client.errors import ForeignListener
+from nst_client.keyfiles import local_keys
 from nst_client.settings import CONFIG_NAME, Settings, load
 from nst_core.pixels import from_unit_float, to_unit_float
 
@@ -42,6 +43,8 @@ REPO = Path(__file__).resolve().parents[2]
 HOSTS = REPO / "tests" / "hosts"
 ROOTFS_SH = HOSTS / "gimp_rootfs.sh"
 TESTER_PLUGINS = "home/tester/.config/GIMP/3.0/plug-ins"
+#: The local engine keys of the chroot's user (an engine GIMP starts there makes them).
+TESTER_KEYS = "home/tester/.config/nst/engine-keys"
 #: GIMP's last-used values of an interactive run (plug-in-settings/PROC.last).
 TESTER_LAST_VALUES = "home/tester/.config/GIMP/3.0/plug-in-settings"
 #: Where an engine started on demand by the chroot's user writes its log (launcher.log_dir).
@@ -315,6 +318,24 @@ def _open_io(io: Path) -> None:
         (io / "nst-python").chmod(0o755)
 
 
+def _host_keys(io: Path) -> dict[str, str]:
+    """The host engine's keys for the chroot's user, who is another user to it (root's
+    engine admits only root's programs): its public key and the clients' pair, given as a
+    remote engine's are, in a folder of the chroot user's alone; the environment that names
+    them."""
+    keys = local_keys()
+    folder = io / "keys"
+    folder.mkdir(mode=0o700)
+    shutil.copyfile(keys.public("engine"), folder / "engine.key")
+    shutil.copyfile(keys.secret("client"), folder / "client.key_secret")
+    (folder / "client.key_secret").chmod(0o600)
+    subprocess.run(["chown", "-R", "1000:1000", str(folder)], check=True)
+    return {
+        "NST_CURVE_SERVER_KEY": "/io/keys/engine.key",
+        "NST_CURVE_CLIENT_CERT": "/io/keys/client.key_secret",
+    }
+
+
 def _install_plugin(
     gimp_root: Path, endpoint: str, version: str | None = None, *options: str
 ) -> Path:
@@ -373,6 +394,7 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
     _bridge_in_chroot(_install_plugin(gimp_root, daemon_endpoint, stale))
 
     env = {"NST_TRANSPORT": "bridge"} if transport == "bridge" else {}
+    env.update(_host_keys(io))
     started = time.monotonic()
     run = _run_gimp(io, env)
     gimp_s = time.monotonic() - started
@@ -526,7 +548,7 @@ def test_gimp_interactive(gimp_root: Path, daemon_endpoint: str, tmp_path: Path)
     _install_plugin(gimp_root, daemon_endpoint)
     _forget_last_values(gimp_root)
 
-    run = _run_in_chroot(io, ["sh", "/io/interactive.sh", "job"], {})
+    run = _run_in_chroot(io, ["sh", "/io/interactive.sh", "job"], _host_keys(io))
     (io / "out" / "gimp.log").write_text(run.stdout)
     user = (io / "out" / "user.log").read_text() if (io / "out" / "user.log").exists() else ""
     assert run.returncode == 0, f"{run.stdout[-6000:]}\nuser: {user}"
@@ -581,10 +603,20 @@ def _product_binds() -> list[str]:
     return [str(REPO if editable else venv), str(base)]
 
 
-def _answers(endpoint: str) -> dict[str, Any] | None:
-    """The engine's status from the host, or None when nothing answers within a second."""
+def _answers(endpoint: str, gimp_root: Path) -> dict[str, Any] | None:
+    """The status of the engine GIMP's user started in the chroot, asked from the host, or
+    None when nothing answers within a second. That engine admits only its user's programs:
+    the host asks with the chroot user's keys (root may read them), once there are any."""
+    keys = gimp_root / TESTER_KEYS
+    named = Settings(
+        endpoint=endpoint,
+        timeout_s=1.0,
+        curve_server_key=str(keys / "engine.key"),
+        curve_client_cert=str(keys / "client.key_secret"),
+    )
+    settings = named if keys.is_dir() else Settings(endpoint=endpoint, timeout_s=1.0)
     try:
-        with Client(endpoint, timeout_s=1.0, client_name="gimp-e2e-host") as client:
+        with connect(settings, client_name="gimp-e2e-host") as client:
             return dict(client.status())
     except DaemonUnavailable:
         return None
@@ -657,7 +689,7 @@ def _check_engine_in_chroot(gimp_root: Path, endpoint: str, pid: int) -> None:
     assert product.bin_path("nst-daemon") in " ".join(cmdline), cmdline
     assert "--on-demand" in cmdline, cmdline
     assert cmdline[cmdline.index("--idle-exit") + 1] == str(IDLE_EXIT_S), cmdline
-    status = _answers(endpoint)
+    status = _answers(endpoint, gimp_root)
     assert status is not None and status["pid"] == pid, (status, log)
 
 
@@ -666,7 +698,7 @@ def test_gimp_engine_on_demand(gimp_root: Path, tmp_path: Path) -> None:
     machine, the chroot), stylizes, a second GIMP finds it warm, and it exits on its own after
     its idle time. Prints the time from the call to the first progress, cold and warm."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    assert _answers(endpoint) is None
+    assert _answers(endpoint, gimp_root) is None
     io = _new_io(tmp_path)
     style = _style(io)
     source = _content_png(io, "ondemand")
@@ -713,7 +745,9 @@ def test_gimp_engine_on_demand(gimp_root: Path, tmp_path: Path) -> None:
                 time.sleep(0.2)
             gone_s = time.monotonic() - held["done_at"]
             assert not _alive(pid), f"the engine still runs {gone_s:.0f} s after the last job"
-            assert _answers(endpoint) is None, "the endpoint still answers after the engine exit"
+            assert _answers(endpoint, gimp_root) is None, (
+                "the endpoint still answers after the engine exit"
+            )
             last_line = _engine_log(gimp_root, endpoint).strip().splitlines()[-1]
         finally:
             if pid and _alive(pid):  # a failed check must not leave the test's engine behind
@@ -746,7 +780,7 @@ def test_gimp_cancel_while_the_engine_starts(gimp_root: Path, tmp_path: Path) ->
     editor, comes up all the same (it would end itself when idle); the host, another user to
     it, may not stop it through the protocol (`nst daemon stop` refuses) and sends it SIGTERM."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    assert _answers(endpoint) is None
+    assert _answers(endpoint, gimp_root) is None
     io = _new_io(tmp_path)
     _style(io)
     _content_png(io, "start")
@@ -765,7 +799,7 @@ def test_gimp_cancel_while_the_engine_starts(gimp_root: Path, tmp_path: Path) ->
             assert result["layers"] == ["Background"], f"a cancelled run added a layer: {result}"
             # The engine started before the cancel comes up and is stopped from the host.
             limit = time.monotonic() + 120
-            while (status := _answers(endpoint)) is None and time.monotonic() < limit:
+            while (status := _answers(endpoint, gimp_root)) is None and time.monotonic() < limit:
                 time.sleep(0.2)
             assert status is not None, _engine_log(gimp_root, endpoint)[-3000:]
             pid = int(status["pid"])
@@ -781,7 +815,9 @@ def test_gimp_cancel_while_the_engine_starts(gimp_root: Path, tmp_path: Path) ->
             limit = time.monotonic() + 30
             while _alive(pid) and time.monotonic() < limit:
                 time.sleep(0.2)
-            assert not _alive(pid) and _answers(endpoint) is None, "the engine did not stop"
+            assert not _alive(pid) and _answers(endpoint, gimp_root) is None, (
+                "the engine did not stop"
+            )
         finally:
             if pid and _alive(pid):
                 os.kill(pid, signal.SIGTERM)

@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +36,10 @@ import numpy as np
 import product
 import pytest
 from daemon_process import DaemonProc, free_port
+from other_user import ROGUE, as_nobody
 
 from nst_client import launcher, layouts
+from nst_client.keyfiles import local_keys
 from nst_client.settings import CONFIG_NAME, Settings, load
 from nst_plugins import krita_installer
 
@@ -105,6 +108,12 @@ def _new_run(base: Path, profile: Path | None) -> Path:
     for name in ("tmp", "runtime", "out"):
         (base / name).mkdir()
     (base / "runtime").chmod(0o700)
+    # The user's local engine keys, as one user's settings folder has them: the engine the
+    # tests start (host_daemon) and Krita's plug-in are the same user's programs.
+    keys = base / "config" / "nst" / "engine-keys"
+    shutil.rmtree(keys, ignore_errors=True)
+    shutil.copytree(local_keys().folder, keys)
+    keys.chmod(0o700)
     return base
 
 
@@ -426,21 +435,35 @@ def fallback_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     """One Krita session (1366x768) whose Python cannot import zmq, in front of an engine
-    started by hand (the product's nst-daemon): transport auto falls back to the bridge."""
+    started by hand (the product's nst-daemon): transport auto falls back to the bridge. At
+    its end the docker is pointed at an address where another user (`nobody`) listens."""
     run = _new_run(tmp_path_factory.mktemp("krita") / "fallback", primed_profile)
     _install_plugin(run, host_daemon.endpoint)
+    shared = Path(tempfile.mkdtemp(prefix="nst-rogue-"))
+    shared.chmod(0o1777)  # the other user writes what it receives here
+    rogue_port = free_port()
+    rogue, rogue_uid = as_nobody(ROGUE, str(rogue_port), str(shared / "received"))
+    assert rogue.stdout is not None and rogue.stdout.readline().strip() == "listening"
     steps = [
         _case("bridge8", "U8", images),
         {"kind": "layout"},
         {"kind": "settings", "values": {"start_on_demand": False}},
         {"kind": "stop_engine"},
         _case("engine_gone", "U8", images),
+        {"kind": "settings", "values": {"endpoint": f"tcp://127.0.0.1:{rogue_port}"}},
+        _case("other_users_listener", "U8", images),
     ]
     try:
         report = _run_krita(run, {"steps": steps}, SCREENS["fallback"], without_zmq=True)
     finally:
+        rogue.kill()
+        rogue.wait()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "daemon-fallback.log").write_text(host_daemon.log_text())
+    received = shared / "received"
+    report["rogue_uid"] = rogue_uid
+    report["rogue_received"] = len(received.read_bytes()) if received.exists() else 0
+    shutil.rmtree(shared, ignore_errors=True)
     report["daemon_log"] = host_daemon.log_text()
     report["kritarc"] = (run / "config" / "kritarc").read_text()
     TIMINGS["fallback_session_s"] = report["seconds"]
@@ -687,6 +710,17 @@ def test_engine_settings_and_a_failure_replacing_the_state(fallback_run: dict[st
     assert rec["engine"].startswith("Style engine not running: starting the engine"), rec
     assert "ready" not in rec["engine"]
     assert rec["layers_after"] == ["Photo", "Top"]
+
+
+def test_another_users_listener_gets_nothing_from_the_docker(fallback_run: dict[str, Any]) -> None:
+    """`nobody` listens on the address the docker is set to: the job fails at once saying
+    whose process holds it, the listener receives not one byte, the document is unchanged."""
+    rec = fallback_run["cases"]["other_users_listener"]
+    assert rec["outcomes"] == ["failed"], rec["status"]
+    words = f"nother user's process (uid {fallback_run['rogue_uid']}) holds tcp://127.0.0.1:"
+    assert words in rec["status"], rec["status"]
+    assert rec["layers_after"] == ["Photo", "Top"]
+    assert fallback_run["rogue_received"] == 0
 
 
 def teardown_module() -> None:

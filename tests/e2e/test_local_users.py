@@ -4,8 +4,10 @@ launchers' lock (the tests run the hostile side as `nobody`; that needs root, as
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,12 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from other_user import NOBODY, ROGUE, as_nobody, needs_root, system_python_speaks_zeromq
 
 from nst_client import launcher, spawn
 from nst_client.settings import Settings
 from nst_client.transports import BridgeTransport
 
 pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PLANTED = """
 import pathlib
@@ -60,33 +65,6 @@ def test_the_engine_on_demand_does_not_run_a_module_planted_there(planted: Path)
 
 
 # --- another user --------------------------------------------------------------------------
-
-needs_root = pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() != 0,
-    reason="running the other user's side needs root (CI runs as root)",
-)
-
-
-NOBODY = "nobody"
-
-
-def as_nobody(script: str, *args: str) -> tuple[subprocess.Popen[str], int]:
-    """SCRIPT run by the system's Python as `nobody` (who may not run this checkout's), from
-    /, its stdout piped; and nobody's uid."""
-    entry = pwd.getpwnam(NOBODY)
-
-    def become_nobody() -> None:
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
-
-    proc = subprocess.Popen(
-        ["/usr/bin/python3", "-c", script, *args],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd="/",
-        preexec_fn=become_nobody,
-    )
-    return proc, entry.pw_uid
 
 
 @pytest.fixture()
@@ -143,24 +121,6 @@ def test_another_user_cannot_hold_the_launchers_lock(shared_tmp: Path) -> None:
         other.wait()
 
 
-ROGUE = """
-import socket, sys, threading
-from pathlib import Path
-record = Path(sys.argv[2])
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", int(sys.argv[1])))
-server.listen()
-print("listening", flush=True)
-def serve(conn):
-    while data := conn.recv(65536):
-        with record.open("ab") as out:
-            out.write(data)
-while True:
-    threading.Thread(target=serve, args=(server.accept()[0],), daemon=True).start()
-"""
-
-
 @needs_root
 def test_another_users_listener_on_the_engines_address_gets_nothing(
     shared_tmp: Path, tmp_path: Path
@@ -214,3 +174,121 @@ def test_another_users_listener_on_the_engines_address_gets_nothing(
     finally:
         rogue.kill()
         rogue.wait()
+
+
+#: A job that runs until its artist cancels it (Adam does not stop early on convergence).
+UNTIL_CANCELLED = {"optimizer": "adam", "iterations": 100000, "size": 64, "min_scale": 64}
+
+ATTACK = r"""
+import json, socket, sys, time
+import zmq
+from nst_client import launcher
+from nst_client import protocol as P
+from nst_client.client import Client
+from nst_client.errors import DaemonUnavailable
+from nst_client.settings import Settings
+
+endpoint, job, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+said = {}
+try:
+    launcher.stop(Settings(endpoint=endpoint, timeout_s=1.0))  # `nst daemon stop`
+    said["stop"] = "stopped"
+except DaemonUnavailable as exc:
+    said["stop"] = str(exc)
+with Client(endpoint, timeout_s=1.0, client_name="other-user") as client:
+    client.cancel(job)
+    for name, call in (("status", client.status), ("cancel", client.ping)):
+        try:
+            call()
+            said[name] = "answered"
+        except DaemonUnavailable as exc:
+            said[name] = str(exc)
+# A flood: ZeroMQ peers with no keys, each sending junk, and raw TCP junk.
+peers = []
+for i in range(20):
+    peer = zmq.Context.instance().socket(zmq.DEALER)
+    peer.setsockopt(zmq.LINGER, 0)
+    peer.setsockopt(zmq.SNDHWM, 100000)
+    peer.connect(endpoint)
+    peers.append(peer)
+for i in range(4000):
+    try:
+        peers[i % 20].send_multipart([b"junk", b"x" * 1000], zmq.NOBLOCK)
+    except zmq.Again:  # the engine refused the peer's handshake: nowhere to queue
+        time.sleep(0.001)
+for i in range(300):
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        raw.sendall(b"\xff" + b"\0" * 8 + b"\x7f" + b"junk" * 256)
+time.sleep(2)
+print(json.dumps(said), flush=True)
+"""
+
+
+@needs_root
+def test_another_user_cannot_stop_cancel_or_flood_the_engine(shared_tmp: Path) -> None:
+    """The artist's engine on its loopback port, a job running: `nobody`, with the product's
+    client and keys of their own, cannot stop it, cancel the job or ask its status, and a
+    flood of junk from ZeroMQ peers and raw connections leaves the job running and the log
+    as it was."""
+    import threading
+
+    import numpy as np
+    from daemon_process import DaemonProc
+
+    from nst_client import layouts
+    from nst_client.client import Client, JobCancelled
+    from nst_daemon.process import free_port
+
+    system_python_speaks_zeromq()
+    package = shared_tmp / "product"
+    shutil.copytree(ROOT / "nst_client", package / "nst_client")
+    home = shared_tmp / "nobody-home"
+    home.mkdir(mode=0o700)
+    os.chown(home, pwd.getpwnam(NOBODY).pw_uid, pwd.getpwnam(NOBODY).pw_gid)
+    port = free_port()
+    daemon = DaemonProc(f"tcp://127.0.0.1:{port}", "--device", "cpu", "--no-warmup")
+    steps: list[int] = []
+    stop = threading.Event()
+    ended: list[BaseException] = []
+    rng = np.random.default_rng(3)
+    content = layouts.from_array(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), 0)
+    style = layouts.from_array(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), 0)
+    try:
+        artist = Client(daemon.endpoint, timeout_s=10.0, client_name="artist")
+        job = artist.submit(content, [(style, 1.0)], UNTIL_CANCELLED)
+
+        def follow() -> None:
+            try:
+                artist.follow(job, lambda p: steps.append(1), stop.is_set, idle_timeout_s=60)
+            except BaseException as exc:  # what ended it is the finding
+                ended.append(exc)
+
+        follower = threading.Thread(target=follow, daemon=True)
+        follower.start()
+        deadline = time.monotonic() + 120
+        while not steps and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert steps, "the artist's job never progressed"
+        lines0 = len(daemon.log_text().splitlines())
+        env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+        env["PYTHONPATH"] = str(package)
+        attack, _ = as_nobody(ATTACK, daemon.endpoint, job, str(port), env=env)
+        out, _ = attack.communicate(timeout=180)
+        assert attack.returncode == 0, out
+        said = json.loads(out.strip().splitlines()[-1])
+        for name in ("stop", "status", "cancel"):
+            assert "is not your style engine" in said[name], (name, said[name])
+        # The artist's side: the job went on through all of it, and the engine answers.
+        before = len(steps)
+        time.sleep(2)
+        assert len(steps) > before and not ended, (ended, len(steps), daemon.log_text()[-3000:])
+        assert daemon.proc.poll() is None
+        added = daemon.log_text().splitlines()[lines0:]
+        assert len(added) <= 2, added
+        stop.set()
+        follower.join(30)
+        assert ended and isinstance(ended[0], JobCancelled), ended  # cancelled by its artist
+        artist.close()
+    finally:
+        stop.set()
+        daemon.stop()

@@ -93,7 +93,10 @@ def test_settings_file_then_environment_then_given(
     monkeypatch.chdir(tmp_path)
     s = load(None, env={"NST_CURVE_SERVER_KEY": "server.key"})
     assert s.curve_server_key == str(certs["server"])
-    assert load(None, env={}).curve_keys() is None
+    # No keys named: the user's own local keys on a loopback port, none on an ipc socket.
+    local = load(None, env={}).curve_keys()
+    assert local is not None and local.local and local.client_keypair is not None
+    assert load(None, env={"NST_ENDPOINT": "ipc:///x/engine.sock"}).curve_keys() is None
 
 
 def test_settings_with_keys_round_trip(tmp_path: Path, certs: dict[str, Path]) -> None:

@@ -971,7 +971,7 @@ def test_a_missing_style_file_is_named(make_docker: MakeDocker, tmp_path: Path) 
 
 def _certificates(folder: Path) -> tuple[Path, Path]:
     """A server public certificate and a client secret certificate, as `nst keys` makes them."""
-    from nst_app.keys import make_keys
+    from nst_client.keyfiles import make_keys
 
     folder.mkdir()
     server, _ = make_keys(folder, "server")
