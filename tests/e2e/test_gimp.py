@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 import product
 import pytest
 from daemon_process import DaemonProc, free_port
+from other_user import ROGUE, as_nobody
 
 import nst_client
 from nst_client import launcher, layouts
@@ -134,7 +136,10 @@ def _style(io: Path) -> np.ndarray:
     return style.astype(np.float32) / 255.0
 
 
-def _cases(io: Path, transport: str, dead_endpoint: str) -> list[dict[str, Any]]:
+def _cases(
+    io: Path, transport: str, dead_endpoint: str, rogue: tuple[str, int]
+) -> list[dict[str, Any]]:
+    """The jobs of a GIMP run; rogue: the address another user listens on, and their uid."""
     common: dict[str, Any] = {
         "style": "/io/swirls.png",
         "args": {"iterations": ITERATIONS, "size": SIZE},
@@ -177,6 +182,13 @@ def _cases(io: Path, transport: str, dead_endpoint: str) -> list[dict[str, Any]]
                 "content": _content("remote_engine", 4, "u8", io),
                 "expect_error": "is on another computer: it is started there",
                 "args": {"endpoint": f"tcp://192.0.2.1:{free_port()}"},
+            },
+            {
+                # Another user (nobody) listens where the engine would: refused by name.
+                "name": "other_users_listener",
+                "content": _content("other_users_listener", 4, "u8", io),
+                "expect_error": f"nother user's process (uid {rogue[1]}) holds {rogue[0]}",
+                "args": {"endpoint": rogue[0]},
             },
             {
                 # No style file: the argument allows none, so the plug-in's own message shows.
@@ -385,7 +397,13 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
     io = _new_io(tmp_path)
     style = _style(io)
     _bridge_files(io)
-    cases = _cases(io, transport, f"tcp://127.0.0.1:{free_port()}")
+    shared = Path(tempfile.mkdtemp(prefix="nst-rogue-"))
+    shared.chmod(0o1777)  # the other user writes what it receives here
+    rogue_port = free_port()
+    rogue, rogue_uid = as_nobody(ROGUE, str(rogue_port), str(shared / "received"))
+    assert rogue.stdout is not None and rogue.stdout.readline().strip() == "listening"
+    rogue_endpoint = f"tcp://127.0.0.1:{rogue_port}"
+    cases = _cases(io, transport, f"tcp://127.0.0.1:{free_port()}", (rogue_endpoint, rogue_uid))
     (io / "cases.json").write_text(json.dumps(cases, indent=1))
     shutil.copyfile(HOSTS / "gimp_driver.py", io / "driver.py")
     _open_io(io)
@@ -396,8 +414,15 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
     env = {"NST_TRANSPORT": "bridge"} if transport == "bridge" else {}
     env.update(_host_keys(io))
     started = time.monotonic()
-    run = _run_gimp(io, env)
+    try:
+        run = _run_gimp(io, env)
+    finally:
+        rogue.kill()
+        rogue.wait()
     gimp_s = time.monotonic() - started
+    received = shared / "received"
+    assert not received.exists() or received.read_bytes() == b"", "the other user got bytes"
+    shutil.rmtree(shared, ignore_errors=True)
     log = run.stdout
     assert run.returncode == 0, f"gimp-console failed ({run.returncode}):\n{log[-6000:]}"
     results = {r["name"]: r for r in json.loads((io / "out" / "results.json").read_text())}
