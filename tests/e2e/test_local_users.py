@@ -1,6 +1,7 @@
 """Other people on the machine, with real processes: a module planted in the editor's current
-folder does not run in the helpers the client starts, and another real user cannot hold the
-launchers' lock (the tests run the hostile side as `nobody`; that needs root, as in CI)."""
+folder does not run in the helpers the client starts, and another real user can neither hold
+the launchers' lock, nor listen in the engine's place, nor stop, cancel or flood the artist's
+engine (the tests run the hostile side as `nobody`; that needs root, as in CI)."""
 
 from __future__ import annotations
 
