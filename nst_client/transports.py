@@ -165,15 +165,16 @@ class ZmqTransport:
         if refused_key:
             # Only a holder of the engine's secret gets as far as judging the client's key.
             return (
-                f"your style engine at {self.endpoint} was started with other keys than the "
-                "ones in your settings folder now (they were made anew): end that engine "
-                "(it exits after its idle time) and the next job starts one with your keys"
+                f"your style engine at {self.endpoint} does not accept the client key in your "
+                "settings folder (it was replaced while the engine ran): end that engine (it "
+                "exits after its idle time) and the next job starts one that does"
             )
         return (
             f"the process at {self.endpoint} is not your style engine: it does not hold your "
-            "engine's key, so another user's program may hold the address. Nothing was sent "
-            "to it. Stop that program, or give your engine another address (an engine "
-            f"served with an administrator's keys needs them: set {CURVE_SETTINGS})"
+            "engine's key, so another user's program may hold the address (or an engine of "
+            "yours from before your keys were made anew). Nothing was sent to it. Stop that "
+            "program, or give your engine another address (an engine served with an "
+            f"administrator's keys needs them: set {CURVE_SETTINGS})"
         )
 
     def recv(self, timeout_s: float) -> Received | None:

@@ -137,12 +137,14 @@ def test_another_users_clients_get_nothing_in(
     attempts = [
         ZmqTransport(endpoint, send_timeout_s=0.2),
         ZmqTransport(endpoint, theirs.server_key, theirs.client_keypair, 0.2),
-        ZmqTransport(endpoint, ours.server_key, theirs.client_keypair, 0.2),
+        ZmqTransport(endpoint, ours.server_key, theirs.client_keypair, 0.5, local_keys=True),
     ]
     try:
-        for client in attempts:
-            assert _hello(client) is not None  # undelivered: no handshake
+        notices = [_hello(client) for client in attempts]
+        assert all(notice is not None for notice in notices)  # undelivered: no handshake
         assert _received(router, 0.2) is None
+        # The engine judged the key and refused it: said as a key the engine does not accept.
+        assert "does not accept the client key" in str(notices[2])
     finally:
         for client in attempts:
             client.close()
