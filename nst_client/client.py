@@ -38,6 +38,7 @@ __all__ = [
     "JobCancelled",
     "JobResult",
     "RawImage",
+    "RawStyle",
     "Received",
     "ZmqTransport",
     "connect",
@@ -46,6 +47,32 @@ __all__ = [
 
 #: An image on the wire: its descriptor and its bytes.
 RawImage = tuple[P.ImageDesc, bytes]
+
+
+@dataclass(frozen=True)
+class RawStyle:
+    """One style of a job as it goes on the wire (protocol `styles` entry).
+
+    weight: its blend weight among the styles without a mask (normalised there); a masked
+    style's weight scales its own region. mask: one channel at the content's size, 0 = none
+    of this style .. the dtype's top value = all of it. strength: its own place on the
+    strength scale (None: the job's).
+    """
+
+    image: RawImage
+    weight: float = 1.0
+    mask: RawImage | None = None
+    strength: float | None = None
+
+
+#: A job's styles: RawStyle, or (image, weight) pairs as before masks.
+StyleInput = RawStyle | tuple[RawImage, float]
+
+
+def as_raw_style(style: StyleInput) -> RawStyle:
+    return style if isinstance(style, RawStyle) else RawStyle(style[0], float(style[1]))
+
+
 ProgressFn = Callable[[Progress], None]
 
 #: After a cancel, how long a job may go on before it is abandoned (the editor is freed).
@@ -169,16 +196,22 @@ class Client:
     def submit(
         self,
         content: RawImage,
-        styles: Sequence[tuple[RawImage, float]],
+        styles: Sequence[StyleInput],
         params: Mapping[str, Any] | None = None,
         preview_every: int = 0,
     ) -> str:
-        """Send a stylize request; returns its job id. Follow it with `follow`."""
-        buffers = [content[1]] + [data for (_, data), _ in styles]
-        style_descs: list[P.StyleDesc] = [
-            {**_descriptor(desc, i), "weight": float(weight)}
-            for i, ((desc, _), weight) in enumerate(styles, start=2)
-        ]
+        """Send a stylize request; returns its job id. Follow it with `follow`. Frames: the
+        content, then each style followed by its mask where it has one."""
+        buffers = [content[1]]
+        style_descs: list[P.StyleDesc] = []
+        for style in map(as_raw_style, styles):
+            buffers.append(style.image[1])
+            image = _descriptor(style.image[0], len(buffers))
+            mask = None
+            if style.mask is not None:
+                buffers.append(style.mask[1])
+                mask = _descriptor(style.mask[0], len(buffers))
+            style_descs.append(P.style_entry(image, style.weight, mask, style.strength))
         message = P.stylize(
             self.new_id(), _descriptor(content[0], 1), style_descs, params or {}, preview_every
         )
@@ -265,7 +298,7 @@ class Client:
     def stylize_raw(
         self,
         content: RawImage,
-        styles: Sequence[tuple[RawImage, float]],
+        styles: Sequence[StyleInput],
         params: Mapping[str, Any] | None = None,
         *,
         on_progress: ProgressFn | None = None,
@@ -283,9 +316,13 @@ class Client:
         params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """numpy in, numpy out: content (H, W, C) and styles as arrays or (array, weight)."""
-        pairs = [s if isinstance(s, tuple) else (s, 1.0) for s in styles]
-        raw_styles = [(layouts.from_array(a, 0), float(w)) for a, w in pairs]
+        """numpy in, numpy out: content (H, W, C); styles as arrays, (array, weight) or
+        (array, weight, mask) with mask an (H, W) array over the content (or None)."""
+        raw_styles = []
+        for style in styles:
+            image, weight, mask = _style_parts(style)
+            raw_mask = layouts.from_array(mask, 0) if mask is not None else None
+            raw_styles.append(RawStyle(layouts.from_array(image, 0), float(weight), raw_mask))
         done = self.stylize_raw(layouts.from_array(content, 0), raw_styles, params, **kwargs)
         return layouts.to_array(done.image, done.data)
 
@@ -309,6 +346,14 @@ def _daemon_error(header: P.Header) -> DaemonError:
 def _undelivered(header: P.Header) -> DaemonUnavailable:
     message = header.get("message")
     return DaemonUnavailable(message if isinstance(message, str) else "the daemon is unreachable")
+
+
+def _style_parts(style: Any) -> tuple[Any, float, Any]:
+    """(image, weight, mask) of a numpy style: an array, (array, weight) or with a mask."""
+    if not isinstance(style, tuple):
+        return style, 1.0, None
+    image, weight, *rest = style
+    return image, float(weight), rest[0] if rest else None
 
 
 def _descriptor(desc: P.ImageDesc, frame: int) -> P.ImageDesc:

@@ -25,6 +25,8 @@ from .client import (
     JobCancelled,
     JobResult,
     RawImage,
+    StyleInput,
+    as_raw_style,
     connect,
     version_note,
 )
@@ -191,7 +193,7 @@ def failure(exc: BaseException, settings: Settings, words: ClientWords, started:
 
 # --- the runner ----------------------------------------------------------------------------
 
-Styles = Sequence[tuple[RawImage, float]]
+Styles = Sequence[StyleInput]
 Connect = Callable[[Settings, str], Client]
 Ensure = Callable[..., EngineState]
 Probe = Callable[[Settings], EngineState]
@@ -205,6 +207,21 @@ def _open(settings: Settings, words: ClientWords, connect_fn: Connect) -> Client
             f"{exc}: reinstall the plug-in with `{words.reinstall}`.",
             TRANSPORT,
         ) from exc
+
+
+def _check_features(welcome: Mapping[str, Any], styles: Styles, words: ClientWords) -> None:
+    """Refuse, before sending, a job the engine cannot do as asked (rather than have an
+    older engine ignore the regions and style the whole layer)."""
+    features = welcome.get("features")
+    regions = any(s.mask is not None or s.strength is not None for s in map(as_raw_style, styles))
+    if regions and not (isinstance(features, list) and P.MASKS in features):
+        raise JobFailed(
+            f"The style engine ({welcome.get('version') or 'an older version'}) cannot style "
+            f"regions (masks or a strength per style): update it to this client's version "
+            f"(`{words.reinstall}` updates the plug-in, the engine comes with it), or send "
+            f"the job without regions.",
+            P.UNSUPPORTED_PROTOCOL,
+        )
 
 
 def run_job(
@@ -224,8 +241,8 @@ def run_job(
     """One job on the engine: its result at the content's size, or JobFailed (the message
     to show) or JobCancelled (the user asked; no failure). Every step is also an event.
 
-    styles: the (image, weight) pairs, or a function that reads them once the engine has
-    answered (GIMP opens the style files only then). params go as given: the engine
+    styles: RawStyle entries or (image, weight) pairs, or a function that reads them once
+    the engine has answered (GIMP opens the style files only then). params go as given: the engine
     validates them where they enter. connect_fn, ensure_fn, probe_fn: nst_client's own
     (connect, launcher.ensure_running, launcher.probe) when None.
     """
@@ -258,10 +275,11 @@ def run_job(
                 welcome = client.hello()
                 emit(Welcomed(welcome, version_note(welcome, words.reinstall)))
                 check_cancel()
-                pairs = styles() if callable(styles) else styles
+                entries = styles() if callable(styles) else styles
+                _check_features(welcome, entries, words)
                 done = client.stylize_raw(
                     content,
-                    pairs,
+                    entries,
                     params,
                     on_progress=lambda p: emit(Progressed(p)),
                     should_cancel=cancel,

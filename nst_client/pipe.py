@@ -42,8 +42,8 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes:
     return b"".join(chunks)
 
 
-#: The most frames a message has: its header, the content and every style.
-MAX_FRAMES = 2 + MAX_STYLES
+#: The most frames a message has: its header, the content, every style and its mask.
+MAX_FRAMES = 2 + 2 * MAX_STYLES
 
 
 def read_message(

@@ -36,18 +36,15 @@ HELLO, STYLIZE, CANCEL, STATUS, PING = "hello", "stylize", "cancel", "status", "
 SHUTDOWN = "shutdown"
 REQUESTS = (HELLO, STYLIZE, CANCEL, STATUS, PING, SHUTDOWN)
 # Reply types
-WELCOME, ACCEPTED, PROGRESS, RESULT, ERROR, CANCELLED, PONG, BYE = (
-    "welcome",
-    "accepted",
-    "progress",
-    "result",
-    "error",
-    "cancelled",
-    "pong",
-    "bye",
-)
+WELCOME, ACCEPTED, PROGRESS, RESULT = "welcome", "accepted", "progress", "result"
+ERROR, CANCELLED, PONG, BYE = "error", "cancelled", "pong", "bye"
 #: Replies after which no more messages come for that request id.
 FINAL_REPLIES = (WELCOME, RESULT, ERROR, CANCELLED, PONG, STATUS, BYE)
+
+#: welcome.features: what a daemon can do that older ones could not. MASKS: a style entry
+#: may carry a `mask` and a `strength` (a style per region).
+MASKS = "masks"
+FEATURES = (MASKS,)
 
 # The engine's states (welcome.state, status.state): it answers while VGG-19 loads.
 STARTING, READY = "starting", "ready"
@@ -147,6 +144,10 @@ class ImageDesc(TypedDict):
 
 class StyleDesc(ImageDesc, total=False):
     weight: float
+    #: Where this style goes: one channel at the content's size, 0 = none .. 1 = all of it.
+    mask: ImageDesc
+    #: This style's own strength on the artist's scale (nst_client.strength); else the job's.
+    strength: float
 
 
 class Loss(TypedDict):
@@ -218,6 +219,8 @@ class Welcome(TypedDict):
     state: str
     idle_exit_s: float
     profile: DeviceProfile | None
+    #: What this daemon can do beyond protocol v1's first form (FEATURES), for clients to check.
+    features: list[str]
 
 
 class Accepted(TypedDict):
@@ -410,6 +413,22 @@ def stylize(
     return message
 
 
+def style_entry(
+    image: ImageDesc,
+    weight: float = 1.0,
+    mask: ImageDesc | None = None,
+    strength: float | None = None,
+) -> StyleDesc:
+    """One entry of a stylize request's `styles`: the style image's descriptor, its weight,
+    and where given its mask and its own strength."""
+    entry: StyleDesc = {**image, "weight": float(weight)}
+    if mask is not None:
+        entry["mask"] = mask
+    if strength is not None:
+        entry["strength"] = float(strength)
+    return entry
+
+
 def welcome(
     request_id: str,
     *,
@@ -439,6 +458,7 @@ def welcome(
         "state": state,
         "idle_exit_s": idle_exit_s,
         "profile": profile,
+        "features": list(FEATURES),
     }
 
 

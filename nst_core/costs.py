@@ -39,10 +39,30 @@ def style_target(a_S: torch.Tensor) -> torch.Tensor:
     return gram_matrix(_unrolled(a_S)) / (n_h * n_w)
 
 
-def layer_style_cost_from_target(target: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:
-    """sum((G_S - G_G)^2) / (4 * nC^2 * (nH*nW)^2) with G_S given as style_target(a_S)."""
+def guided_gram(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum_p m_p a_p a_p^T / sum_p m_p: the Gram matrix of the features the mask covers, each
+    position weighed by its mask value, normalised by the mask's weight.
+
+    Gatys et al.'s guided Gram ("Controlling Perceptual Factors in Neural Style Transfer",
+    2017) with the guidance sqrt(m): a position's pull towards the style is then linear in its
+    mask value. For an all-ones mask it is style_target's G / (nH*nW) exactly; for a 0/1 mask,
+    the Gram of the region alone. mask: nH x nW values (any leading dims of size 1).
+    """
+    unrolled = _unrolled(a)
+    weights = mask.reshape(1, -1)
+    return (unrolled * weights) @ unrolled.transpose(-1, -2) / weights.sum()
+
+
+def layer_style_cost_from_target(
+    target: torch.Tensor, a_G: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """sum((G_S - G_G)^2) / (4 * nC^2 * (nH*nW)^2) with G_S given as style_target(a_S); with a
+    mask, G_G is the guided Gram of the region it covers (guided_gram)."""
     _, n_c, n_h, n_w = a_G.shape
-    g_g = gram_matrix(_unrolled(a_G)) / (n_h * n_w)
+    if mask is None:
+        g_g = gram_matrix(_unrolled(a_G)) / (n_h * n_w)
+    else:
+        g_g = guided_gram(a_G, mask)
     return (target - g_g).pow(2).sum() / (4 * n_c**2)
 
 

@@ -21,15 +21,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nst_client import strength as strength_scale
 from nst_client.layouts import wire_dtype
-from nst_client.params import TILE_OVERLAP, StyleParams, make_params
+from nst_client.params import StyleParams, make_params
 from nst_client.progress import Progress
 
-from . import calibrate, costs, detail, optim, pixels, plan
+from . import calibrate, costs, detail, optim, pixels, plan, tiles
 from .colour import luminance_only, rgb_to_yiq, yiq_to_rgb
 from .errors import OptimisationFailed as OptimisationFailed  # re-exported for callers
 from .errors import StylizeCancelled as StylizeCancelled
-from .plan import Piece, Plan, make_plan, refit, style_pieces, style_size, tile_spans
+from .plan import Piece, Plan, make_plan, refit, style_pieces, style_size
+from .regions import Region, coverage, onto_photo
+from .styles import StyleImage as StyleImage  # re-exported for callers
+from .styles import as_styles, check_image
 from .targets import StyleTargetCache
 from .vgg import VGGFeatures, build, layer_stride
 
@@ -41,14 +45,6 @@ ETA_PRIOR_S = 5.0
 #: size and the hand-back take the rest).
 BUDGET_STOP = 0.97
 CancelFn = Callable[[], bool]
-
-
-@dataclass
-class StyleImage:
-    """A style image with its blend weight."""
-
-    pixels: np.ndarray
-    weight: float = 1.0
 
 
 # --- devices and models --------------------------------------------------------------------
@@ -117,51 +113,16 @@ def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     )
 
 
-def _ramp(n: int, start: int, stop: int, length: int, overlap: int) -> torch.Tensor:
-    """1-D blend weights of a tile: linear ramps into the overlaps, 1 inside."""
-    w = torch.ones(n)
-    ramp = torch.linspace(0.0, 1.0, overlap + 2)[1:-1]
-    if start > 0:
-        w[:overlap] = ramp[: min(overlap, n)]
-    if stop < length:
-        w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0)[: min(overlap, n)])
-    return w
-
-
 # --- the run -------------------------------------------------------------------------------
 
 
-def _as_styles(styles: Sequence[Any]) -> list[StyleImage]:
-    out = []
-    for s in styles:
-        if isinstance(s, StyleImage):
-            out.append(s)
-        elif isinstance(s, tuple):
-            out.append(StyleImage(s[0], float(s[1])))
-        else:
-            out.append(StyleImage(s, 1.0))
-    if not out:
-        raise ValueError("styles: at least one style image is needed")
-    total = sum(s.weight for s in out)
-    if total <= 0 or any(s.weight < 0 for s in out):
-        raise ValueError("styles: blend weights must be >= 0 and not all 0")
-    return [StyleImage(s.pixels, s.weight / total) for s in out]
+@dataclass(frozen=True)
+class RegionTerms:
+    """A region's style terms for one image size: each layer's factor and mask."""
 
-
-def _check_image(arr: Any, what: str) -> np.ndarray:
-    if not isinstance(arr, np.ndarray):
-        raise ValueError(f"{what}: expected a numpy array, got {type(arr).__name__}")
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"{what}: expected H x W x C with C in 1..4, got shape {arr.shape}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"{what}: empty image {arr.shape}")
-    wire_dtype(arr)  # raises for other dtypes
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int(arr.size - np.isfinite(arr).sum())
-        raise ValueError(f"{what}: {bad} pixel values are not finite (NaN or infinity)")
-    return arr
+    region: Region
+    factors: dict[str, float]
+    masks: dict[str, torch.Tensor]
 
 
 def _to_tensor(rgb01: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -246,52 +207,79 @@ class _Run:
             feats = self.model(inp, layers, self.p.pooling)
         return {name: a.float() for name, a in feats.items()}
 
-    def style_targets(
-        self, styles: list[StyleImage], hw: tuple[int, int], content: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Blended Gram targets: sum_s w_s * G_s / (nH*nW) for each style layer."""
+    def regions(
+        self,
+        styles: list[StyleImage],
+        masks: list[torch.Tensor | None],
+        hw: tuple[int, int],
+        content: torch.Tensor,
+    ) -> list[Region]:
+        """The cost's regions at this scale: the styles without a region blended into one
+        (sum_s w_s * G_s / (nH*nW) per layer, over the whole image), then one per style with
+        a mask or a strength of its own (masks: the styles' full-size masks)."""
+        regions = []
         blended: dict[str, torch.Tensor] = {}
         for style in styles:
-            rgb = pixels.split_alpha(style.pixels)[0]
-            size = style_size(rgb.shape[:2], hw, self.p.style_scale)
-            pieces = [
-                (r, c)
-                for r in style_pieces(size[0], self.p.tile_size)
-                for c in style_pieces(size[1], self.p.tile_size)
-            ]
-            key_src = hashlib.sha1(np.ascontiguousarray(rgb).tobytes())
-            key_src.update(
-                repr(
-                    (
-                        rgb.shape,
-                        str(rgb.dtype),
-                        size,
-                        len(pieces),
-                        self.style_layers,
-                        self.model.weights_name,
-                        self.p.pooling,
-                        str(self.model.device),
-                        self.p.preserve_colors,
-                        str(self.autocast),
-                        self.channels_last,
-                    )
-                ).encode()
-            )
-            if self.p.preserve_colors:
-                # Luminance-only transfer matches the style's luminance to the content's.
-                key_src.update(hashlib.sha1(content.cpu().numpy().tobytes()).digest())
-            key = key_src.hexdigest()
-            targets = self.cache.get(key) if self.cache is not None else None
-            if targets is None:
-                x = resize(_to_tensor(pixels.to_unit_float(rgb), self.model.device), size)
-                if self.p.preserve_colors:
-                    x = luminance_only(x, match=content)
-                targets = self._gram_targets(x, pieces)
-                if self.cache is not None:
-                    self.cache.put(key, targets)
-            for name, target in targets.items():
+            if style.is_region or style.weight == 0:
+                continue
+            for name, target in self.style_targets(style, hw, content).items():
                 blended[name] = blended.get(name, 0) + style.weight * target
-        return blended
+        if blended:
+            regions.append(Region(blended, self.p.beta))
+        for style, mask in zip(styles, masks, strict=True):
+            if style.is_region and style.weight > 0:
+                beta = (
+                    self.p.beta
+                    if style.strength is None
+                    else strength_scale.style_weight(style.strength)
+                )
+                region = Region(self.style_targets(style, hw, content), beta, style.weight, mask)
+                regions.append(region.at(hw))
+        return regions
+
+    def style_targets(
+        self, style: StyleImage, hw: tuple[int, int], content: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """G_s / (nH*nW) of one style for each style layer, from the cache when it has them
+        (they depend on the style and the scale, never on a mask)."""
+        rgb = pixels.split_alpha(style.pixels)[0]
+        size = style_size(rgb.shape[:2], hw, self.p.style_scale)
+        pieces = [
+            (r, c)
+            for r in style_pieces(size[0], self.p.tile_size)
+            for c in style_pieces(size[1], self.p.tile_size)
+        ]
+        key_src = hashlib.sha1(np.ascontiguousarray(rgb).tobytes())
+        key_src.update(
+            repr(
+                (
+                    rgb.shape,
+                    str(rgb.dtype),
+                    size,
+                    len(pieces),
+                    self.style_layers,
+                    self.model.weights_name,
+                    self.p.pooling,
+                    str(self.model.device),
+                    self.p.preserve_colors,
+                    str(self.autocast),
+                    self.channels_last,
+                )
+            ).encode()
+        )
+        if self.p.preserve_colors:
+            # Luminance-only transfer matches the style's luminance to the content's.
+            key_src.update(hashlib.sha1(content.cpu().numpy().tobytes()).digest())
+        key = key_src.hexdigest()
+        targets = self.cache.get(key) if self.cache is not None else None
+        if targets is None:
+            x = resize(_to_tensor(pixels.to_unit_float(rgb), self.model.device), size)
+            if self.p.preserve_colors:
+                x = luminance_only(x, match=content)
+            targets = self._gram_targets(x, pieces)
+            if self.cache is not None:
+                self.cache.put(key, targets)
+        return targets
 
     def _gram_targets(
         self, x: torch.Tensor, pieces: list[tuple[Piece, Piece]]
@@ -319,45 +307,80 @@ class _Run:
             return {n: sums[n] / counts[n] for n in sums}
 
     def cost_weights(
-        self, content_target: torch.Tensor, style_targets: dict[str, torch.Tensor]
-    ) -> tuple[float, dict[str, float]]:
-        """The factors on Jc and on each layer's style cost.
+        self, content_target: torch.Tensor, regions: list[Region], size: tuple[int, int]
+    ) -> tuple[float, list[RegionTerms]]:
+        """The factors on Jc and, per region, on each layer's style cost (with the layer's
+        mask), for an image of `size`.
 
         With p.normalize_costs, Jc is divided by the content target's own energy (so it is the
         relative change of the content features) and each style layer's cost by its target's
         energy (the seed's raw layer costs differ by 10^5 between relu1_1 and relu4_1, so one
         layer would decide the style alone). The weights then mean shares, and one strength
         gives the same balance on every image. Without it: the seed's costs as they are.
+
+        A masked region's factors are also multiplied by its weight and by the share of the
+        image its mask covers at that layer, so each region weighs its style against the
+        content of its own pixels as a whole-image job does; a layer its mask does not reach
+        is left out.
         """
-        if not self.p.normalize_costs:
-            return 1.0, dict(self.layer_weights)
-        zero = torch.zeros_like(content_target)
-        energy = float(costs.content_cost(zero, content_target))
-        style = {}
-        for name, weight in self.layer_weights:
-            target = style_targets[name]
-            target_energy = float(target.pow(2).sum() / (4 * target.shape[0] ** 2))
-            style[name] = weight / target_energy if target_energy > 0 else weight
-        return (1.0 / energy if energy > 0 else 1.0), style
+        content_factor = 1.0
+        if self.p.normalize_costs:
+            zero = torch.zeros_like(content_target)
+            energy = float(costs.content_cost(zero, content_target))
+            content_factor = 1.0 / energy if energy > 0 else 1.0
+        terms = []
+        for region in regions:
+            masks = region.layer_masks(self.style_layers, size)
+            factors = {}
+            for name, weight in self.layer_weights:
+                if self.p.normalize_costs:
+                    target = region.targets[name]
+                    target_energy = float(target.pow(2).sum() / (4 * target.shape[0] ** 2))
+                    weight = weight / target_energy if target_energy > 0 else weight
+                if name in masks:
+                    share = float(masks[name].mean())
+                    if share == 0.0:
+                        continue
+                    weight = weight * region.weight * share
+                factors[name] = weight
+            terms.append(RegionTerms(region, factors, masks))
+        return content_factor, terms
 
     def costs(
         self,
         x: torch.Tensor,
         content_target: torch.Tensor,
-        style_targets: dict[str, torch.Tensor],
-        weights: tuple[float, dict[str, float]],
+        weights: tuple[float, list[RegionTerms]],
     ) -> tuple[torch.Tensor, ...]:
-        """J, Jc and Js of x (Jc and Js with the factors of `cost_weights`)."""
-        content_factor, layer_factors = weights
+        """J, Jc and Js of x (Jc and Js with the factors of `cost_weights`; Js summed over
+        the regions, J with each region's own beta)."""
+        content_factor, terms = weights
         feats = self.features(x, [self.p.content_layer, *self.style_layers])
         j_content = content_factor * costs.content_cost(content_target, feats[self.p.content_layer])
-        j_style = torch.stack(
-            [
-                w * costs.layer_style_cost_from_target(style_targets[n], feats[n])
-                for n, w in layer_factors.items()
-            ]
-        ).sum()
-        j = costs.total_cost(j_content, j_style, self.p.content_weight, self.p.beta)
+        j: torch.Tensor | None = None
+        j_style = torch.zeros((), device=x.device)
+        for term in terms:
+            if not term.factors:
+                continue  # its mask does not reach this tile
+            region_style = torch.stack(
+                [
+                    w
+                    * costs.layer_style_cost_from_target(
+                        term.region.targets[n], feats[n], term.masks.get(n)
+                    )
+                    for n, w in term.factors.items()
+                ]
+            ).sum()
+            if j is None:
+                j = costs.total_cost(
+                    j_content, region_style, self.p.content_weight, term.region.beta
+                )
+                j_style = region_style
+            else:
+                j = j + term.region.beta * region_style
+                j_style = j_style + region_style
+        if j is None:  # no style reaches this tile: the content alone
+            j = self.p.content_weight * j_content
         if self.p.tv_weight:
             # Per pixel value of the 0..1 image, so its weight means the same at every size.
             j = j + self.p.tv_weight * costs.tv_cost(x) / x[0].numel()
@@ -367,7 +390,7 @@ class _Run:
         self,
         x: torch.Tensor,
         content: torch.Tensor,
-        style_targets: dict[str, torch.Tensor],
+        regions: list[Region],
         scale: int,
         snapshot: Callable[[torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
@@ -377,13 +400,14 @@ class _Run:
         eval_s = self.plan.speed.evaluation_s(step.tile_pixels)
         with torch.no_grad():
             content_target = self.features(content, [self.p.content_layer])[self.p.content_layer]
-        weights = self.cost_weights(content_target, style_targets)
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        weights = self.cost_weights(content_target, regions, size)
         self.work_done += plan.SCALE_OVERHEAD_EVALUATIONS * eval_s
         best_parts = [math.inf, 0.0, 0.0]  # J, Jc and Js of the best image so far
         best = [x.detach()]
 
         def objective(image: torch.Tensor) -> torch.Tensor:
-            j, jc, js = self.costs(image, content_target, style_targets, weights)
+            j, jc, js = self.costs(image, content_target, weights)
             if float(j.detach()) < best_parts[0]:
                 best_parts[:] = [float(j.detach()), float(jc.detach()), float(js.detach())]
             return j
@@ -476,17 +500,16 @@ def stylize(
 ) -> np.ndarray:
     """Stylize `content` (H x W x C, u8/u16/f32) with `styles`; same shape and dtype back.
 
-    styles: arrays, (array, weight) pairs or StyleImage; blend weights are normalised to sum 1.
+    styles: arrays, (array, weight) pairs or StyleImage. The styles without a mask blend
+    (weights normalised to sum 1); each style with a mask (or its own strength) styles its
+    own region, and where no mask reaches the photo stays (nst_core.regions).
     params: StyleParams are taken as validated (the daemon and the CLI made them with
     make_params); a mapping is this entry's request and is validated here, once.
     Raises StylizeCancelled (with the partial image) when cancel() turns true.
     """
     p = params if isinstance(params, StyleParams) else make_params(params)
-    content = _check_image(content, "content")
-    style_list = [
-        StyleImage(_check_image(s.pixels, f"styles[{i}]"), s.weight)
-        for i, s in enumerate(_as_styles(styles))
-    ]
+    content = check_image(content, "content")
+    style_list = as_styles(styles, (int(content.shape[0]), int(content.shape[1])))
     if p.iterations == 0:
         return content.copy()  # nothing to optimise: the content as sent, bit for bit
     model = model or load_model("caffe", p.device)
@@ -495,6 +518,11 @@ def stylize(
     dtype = wire_dtype(content)
     colour, alpha = pixels.split_alpha(content)
     rgb = _to_tensor(pixels.to_unit_float(colour), device)
+    masks = [
+        None if s.mask is None else torch.from_numpy(s.mask)[None, None].to(device)
+        for s in style_list
+    ]
+    cover = coverage([m for s, m in zip(style_list, masks, strict=True) if s.weight > 0])
     plan = make_plan((height, width), p, calibrate.speed_for(model, p.precision))
     log.info("plan for %dx%d: %s", width, height, plan.describe())
 
@@ -510,6 +538,8 @@ def stylize(
                 yiq = rgb_to_yiq(rgb)
                 yiq[:, :1] = rgb_to_yiq(x)[:, :1]
                 x = yiq_to_rgb(yiq).clamp(0.0, 1.0)
+            if cover is not None:
+                x = onto_photo(x, rgb, cover)
             out = x[0].permute(1, 2, 0).cpu().numpy()
         out = pixels.from_unit_float(out, dtype)
         return pixels.join_alpha(out, alpha, channels)
@@ -526,7 +556,7 @@ def stylize(
         content_s = resize(rgb, hw)
         if p.preserve_colors:
             content_s = luminance_only(content_s)
-        targets = run.style_targets(style_list, hw, content_s)
+        regions = run.regions(style_list, masks, hw, content_s)
         if x is None:
             if p.init == "noise":
                 x = torch.rand((1, 3, *hw), generator=gen).to(device)
@@ -534,41 +564,8 @@ def stylize(
                 x = content_s.clone()
         else:
             x = resize(x, hw).clamp(0.0, 1.0)
-        x = _optimise_scale(run, x, content_s, targets, index)
+        x = tiles.optimise_scale(run, x, content_s, regions, index)
     assert x is not None
     if run.work_done > 0:
         calibrate.observe(model, plan.speed.scaled(run.elapsed() / run.work_done))
     return finish(x)
-
-
-def _optimise_scale(
-    run: _Run, x: torch.Tensor, content: torch.Tensor, targets: dict[str, torch.Tensor], scale: int
-) -> torch.Tensor:
-    """One scale: whole image, or overlapping tiles blended together when it is too large."""
-    h, w = x.shape[-2:]
-    tile = run.p.tile_size
-    rows, cols = tile_spans(h, tile), tile_spans(w, tile)
-    if len(rows) == 1 and len(cols) == 1:
-        return run.optimise(x, content, targets, scale, lambda cur: cur)
-    canvas = x.clone()
-    # Tiles are optimised one after another; each sees the tiles already finished, so the
-    # overlaps agree, and the blend weights hide the seams.
-    for r0, r1 in rows:
-        for c0, c1 in cols:
-
-            def snapshot(
-                cur: torch.Tensor, r0: int = r0, r1: int = r1, c0: int = c0, c1: int = c1
-            ) -> torch.Tensor:
-                view = canvas.clone()
-                view[..., r0:r1, c0:c1] = cur
-                return view
-
-            piece = run.optimise(
-                canvas[..., r0:r1, c0:c1], content[..., r0:r1, c0:c1], targets, scale, snapshot
-            )
-            wy = _ramp(r1 - r0, r0, r1, h, TILE_OVERLAP).to(x)
-            wx = _ramp(c1 - c0, c0, c1, w, TILE_OVERLAP).to(x)
-            weight = (wy[:, None] * wx[None, :])[None, None]
-            region = canvas[..., r0:r1, c0:c1]
-            canvas[..., r0:r1, c0:c1] = region * (1 - weight) + piece * weight
-    return canvas

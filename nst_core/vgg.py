@@ -47,6 +47,15 @@ def layer_stride(layer: str) -> int:
     return 2**block if layer.startswith("pool") else 2 ** (block - 1)
 
 
+def layer_size(layer: str, size: tuple[int, int]) -> tuple[int, int]:
+    """A layer's nH x nW for an image of `size` (each pool halves a side, rounding up)."""
+    pools = int(layer[4]) - (0 if layer.startswith("pool") else 1)
+    h, w = size
+    for _ in range(pools):
+        h, w = -(-h // 2), -(-w // 2)
+    return h, w
+
+
 def _conv_shapes() -> dict[str, tuple[int, int]]:
     shapes, c_in = {}, 3
     for b, n in enumerate(BLOCKS, start=1):

@@ -53,11 +53,13 @@ class Job:
 
     @cached_property
     def style_key(self) -> str:
-        """The styles' identity (their pixels, layouts and weights): a worker that ran it holds
-        their Gram targets, so the next job with the same styles is sent there."""
+        """The styles' identity (their pixels, layouts and weights; not their masks, which the
+        Gram targets do not depend on): a worker that ran it holds their targets, so the next
+        job with the same styles is sent there."""
         digest = hashlib.blake2b(digest_size=16)
         for desc in self.styles:
-            digest.update(repr(sorted(desc.items())).encode())
+            kept = {k: v for k, v in desc.items() if k not in ("mask", "strength")}
+            digest.update(repr(sorted(kept.items())).encode())
             digest.update(memoryview(self.frames[desc["frame"] - 1]).cast("B"))
         return digest.hexdigest()
 

@@ -14,6 +14,7 @@ from nst_client import layouts
 from nst_client import protocol as P
 from nst_client.params import MAX_WEIGHT, ParamError, StyleParams, make_params
 from nst_core.plan import LimitError, check_limits
+from nst_core.styles import check_strength
 
 from .jobs import Job
 
@@ -113,6 +114,32 @@ def check_image(desc: Any, buffers: Sequence[P.Buffer], field: str, max_pixels: 
     return checked
 
 
+def check_mask(
+    raw: Any, buffers: Sequence[P.Buffer], style: str, content: P.ImageDesc, max_pixels: int
+) -> P.ImageDesc | None:
+    """A style's mask descriptor (or None): one channel at the content's size, its frame
+    there. Its values (within 0..1, not all 0) are the engine's to check, off this thread."""
+    if raw is None:
+        return None
+    field = f"{style}.mask"
+    try:
+        mask = layouts.check_descriptor(raw, field)
+    except layouts.LayoutError as exc:
+        raise P.ProtocolError(P.BAD_REQUEST, str(exc)) from None
+    if mask["channels"] != 1:
+        raise P.ProtocolError(
+            P.BAD_REQUEST,
+            f"{field}.channels: a mask has one channel (grey), got {mask['channels']}",
+        )
+    if (mask["width"], mask["height"]) != (content["width"], content["height"]):
+        raise P.ProtocolError(
+            P.BAD_REQUEST,
+            f"{field}: the mask is {mask['width']}x{mask['height']}, the content "
+            f"{content['width']}x{content['height']}: a mask covers the content at its size",
+        )
+    return check_image(mask, buffers, field, max_pixels)
+
+
 def parse_params(raw: Any, device_type: str, limits: Limits = Limits()) -> StyleParams:
     """Client params -> StyleParams; the daemon's device is fixed, so `device` may only agree."""
     if raw is None:
@@ -166,12 +193,20 @@ def parse_stylize(
                 P.BAD_REQUEST,
                 f"{name}.weight: expected a number 0..{MAX_WEIGHT:g}, got {P.quote(weight)}",
             )
-        styles.append({**checked, "weight": float(weight)})
+        mask = check_mask(desc.get("mask"), buffers, name, content, limits.max_pixels)
+        strength = desc.get("strength")
+        if strength is not None:
+            try:
+                strength = check_strength(strength, f"{name}.strength")
+            except ValueError as exc:
+                raise P.ProtocolError(P.BAD_REQUEST, str(exc)) from None
+        styles.append(P.style_entry(checked, float(weight), mask, strength))
     if not any(s["weight"] > 0 for s in styles):
         raise P.ProtocolError(
             P.BAD_REQUEST, "styles: every weight is 0; give at least one style a weight"
         )
     used = {content["frame"], *(s["frame"] for s in styles)}
+    used |= {s["mask"]["frame"] for s in styles if "mask" in s}
     if len(used) != len(buffers):
         raise P.ProtocolError(
             P.BAD_REQUEST,

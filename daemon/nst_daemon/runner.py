@@ -18,6 +18,7 @@ from nst_client import protocol as P
 from nst_client.params import MIN_TILE_SIZE, ParamError
 from nst_client.progress import Progress
 from nst_core.errors import OptimisationFailed, StylizeCancelled
+from nst_core.styles import StyleImage
 
 from .jobs import Job
 
@@ -39,7 +40,7 @@ class StylizeFn(Protocol):
     def __call__(
         self,
         content: Any,
-        styles: Sequence[tuple[Any, float]],
+        styles: Sequence[StyleImage],
         params: Any,
         progress: Callable[[Progress], None] | None,
         cancel: Callable[[], bool] | None,
@@ -48,6 +49,17 @@ class StylizeFn(Protocol):
         model: Any,
         style_cache: Any,
     ) -> Any: ...
+
+
+def _style_image(desc: P.StyleDesc, frames: Sequence[P.Buffer]) -> StyleImage:
+    """A request's style entry as the engine takes it (read-only views of its frames)."""
+    mask = desc.get("mask")
+    return StyleImage(
+        layouts.to_array(desc, frames[desc["frame"] - 1], copy=False),
+        desc.get("weight", 1.0),
+        None if mask is None else layouts.to_array(mask, frames[mask["frame"] - 1], copy=False),
+        desc.get("strength"),
+    )
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -91,10 +103,7 @@ class Runner:
             return P.cancelled(job.id), []
         # Read-only views of the request's frames: the engine only reads its inputs.
         content = layouts.to_array(job.content, job.frames[job.content["frame"] - 1], copy=False)
-        styles = [
-            (layouts.to_array(d, job.frames[d["frame"] - 1], copy=False), d.get("weight", 1.0))
-            for d in job.styles
-        ]
+        styles = [_style_image(d, job.frames) for d in job.styles]
         last: list[Progress] = []
 
         def on_progress(p: Progress) -> None:

@@ -14,6 +14,7 @@ from nst_client import protocol as P
 from nst_client.params import make_params
 from nst_client.progress import Progress
 from nst_core.errors import OptimisationFailed, StylizeCancelled
+from nst_core.styles import StyleImage
 from nst_daemon.jobs import Job
 from nst_daemon.runner import Runner, is_out_of_memory
 
@@ -33,7 +34,7 @@ class FakeEngine:
     def __call__(
         self,
         content: Any,
-        styles: Sequence[tuple[Any, float]],
+        styles: Sequence[StyleImage],
         params: Any,
         progress: Callable[[Progress], None] | None,
         cancel: Callable[[], bool] | None,
@@ -96,8 +97,24 @@ def test_style_weights_and_model_reach_the_engine() -> None:
     _run(engine, _job())
     (call,) = engine.calls
     assert call["model"] == "the model"
-    ((style, weight),) = call["styles"]
-    assert weight == 0.5 and style.shape == (4, 4, 3)
+    (style,) = call["styles"]
+    assert style.weight == 0.5 and style.pixels.shape == (4, 4, 3)
+    assert style.mask is None and style.strength is None
+
+
+def test_a_styles_mask_and_strength_reach_the_engine() -> None:
+    job = _job()
+    mask = np.zeros((6, 5), np.uint8)
+    mask[:3] = 255
+    mask_desc, mask_data = layouts.from_array(mask, 3)
+    job.styles[0] = P.style_entry(job.styles[0], 2.0, mask_desc, 70.0)
+    job.frames.append(mask_data)
+    engine = FakeEngine()
+    _run(engine, job)
+    (style,) = engine.calls[0]["styles"]
+    assert style.weight == 2.0 and style.strength == 70.0
+    assert style.mask.shape == (6, 5, 1) and (style.mask[:3] == 255).all()
+    assert not style.mask[3:].any()
 
 
 def test_a_result_in_another_layout_is_a_bug_not_a_result() -> None:
