@@ -71,7 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         nargs="+",
         metavar="W",
-        help="blend weight of each style image (default equal)",
+        help="weight of each style image: the blend of the styles without a mask (default "
+        "equal); a masked style's own scale (default 1)",
+    )
+    s.add_argument(
+        "--style-masks",
+        nargs="+",
+        metavar="MASK",
+        help="where each style goes: an image file per style at the content's size, white = "
+        "all of the style, grey = less, black = none ('-' for the whole image); a colour mask "
+        "counts by its brightness, transparency as black; where no mask reaches, the photo stays",
+    )
+    s.add_argument(
+        "--style-strengths",
+        nargs="+",
+        metavar="S",
+        help="each style's own strength on the --strength scale ('-' for the job's)",
     )
     s.add_argument(
         "--daemon",
@@ -98,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(
         max_pixels=DEFAULT_MAX_PIXELS,
         style_weights=None,
+        style_masks=None,
+        style_strengths=None,
         daemon=None,
         no_start=False,
         curve_server_key=None,

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from nst_client import job, layouts
-from nst_client.client import JobAbandoned, JobCancelled
+from nst_client.client import JobAbandoned, JobCancelled, RawStyle
 from nst_client.params import StyleParams
 from nst_client.progress import Progress
 from nst_client.protocol import OPTIMISATION_FAILED
-from nst_core.imageio import ImageFileError, check_output, read_image, write_image
+from nst_core.imageio import ImageFileError, check_output, read_image, read_mask, write_image
+from nst_core.styles import StyleImage, check_mask, check_strength
 
 from .engine_commands import CLIENT_NAME, daemon_settings, starting_printer
 from .options import UserError, daemon_params, params_from_args
@@ -87,21 +88,20 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         outputs.append(save_every_path(output, args.save_every))
     for path in outputs:
         check_output(path)  # the place, before reading a large content
-    if args.style_weights is not None and len(args.style_weights) != len(args.styles):
-        raise UserError(
-            f"--style-weights: {len(args.style_weights)} weights for "
-            f"{len(args.styles)} style images"
-        )
+    for option in ("style_weights", "style_masks", "style_strengths"):
+        given = getattr(args, option)
+        if given is not None and len(given) != len(args.styles):
+            raise UserError(
+                f"--{option.replace('_', '-')}: {len(given)} given for "
+                f"{len(args.styles)} style images"
+            )
     weights = args.style_weights or [1.0] * len(args.styles)
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise UserError("--style-weights: weights must be >= 0 and not all 0")
     params = params_from_args(args)
     try:
         content = read_image(args.content, args.max_pixels)
-        styles = [
-            (read_image(path, args.max_pixels), w)
-            for path, w in zip(args.styles, weights, strict=True)
-        ]
+        styles = _read_styles(args, weights, content)
         for path in outputs:
             check_output(path, content)  # the format, for the result's dtype and channels
     except ImageFileError as exc:
@@ -118,9 +118,38 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return _stylize_local(content, styles, params, args, output)
 
 
+def _read_styles(args: argparse.Namespace, weights: list[float], content: Any) -> list[StyleImage]:
+    """The style files with their weights, masks and strengths, every mask checked against
+    the content (its size, its values) before any work; errors name the file."""
+    masks = args.style_masks or ["-"] * len(args.styles)
+    strengths = args.style_strengths or ["-"] * len(args.styles)
+    size = (int(content.shape[0]), int(content.shape[1]))
+    styles = []
+    for path, weight, mask_path, strength in zip(
+        args.styles, weights, masks, strengths, strict=True
+    ):
+        mask = None
+        if mask_path != "-":
+            mask = read_mask(mask_path, args.max_pixels)
+            try:
+                check_mask(mask, size, f"--style-masks: {mask_path}")
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+        own = None
+        if strength != "-":
+            try:
+                own = check_strength(float(strength), "--style-strengths")
+            except ValueError:
+                raise UserError(
+                    f"--style-strengths: expected a number 0..100 or '-', got {strength!r}"
+                ) from None
+        styles.append(StyleImage(read_image(path, args.max_pixels), weight, mask, own))
+    return styles
+
+
 def _stylize_local(
     content: Any,
-    styles: list[tuple[Any, float]],
+    styles: list[StyleImage],
     params: StyleParams,
     args: argparse.Namespace,
     output: Path,
@@ -169,6 +198,11 @@ def _stylize_local(
     return 0
 
 
+def _raw_style(style: StyleImage) -> RawStyle:
+    mask = None if style.mask is None else layouts.from_array(style.mask, 0)
+    return RawStyle(layouts.from_array(style.pixels, 0), style.weight, mask, style.strength)
+
+
 def _say_plan(model: Any, content_hw: tuple[int, int], params: StyleParams) -> None:
     """The job's plan and the precision it runs in, on stderr above the progress bar, in
     the words `nst status` uses for a daemon's. The engine plans the same (make_plan is a
@@ -187,7 +221,7 @@ def _say_plan(model: Any, content_hw: tuple[int, int], params: StyleParams) -> N
 
 def _stylize_daemon(
     content: Any,
-    styles: list[tuple[Any, float]],
+    styles: list[StyleImage],
     params: StyleParams,
     args: argparse.Namespace,
     output: Path,
@@ -215,7 +249,7 @@ def _stylize_daemon(
             settings,
             WORDS,
             layouts.from_array(content, 0),
-            [(layouts.from_array(a, 0), w) for a, w in styles],
+            [_raw_style(s) for s in styles],
             daemon_params(params),
             on_event=on_event,
             should_cancel=stop.is_set,

@@ -123,6 +123,7 @@ class RegionTerms:
     region: Region
     factors: dict[str, float]
     masks: dict[str, torch.Tensor]
+    boxes: dict[str, costs.Box]
 
 
 def _to_tensor(rgb01: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -343,7 +344,8 @@ class _Run:
                         continue
                     weight = weight * region.weight * share
                 factors[name] = weight
-            terms.append(RegionTerms(region, factors, masks))
+            boxes = {name: costs.mask_box(masks[name]) for name in factors if name in masks}
+            terms.append(RegionTerms(region, factors, masks, boxes))
         return content_factor, terms
 
     def costs(
@@ -357,16 +359,29 @@ class _Run:
         content_factor, terms = weights
         feats = self.features(x, [self.p.content_layer, *self.style_layers])
         j_content = content_factor * costs.content_cost(content_target, feats[self.p.content_layer])
+        masked: dict[tuple[int, str], torch.Tensor] = {}  # (term, layer) -> its masked cost
+        for n in self.style_layers:
+            at = [i for i, t in enumerate(terms) if n in t.factors and n in t.masks]
+            if at:
+                values = costs.guided_style_costs(
+                    feats[n],
+                    [terms[i].region.targets[n] for i in at],
+                    [terms[i].masks[n] for i in at],
+                    [terms[i].boxes[n] for i in at],
+                )
+                masked.update({(i, n): v for i, v in zip(at, values, strict=True)})
         j: torch.Tensor | None = None
         j_style = torch.zeros((), device=x.device)
-        for term in terms:
+        for i, term in enumerate(terms):
             if not term.factors:
                 continue  # its mask does not reach this tile
             region_style = torch.stack(
                 [
                     w
-                    * costs.layer_style_cost_from_target(
-                        term.region.targets[n], feats[n], term.masks.get(n)
+                    * (
+                        masked[i, n]
+                        if (i, n) in masked
+                        else costs.layer_style_cost_from_target(term.region.targets[n], feats[n])
                     )
                     for n, w in term.factors.items()
                 ]

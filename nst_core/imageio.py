@@ -22,6 +22,8 @@ import numpy as np
 
 from nst_client.protocol import DEFAULT_MAX_PIXELS
 
+from . import pixels
+
 if TYPE_CHECKING:
     from PIL import ImageFile
 
@@ -103,6 +105,25 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     except Exception as exc:
         raise ImageFileError(f"{p}: cannot read as an image ({exc})") from None
     return arr if arr.ndim == 3 else arr[:, :, None]
+
+
+def read_mask(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An image file as a style's mask: H x W x 1. A grey file is taken as it is (u8/u16);
+    a colour one by its luminance; where the file has alpha, transparent counts as black
+    (so a layer painted on transparency masks where it is painted)."""
+    arr = read_image(path, max_pixels)
+    if arr.shape[2] == 1:
+        return arr
+    unit = pixels.to_unit_float(arr)
+    colour, alpha = unit[:, :, : 1 if arr.shape[2] == 2 else 3], None
+    if arr.shape[2] in (2, 4):
+        alpha = unit[:, :, -1:]
+    if colour.shape[2] == 3:
+        colour = colour @ np.array([[0.299], [0.587], [0.114]], np.float32)
+    grey = colour
+    if alpha is not None:
+        grey = grey * alpha
+    return np.ascontiguousarray(grey, dtype=np.float32).clip(0.0, 1.0)
 
 
 def _destination(path: str | os.PathLike[str]) -> Path:

@@ -51,7 +51,10 @@ def check_image(arr: Any, what: str) -> np.ndarray:
         raise ValueError(f"{what}: expected H x W x C with C in 1..4, got shape {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{what}: empty image {arr.shape}")
-    wire_dtype(arr)  # raises for other dtypes
+    try:
+        wire_dtype(arr)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int(arr.size - np.isfinite(arr).sum())
         raise ValueError(f"{what}: {bad} pixel values are not finite (NaN or infinity)")

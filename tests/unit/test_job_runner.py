@@ -14,7 +14,7 @@ from scripted_transport import Reply, ScriptedTransport
 import nst_client
 from nst_client import job, launcher
 from nst_client import protocol as P
-from nst_client.client import Client, DaemonUnavailable, JobCancelled
+from nst_client.client import Client, DaemonUnavailable, JobCancelled, RawStyle
 from nst_client.launcher import EngineState
 from nst_client.settings import CONFIG_NAME, Settings
 
@@ -55,6 +55,7 @@ def _run(
     states: tuple[EngineState, ...] = (),
     failure: Exception | None = None,
     words: job.ClientWords = WORDS,
+    styles: job.Styles = ((STYLE, 1.0),),
     **kwargs: Any,
 ) -> tuple[list[job.JobEvent], Any]:
     """run_job against the scripted daemon; (events, result or the exception raised)."""
@@ -76,7 +77,7 @@ def _run(
             settings,
             words,
             CONTENT,
-            [(STYLE, 1.0)],
+            styles,
             {"quality": "draft"},
             on_event=events.append,
             connect_fn=connect,
@@ -114,6 +115,31 @@ def test_a_job_reports_the_engine_welcome_progress_then_the_result() -> None:
     assert sent["params"] == {"quality": "draft"} and daemon.closed
     [hello] = daemon.of_type("hello")
     assert hello["client"] == "test-client"
+
+
+MASK = (P.ImageDesc(width=W, height=H, channels=1, dtype="u8", frame=0), bytes(range(12)))
+
+
+def test_a_region_goes_with_its_mask_and_strength_after_its_style() -> None:
+    welcome = {**_welcome(), "features": [P.MASKS]}
+    daemon = ScriptedTransport({"hello": [welcome], "stylize": [_result()]})
+    styles = [(STYLE, 1.0), RawStyle(STYLE, 2.0, MASK, 70.0)]
+    events, result = _run(daemon, styles=styles)
+    assert isinstance(events[-1], job.Finished)
+    [sent] = daemon.of_type("stylize")
+    first, region = sent["styles"]
+    assert "mask" not in first and "strength" not in first
+    assert (first["frame"], region["frame"], region["mask"]["frame"]) == (2, 3, 4)
+    assert region["weight"] == 2.0 and region["strength"] == 70.0
+    assert region["mask"]["channels"] == 1 and daemon.frames[-1] == 4
+
+
+def test_regions_are_refused_before_sending_to_an_engine_without_masks() -> None:
+    daemon = ScriptedTransport({"hello": [_welcome("0.9.0")], "stylize": [_result()]})
+    events, failed = _run(daemon, styles=[RawStyle(STYLE, 1.0, MASK)])
+    assert isinstance(failed, job.JobFailed) and failed.code == P.UNSUPPORTED_PROTOCOL
+    assert "cannot style regions" in failed.message and "0.9.0" in failed.message
+    assert daemon.of_type("stylize") == []
 
 
 def test_another_version_is_noted_and_the_job_still_runs() -> None:
