@@ -185,6 +185,29 @@ def test_stylize_writes_the_result(files: dict[str, Path]) -> None:
     assert "3/3" in r.stderr  # the progress bar reached the end
 
 
+def test_stylize_with_a_style_per_region(files: dict[str, Path], photo: np.ndarray) -> None:
+    """Two styles on two masks (a grey-level PNG and a colour one with transparency), a band
+    no mask covers: each region changes, the band stays the photo."""
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, :28] = 255
+    Image.fromarray(mask).save(files["dir"] / "left.png")
+    right = np.zeros((64, 64, 4), np.uint8)
+    right[:, 36:] = (255, 255, 255, 255)
+    Image.fromarray(right).save(files["dir"] / "right.png")
+    Image.fromarray(photo[::-1].copy()).save(files["dir"] / "other.png")
+    r = run_nst(
+        *("stylize", str(files["content"]), str(files["style"]), str(files["dir"] / "other.png")),
+        *("-o", str(files["out"]), "--size", "64", "--iterations", "3"),
+        *("--style-masks", str(files["dir"] / "left.png"), str(files["dir"] / "right.png")),
+    )
+    assert r.returncode == 0, r.stderr
+    out = read_image(files["out"])
+    content = read_image(files["content"])
+    assert np.array_equal(out[:, 28:36], content[:, 28:36])
+    assert not np.array_equal(out[:, :28], content[:, :28])
+    assert not np.array_equal(out[:, 36:], content[:, 36:])
+
+
 def test_sixteen_bit_rgba_png_round_trip(files: dict[str, Path], photo: np.ndarray) -> None:
     rgba16 = np.concatenate(
         [photo.astype(np.uint16) * 257, np.full((64, 64, 1), 12345, np.uint16)], axis=2

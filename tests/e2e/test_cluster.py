@@ -21,7 +21,7 @@ from daemon_process import DaemonProc, free_port
 
 from nst_client import layouts
 from nst_client import protocol as P
-from nst_client.client import Client, JobCancelled, JobResult, RawImage
+from nst_client.client import Client, JobCancelled, JobResult, RawImage, RawStyle
 from nst_client.progress import Progress
 from nst_daemon.cluster.loopback import LOOPBACK_ENV, LoopbackCluster
 
@@ -151,6 +151,19 @@ def test_clients_at_once_spread_over_the_workers_and_a_repeated_style_hits_a_cac
     assert again.stats["style_cache"]["hits"] >= 1, again.stats
     assert progress and progress[-1].iterations > 0, "progress streams from the worker"
     assert any(p.preview is not None for p in progress), "previews stream too"
+
+
+def test_masks_reach_the_workers(front: DaemonProc) -> None:
+    """A region job through the front door: the worker styles only where the mask is."""
+    idle_workers(front, 1)
+    mask = np.zeros(CONTENT.shape[:2], np.uint8)
+    mask[:, :32] = 255
+    with client(front) as c:
+        assert P.MASKS in c.hello()["features"]
+        done = c.stylize_raw(raw(CONTENT), [RawStyle(raw(STYLE_A), 1.0, raw(mask))], QUICK)
+    out = layouts.to_array(done.image, done.data)
+    assert np.array_equal(out[:, 32:], CONTENT[:, 32:])
+    assert not np.array_equal(out[:, :32], CONTENT[:, :32])
 
 
 def test_cancel_reaches_the_worker_within_a_second(front: DaemonProc) -> None:

@@ -153,6 +153,42 @@ def test_result_stats_and_style_cache(client: Client) -> None:
     assert first.data == again.data  # same seed, same settings: same pixels
 
 
+def test_regions_over_the_protocol(client: Client) -> None:
+    """Two styles, each on its mask (u8 and f32), the bottom rows covered by neither: the
+    daemon says it takes masks, the regions come back styled, the rest the photo exactly."""
+    assert P.MASKS in client.hello()["features"]
+    content, style = images(seed=11)
+    _, other = images(seed=12)
+    left = np.zeros((64, 56), np.uint8)
+    left[:48, :28] = 255
+    right = np.zeros((64, 56), np.float32)
+    right[:48, 28:] = 1.0
+    out = client.stylize(content, [(style, 1.0, left), (other, 1.0, right)], QUICK)
+    assert np.array_equal(out[48:], content[48:])  # no mask reaches: the photo, bit for bit
+    assert not np.array_equal(out[:48, :28, :3], content[:48, :28, :3])
+    assert not np.array_equal(out[:48, 28:, :3], content[:48, 28:, :3])
+    assert np.array_equal(out[..., 3], content[..., 3])
+
+
+@pytest.mark.parametrize(
+    "mask,words",
+    [
+        (np.zeros((64, 56), np.uint8), "styles[0].mask: the mask is all black"),
+        (np.full((64, 56), 2.0, np.float32), "styles[0].mask: f32 mask values must be within"),
+        (np.ones((32, 56), np.uint8), "styles[0].mask: the mask is 56x32, the content 56x64"),
+    ],
+)
+def test_a_bad_mask_is_refused_by_name_and_the_daemon_goes_on(
+    client: Client, mask: np.ndarray, words: str
+) -> None:
+    content, style = images(seed=13)
+    with pytest.raises(DaemonError) as err:
+        client.stylize(content, [(style, 1.0, mask)], QUICK)
+    assert err.value.code == P.BAD_REQUEST and words in err.value.message
+    out = client.stylize(content, [style], {"iterations": 1, "size": 32})
+    assert out.shape == content.shape
+
+
 def test_zero_iterations_returns_content(client: Client) -> None:
     content, style = images(channels=2, dtype=np.uint8)
     out = client.stylize(content, [style], {"iterations": 0})
@@ -685,3 +721,33 @@ def test_nst_cli_through_the_daemon_and_status(daemon: DaemonProc, tmp_path: Pat
     )
     assert r.returncode == 0, r.stderr
     assert "device: cpu" in r.stdout and "jobs_done:" in r.stdout
+
+
+def test_nst_cli_style_masks_through_the_daemon(daemon: DaemonProc, tmp_path: Path) -> None:
+    """`nst stylize --style-masks` on the warm daemon: the masked style only where its mask
+    is white, the photo where it is black."""
+    from nst_core.imageio import read_image, write_image
+
+    rng = np.random.default_rng(8)
+    content = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    mask = np.zeros((40, 56), np.uint8)
+    mask[:, :30] = 255
+    write_image(tmp_path / "c.png", content)
+    write_image(tmp_path / "s.png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    write_image(tmp_path / "m.png", mask)
+    r = subprocess.run(
+        [
+            product.bin_path("nst"),
+            *("stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png")),
+            *("-o", str(tmp_path / "out.png"), "--daemon", daemon.endpoint),
+            *("--style-masks", str(tmp_path / "m.png"), "--style-strengths", "70"),
+            *("--size", "48", "--iterations", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    out = read_image(tmp_path / "out.png")
+    assert np.array_equal(out[:, 30:], content[:, 30:])
+    assert not np.array_equal(out[:, :30], content[:, :30])

@@ -59,7 +59,7 @@ def style_distance(
     total = 0.0
     for name in LAYERS:
         target = costs.style_target(fs[name])
-        layer_mask = resize_mask(m, tuple(fi[name].shape[-2:]))
+        layer_mask = resize_mask(m, (int(fi[name].shape[-2]), int(fi[name].shape[-1])))
         d = costs.layer_style_cost_from_target(target, fi[name], layer_mask).item()
         base = costs.layer_style_cost_from_target(target, fg[name], layer_mask).item()
         total += d / base

@@ -123,7 +123,7 @@ MASK = (P.ImageDesc(width=W, height=H, channels=1, dtype="u8", frame=0), bytes(r
 def test_a_region_goes_with_its_mask_and_strength_after_its_style() -> None:
     welcome = {**_welcome(), "features": [P.MASKS]}
     daemon = ScriptedTransport({"hello": [welcome], "stylize": [_result()]})
-    styles = [(STYLE, 1.0), RawStyle(STYLE, 2.0, MASK, 70.0)]
+    styles: job.Styles = [(STYLE, 1.0), RawStyle(STYLE, 2.0, MASK, 70.0)]
     events, result = _run(daemon, styles=styles)
     assert isinstance(events[-1], job.Finished)
     [sent] = daemon.of_type("stylize")

@@ -223,11 +223,11 @@ def test_blend_weights_are_normalised_and_a_regions_weight_is_kept() -> None:
 # --- the protocol ------------------------------------------------------------------------------
 
 
-def _request(mask: dict[str, Any] | None, frames: int = 3, **style: Any) -> tuple[Any, list[bytes]]:
+def _request(mask: Any, frames: int = 3, **style: Any) -> tuple[Any, list[bytes]]:
     content = layouts.describe(4, 3, 3, "u8", 1)
     entry = P.style_entry(layouts.describe(2, 2, 3, "u8", 2), 1.0)
     if mask is not None:
-        entry["mask"] = mask  # type: ignore[typeddict-item]
+        entry["mask"] = mask
     entry.update(style)  # type: ignore[typeddict-item]
     header = {"type": "stylize", "id": "j", "content": content, "styles": [entry], "params": {}}
     buffers = [bytes(36), bytes(12), bytes(12)][:frames]
