@@ -84,11 +84,13 @@ def iterations_to_90(costs: list[float]) -> int:
 
 
 def measure(
-    metric: Path, content: Path, style: Path, outs: list[Path]
+    metric: Path, content: Path, style: Path, outs: list[Path], mask: Path | None = None
 ) -> list[tuple[float, float]]:
-    """(style, content) figures of each output, by the shared metric (one process, one VGG)."""
+    """(style, content) figures of each output, by the shared metric (one process, one VGG);
+    with a mask, over the region it covers."""
+    masked = ["--mask", str(mask)] if mask is not None else []
     proc = subprocess.run(
-        [sys.executable, str(metric), str(content), str(style), *map(str, outs)],
+        [sys.executable, str(metric), *masked, str(content), str(style), *map(str, outs)],
         capture_output=True,
         text=True,
         check=True,

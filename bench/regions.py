@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import add_metric_argument, sheet
+from quality import add_metric_argument, measure, sheet
 
 LAYOUTS = ("hard", "soft", "keep")
 STYLES = ("swirls", "strokes")
@@ -106,30 +105,14 @@ def grey(mask: np.ndarray) -> Image.Image:
 # --- measuring -------------------------------------------------------------------------------
 
 
-def figures(
-    metric: Path, content: Path, style: Path, mask: Path, outs: list[Path]
-) -> list[tuple[float, float]]:
-    """(style, content) figures of each output over the mask, by the shared metric."""
-    proc = subprocess.run(
-        [sys.executable, str(metric), "--mask", str(mask), str(content), str(style)]
-        + [str(o) for o in outs],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = []
-    for line in proc.stdout.splitlines():
-        _, style_part, content_part = line.split("\t")
-        rows.append((float(style_part.split()[1]), float(content_part.split()[1])))
-    return rows
-
-
 def border_crops(images: list[np.ndarray], mask: np.ndarray, side: int = 96) -> list[np.ndarray]:
-    """The same square of each image where the mask is closest to 0.5 (the border), at 2x."""
+    """The same square of each image on the mask's border (where it is nearest 0.5: the
+    leftmost such place, at its middle row), at 2x."""
     ys, xs = np.nonzero(np.abs(mask - 0.5) < 0.1)
     if len(ys) == 0:
         ys, xs = np.array([mask.shape[0] // 2]), np.array([mask.shape[1] // 2])
-    y, x = int(np.median(ys)), int(np.median(xs))
+    left = xs == xs.min()
+    y, x = int(np.median(ys[left])), int(xs.min())
     y0 = min(max(0, y - side // 2), mask.shape[0] - side)
     x0 = min(max(0, x - side // 2), mask.shape[1] - side)
     out = []
@@ -208,19 +191,19 @@ def main() -> int:
             mask_path = out / f"{name}-mask-{index}.png"
             grey(mask).save(mask_path)
             if style_name == "keep":
-                ((_, content),) = figures(
-                    args.metric, photo_path, out / f"{STYLES[0]}.png", mask_path, [region_path]
+                ((_, content),) = measure(
+                    args.metric, photo_path, out / f"{STYLES[0]}.png", [region_path], mask_path
                 )
                 print(f"| {name} | keep (photo) | | | | {content:.4f} | {region_s:.0f} |")
                 continue
             other = next(s for s in STYLES if s != style_name)
             whole_path, _ = runs[style_name]
-            (own, _), (whole, _) = figures(
-                args.metric, photo_path, out / f"{style_name}.png", mask_path,
-                [region_path, whole_path],
-            )  # fmt: skip
-            ((against, _),) = figures(
-                args.metric, photo_path, out / f"{other}.png", mask_path, [region_path]
+            style_path = out / f"{style_name}.png"
+            (own, _), (whole, _) = measure(
+                args.metric, photo_path, style_path, [region_path, whole_path], mask_path
+            )
+            ((against, _),) = measure(
+                args.metric, photo_path, out / f"{other}.png", [region_path], mask_path
             )
             print(
                 f"| {name} | {style_name} | {own:.3f} | {whole:.3f} | {against:.3f} | | "

@@ -23,7 +23,7 @@ __all__ = [
 _LAZY = {
     "stylize": "nst_core.engine",
     "StylizeCancelled": "nst_core.errors",
-    "StyleImage": "nst_core.engine",
+    "StyleImage": "nst_core.styles",
     "OptimisationFailed": "nst_core.errors",
     "StyleParams": "nst_client.params",
     "make_params": "nst_client.params",

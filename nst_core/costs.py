@@ -77,8 +77,9 @@ class _GuidedStyleCosts(torch.autograd.Function):
 
     Same values as layer_style_cost_from_target with guided_gram, at about the cost of the
     unmasked one: each region reads only its mask's box, and the gradient is written
-    directly, 2 (G - T) B / (2 nC)^2 / sum(m) per region (B: the masked positions), one
-    product where autograd would make two, added into one tensor for all regions.
+    directly, B (G - T) / (nC^2 sum(m)) per region (B: the positions times their mask
+    values), one product where autograd would make two, added into one tensor for all
+    regions.
     """
 
     @staticmethod

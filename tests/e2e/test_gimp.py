@@ -495,6 +495,96 @@ def test_gimp_plugin(transport: str, gimp_root: Path, daemon_endpoint: str, tmp_
     print(f"\n[{transport}] gimp-console {gimp_s:.1f} s\n  " + "\n  ".join(report))
 
 
+#: A style per region: the left half of the layer is saved as a channel for style 2 (dots),
+#: style 1 (swirls) takes the rest. Columns this close to the seam are not judged (the two
+#: regions' styles meet there).
+SPLIT, SEAM = W // 2, 4
+
+
+def _dots_style(io: Path) -> np.ndarray:
+    """The second style, far from swirls in Gram terms, as /io/dots.png."""
+    from PIL import Image
+
+    from nst_app.demo import dots
+
+    style = dots(96)
+    Image.fromarray(style).save(io / "dots.png")
+    return style.astype(np.float32) / 255.0
+
+
+def test_gimp_style_per_region(gimp_root: Path, daemon_endpoint: str, tmp_path: Path) -> None:
+    """Two styles in one run of the filter in real GIMP: dots on a saved selection (a channel
+    of the left half), swirls on the rest. One new layer; each half moved towards its own style
+    more than towards the other; the source layer untouched. A channel that covers none of the
+    layer is refused by name before any job."""
+    io = _new_io(tmp_path)
+    swirls_style, dots_style = _style(io), _dots_style(io)
+    region: dict[str, Any] = {
+        "style": "/io/swirls.png",
+        "files": {"style-file-2": "/io/dots.png"},
+        "args": {"iterations": ITERATIONS, "size": SIZE, "region-2": "channel"},
+    }
+    cases = [
+        {
+            **region,
+            "name": "regions",
+            "content": _content("regions", 4, "u8", io),
+            "offset": [5, 3],  # the channel is in the image's coordinates, the layer is not
+            "channels": [{"name": "left", "rect": [0, 0, SPLIT, H]}],
+            "channel_args": {"region-channel-2": "left"},
+        },
+        {
+            **region,
+            "name": "empty_region",
+            "content": _content("empty_region", 4, "u8", io),
+            "channels": [{"name": "nothing", "rect": [0, 0, 0, 0]}],
+            "channel_args": {"region-channel-2": "nothing"},
+            "expect_error": 'Style 2\'s region, the channel "nothing", is empty: it covers none of',
+        },
+    ]
+    (io / "cases.json").write_text(json.dumps(cases, indent=1))
+    shutil.copyfile(HOSTS / "gimp_driver.py", io / "driver.py")
+    _open_io(io)
+    _install_plugin(gimp_root, daemon_endpoint)
+    run = _run_gimp(io, _host_keys(io))
+    assert run.returncode == 0, f"gimp-console failed ({run.returncode}):\n{run.stdout[-6000:]}"
+    results = {r["name"]: r for r in json.loads((io / "out" / "results.json").read_text())}
+
+    refused = results["empty_region"]
+    assert refused["status"] == "execution-error", refused
+    assert cases[1]["expect_error"] in refused["error"], refused["error"]
+
+    res = results["regions"]
+    assert res["status"] == "success", f"{res}\n{run.stdout[-6000:]}"
+    # One new layer directly above the source, named after both styles, the layer's size.
+    assert res["layers"] == ["top", "source (swirls + dots)", "source"], res["layers"]
+    new = res["new"]
+    assert new["offsets"] == [5, 3] and (new["width"], new["height"]) == (W, H), new
+    assert "mask" not in res, "regions need no layer mask: the photo is kept where none reaches"
+    before = (io / "out" / "regions_source_before.raw").read_bytes()
+    assert before == (io / "out" / "regions_source_after.raw").read_bytes(), "source modified"
+    source, result = _read(io, res["source_before"], "u8"), _read(io, new, "u8")
+    np.testing.assert_allclose(result[:, :, 3], source[:, :, 3], atol=0.5 / 255)
+    judges = {"swirls": StyleJudge(swirls_style), "dots": StyleJudge(dots_style)}
+    halves = {"dots": np.s_[:, : SPLIT - SEAM, :3], "swirls": np.s_[:, SPLIT + SEAM :, :3]}
+    report = []
+    for own, half in halves.items():
+        ratios = {
+            name: judge.cost(result[half]) / judge.cost(source[half])
+            for name, judge in judges.items()
+        }
+        other = next(name for name in judges if name != own)
+        report.append(
+            f"{own} half: style cost ratio to {own} {ratios[own]:.2f}, to {other} "
+            f"{ratios[other]:.2f}"
+        )
+        assert ratios[own] < STYLE_COST_RATIO, report[-1]
+        assert ratios[own] < ratios[other], report[-1]
+    print(
+        f"\n[regions] {res['seconds']:.1f} s; refused: {refused['error']}\n  " + "\n  ".join(report)
+    )
+
+
 def _content_png(io: Path, name: str) -> np.ndarray:
     """The RGBA u8 test content as /io/content.png; returns it as float (H, W, 4)."""
     from PIL import Image

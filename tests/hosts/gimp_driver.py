@@ -1,10 +1,11 @@
 """Batch driver run inside GIMP 3 (`gimp-console-3.0 --batch-interpreter=python-fu-eval`).
 
 Reads /io/cases.json, and for each case opens the content image in GIMP, arranges it (an
-offset, a layer above, a selection), calls plug-in-nst-stylize non-interactively like a batch
-script would, and dumps what the test checks into /io/out: the layer stack, the source layer's
-pixels before and after, the new layer's pixels and mask. The pytest side does the judging;
-this script raises only when GIMP itself misbehaves, so gimp-console exits non-zero.
+offset, a layer above, saved selections as channels, a selection), calls plug-in-nst-stylize
+non-interactively like a batch script would, and dumps what the test checks into /io/out: the
+layer stack, the source layer's pixels before and after, the new layer's pixels and mask. The
+pytest side does the judging; this script raises only when GIMP itself misbehaves, so
+gimp-console exits non-zero.
 """
 
 import json
@@ -70,6 +71,13 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         image.resize(image.get_width() + ox, image.get_height() + oy, ox, oy)
     top = Gimp.Layer.new(image, "top", 8, 8, source.type_with_alpha(), 100.0, Gimp.LayerMode.NORMAL)
     image.insert_layer(top, None, 0)
+    for channel in case.get("channels", []):  # a rectangle of the layer, saved as a channel
+        x, y, w, h = channel["rect"]
+        Gimp.Selection.none(image)
+        if w and h:  # else a channel of nothing
+            image.select_rectangle(Gimp.ChannelOps.REPLACE, ox + x, oy + y, w, h)
+        Gimp.Selection.save(image).set_name(channel["name"])
+        Gimp.Selection.none(image)
     sel = case.get("selection")
     if sel:
         image.select_ellipse(Gimp.ChannelOps.REPLACE, *sel)
@@ -87,6 +95,10 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         cfg.set_property("style-file", Gio.File.new_for_path(case["style"]))
     for name, value in case.get("args", {}).items():
         cfg.set_property(name, value)
+    for name, path in case.get("files", {}).items():  # file arguments (styles 2 and 3)
+        cfg.set_property(name, Gio.File.new_for_path(path))
+    for name, channel in case.get("channel_args", {}).items():  # channel arguments, by name
+        cfg.set_property(name, image.get_channel_by_name(channel))
     started = time.monotonic()
     rv = proc.run(cfg)
     elapsed = time.monotonic() - started

@@ -30,8 +30,14 @@ from nst_plugins import install as shared
 
 PLUGIN_DIR = shared.payload_dir("gimp") / installer.PLUGIN_NAME
 SCRIPT = PLUGIN_DIR / f"{installer.PLUGIN_NAME}.py"
-sys.path.insert(0, str(PLUGIN_DIR))  # as the script does: the pure module sits beside it
+#: The procedure's values and dialogs (GIMP glue beside the script).
+UI = PLUGIN_DIR / "nst_gimp_ui.py"
+#: The modules that must run without GIMP.
+PURE = ("nst_gimp_job.py", "nst_gimp_masks.py", "nst_gimp_state.py")
+sys.path.insert(0, str(PLUGIN_DIR))  # as the script does: the pure modules sit beside it
 import nst_gimp_job as job  # noqa: E402
+import nst_gimp_masks as masks  # noqa: E402
+from nst_gimp_state import StateWatcher  # noqa: E402
 
 # --- the installer ---------------------------------------------------------------------------
 
@@ -126,11 +132,12 @@ def test_plugin_stays_thin() -> None:
     """GIMP's bundled Python has no torch, numpy or PIL: the plug-in must not need them."""
     heavy = {"torch", "numpy", "PIL", "zmq", "msgpack", "nst_core", "nst_daemon"}
     files = sorted(PLUGIN_DIR.glob("*.py"))
-    assert [f.name for f in files] == ["nst_gimp_job.py", "plug-in-nst-stylize.py"]
+    assert [f.name for f in files] == sorted([*PURE, UI.name, SCRIPT.name])
     for path in files:
         assert not _imports(path) & heavy, (path.name, _imports(path))
-    # The pure module runs without GIMP; the script is what GIMP runs.
-    assert "gi" not in _imports(PLUGIN_DIR / "nst_gimp_job.py")
+    # The pure modules run without GIMP; the script is what GIMP runs.
+    for name in PURE:
+        assert "gi" not in _imports(PLUGIN_DIR / name), name
     assert SCRIPT.read_text().startswith("#!/usr/bin/env python3\n")
     assert SCRIPT.read_text().rstrip().endswith("Gimp.main(NstStylize.__gtype__, sys.argv)")
     if os.name == "posix":
@@ -219,15 +226,15 @@ def test_iterations_are_sent_only_when_a_script_sets_them() -> None:
     # count there is a stale saved value (an older version's 300), never the user's choice.
     assert job.run_iterations(300, interactive=True) == 0
     assert job.run_iterations(300, interactive=False) == 300
-    assert "run_iterations(" in SCRIPT.read_text()
+    assert "run_iterations(" in UI.read_text()
 
 
-def _registered(path: Path) -> tuple[dict[str, str], list[str]]:
-    """The script's procedure arguments (name -> how it adds them) and its dialog's fields."""
-    tree = ast.parse(path.read_text())
+def _registered(*paths: Path) -> tuple[dict[str, str], list[str]]:
+    """The procedure arguments the files add by a literal name (name -> how they add them)
+    and the dialog's fields."""
     added: dict[str, str] = {}
     fields: list[str] = []
-    for node in ast.walk(tree):
+    for node in (n for path in paths for n in ast.walk(ast.parse(path.read_text()))):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         kind, args = node.func.attr, node.args
@@ -245,12 +252,12 @@ def _registered(path: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def test_the_dialog_shows_presets_and_keeps_iterations_for_scripts() -> None:
-    added, fields = _registered(SCRIPT)
+    added, fields = _registered(SCRIPT, UI)
     assert added["quality"] == "add_choice_argument"
     assert added["time-limit"] == added["size"] == added["iterations"] == "add_int_argument"
     assert "quality" in fields and "time-limit" in fields and "size" in fields
     assert "iterations" not in fields, "iterations are for scripts: not in the dialog"
-    assert set(fields) - {"engine-frame"} <= set(added)
+    assert set(fields) - {"engine-frame", "styles"} <= set(added)
     source = SCRIPT.read_text()
     # The labels and help come from the one definition (nst_client.params).
     for name in ("strength", "quality", "time_budget", "size", "iterations", "preserve_colors"):
@@ -697,7 +704,7 @@ class Posted:
 
 def test_state_watcher_polls_off_the_caller_thread() -> None:
     posted, monitors = Posted(), Monitors()
-    watcher = job.StateWatcher(posted, monitors, interval_s=0.02)
+    watcher = StateWatcher(posted, monitors, interval_s=0.02)
     time.sleep(0.1)
     assert posted.states == [] and monitors.made == []  # nothing to watch yet
     watcher.watch(Settings(endpoint="tcp://127.0.0.1:1"))
@@ -727,7 +734,7 @@ def test_state_watcher_polls_off_the_caller_thread() -> None:
 
 def test_state_watcher_reports_a_monitor_it_cannot_make() -> None:
     posted = Posted()
-    watcher = job.StateWatcher(posted, Monitors(fail_for="tcp://127.0.0.1:9"), interval_s=0.02)
+    watcher = StateWatcher(posted, Monitors(fail_for="tcp://127.0.0.1:9"), interval_s=0.02)
     watcher.watch(Settings(endpoint="tcp://127.0.0.1:9", transport="zmq"))
     posted.wait_for(lambda s: len(s) >= 1)
     [state] = posted.states
@@ -735,3 +742,286 @@ def test_state_watcher_reports_a_monitor_it_cannot_make() -> None:
     assert state.summary == "Style engine unreachable: No module named 'zmq'"
     assert "tcp://127.0.0.1:9" in state.details
     watcher.stop()
+
+
+# --- a style per region: the dialog's three style rows -----------------------------------------
+
+
+def test_the_style_rows_are_arguments_after_those_scripts_know() -> None:
+    """Styles 2 and 3 and every row's region are added after the first style's arguments and
+    the engine settings, so that a script's call by name or by position still fits."""
+    names = [job.argument_name(a, n) for n in (1, 2, 3) for a in job.STYLE_ROW_ARGS]
+    assert names[:4] == ["style-file", "strength", "region", "region-channel"]
+    assert names[4:8] == ["style-file-2", "strength-2", "region-2", "region-channel-2"]
+    assert job.row_label(job.STYLE_LABEL, 1) == "St_yle image"
+    assert job.row_label(job.REGION_LABEL, 3) == "Re_gion 3"
+    source = SCRIPT.read_text()
+    registration = source[source.index("def do_create_procedure") :]
+    assert registration.index('"curve-client-cert"') < registration.index("add_style_rows(proc")
+    for kind in ("add_file_argument", "add_double_argument", "add_choice_argument"):
+        assert kind in source[source.index("def add_style_rows") :], kind
+    assert "add_channel_argument(" in source  # a channel chooser, none allowed
+    assert list(job.REGIONS) == [job.REST, job.WHOLE, job.SELECTION, job.CHANNEL]
+    assert job.default_region(1) == job.REST and job.default_region(2) == job.SELECTION
+    assert all("_" in label for label in (job.STYLE_LABEL, job.REGION_LABEL, job.CHANNEL_LABEL))
+    # The dialog: a tab per row, each row's channel greyed unless its region is a channel.
+    dialog = UI.read_text()
+    for part in ('"styles", [f"style-{n}-tab"', "fill_notebook(", '"notify::{region}"'):
+        assert part in dialog, part
+
+
+def _reader(read: list[str]) -> Callable[[str], tuple[P.ImageDesc, bytes]]:
+    """A stand-in for GIMP's loaders: STYLE for every file, each read noted in READ."""
+
+    def read_style(path: str) -> tuple[P.ImageDesc, bytes]:
+        read.append(path)
+        return STYLE
+
+    return read_style
+
+
+def _files(tmp_path: Path, *names: str) -> list[str]:
+    paths = []
+    for name in names:
+        (tmp_path / name).write_bytes(b"a style image")
+        paths.append(str(tmp_path / name))
+    return paths
+
+
+def test_one_style_plans_the_filter_as_it_always_was(tmp_path: Path) -> None:
+    (style,) = _files(tmp_path, "swirls.png")
+    for region in (job.REST, job.WHOLE):
+        plan = job.plan_styles(job.JobArgs(style, region=region), has_selection=True)
+        assert not plan.regions and plan.selection_limits  # its part under the selection
+        assert plan.paths == (style,)
+        assert not job.plan_styles(job.JobArgs(style, region=region), False).selection_limits
+    # Rows without a file and with their default region are unused, whatever their strength.
+    unused = (job.StyleChoice(2, "", 80.0), job.StyleChoice(3, "", 10.0, job.SELECTION))
+    plan = job.plan_styles(job.JobArgs(style, more_styles=unused), True)
+    assert not plan.regions and len(plan.styles) == 1
+    read: list[str] = []
+    [raw] = job.raw_styles(plan, _reader(read))
+    assert raw == job.RawStyle(STYLE) and read == [style]  # no mask, the job's strength
+
+
+def test_regions_plan_which_styles_go_and_whether_the_selection_limits(tmp_path: Path) -> None:
+    one, two, three = _files(tmp_path, "one.png", "two.png", "three.png")
+    sky = job.StyleChoice(2, two, 70.0, job.SELECTION)
+    plan = job.plan_styles(job.JobArgs(one, more_styles=(sky,)), has_selection=True)
+    assert plan.regions and not plan.selection_limits  # the selection is style 2's region
+    assert [s.number for s in plan.masked] == [2] and plan.paths == (one, two)
+    # A channel for style 3: the selection is nobody's region, so it limits the result.
+    trees = job.StyleChoice(3, three, 30.0, job.CHANNEL, "Trees")
+    plan = job.plan_styles(job.JobArgs(one, more_styles=(trees,)), has_selection=True)
+    assert plan.regions and plan.selection_limits and [s.number for s in plan.styles] == [1, 3]
+    # One style on a region of its own is a region too (the photo where it does not reach).
+    alone = job.JobArgs(one, region=job.CHANNEL, channel="Sky")
+    assert job.plan_styles(alone, has_selection=False).regions
+    both_whole = job.JobArgs(
+        one, region=job.WHOLE, more_styles=(job.StyleChoice(2, two, 50.0, job.WHOLE),)
+    )
+    assert job.plan_styles(both_whole, False).regions  # mixed everywhere, a strength each
+
+
+@pytest.mark.parametrize(
+    ("args", "has_selection", "message"),
+    [
+        (
+            job.JobArgs(""),
+            False,
+            'No style image was chosen: choose an image file as "Style image"',
+        ),
+        (
+            job.JobArgs("{one}", more_styles=(job.StyleChoice(2, "", 50.0, job.CHANNEL, "Sky"),)),
+            False,
+            'Style 2 has a region, a channel (saved selection), but no image: choose its "Style '
+            'image 2", or set its "Region 2" back to the current selection.',
+        ),
+        (
+            job.JobArgs("{one}", more_styles=(job.StyleChoice(3, "{missing}"),)),
+            True,
+            'The style image {missing} does not exist: choose an image file as "Style image 3"',
+        ),
+        (
+            job.JobArgs("{one}", more_styles=(job.StyleChoice(2, "{two}"),)),
+            False,
+            "Style 2's region is the current selection, but nothing is selected",
+        ),
+        (
+            job.JobArgs("{one}", more_styles=(job.StyleChoice(2, "{two}", 50.0, job.CHANNEL),)),
+            True,
+            "no channel is chosen: choose one of the image's channels (a saved selection) as "
+            '"Channel 2"',
+        ),
+        (
+            job.JobArgs("{one}", more_styles=(job.StyleChoice(2, "{two}", 50.0, job.WHOLE),)),
+            False,
+            "Style 1's region, the rest of the image, is empty: style 2 covers the whole image",
+        ),
+        (job.JobArgs("{one}", region="sky"), False, "Style 1's region 'sky' is not one of"),
+    ],
+)
+def test_style_rows_that_cannot_run_say_what_to_change(
+    args: job.JobArgs, has_selection: bool, message: str, tmp_path: Path
+) -> None:
+    one, two = _files(tmp_path, "one.png", "two.png")
+    names = {"one": one, "two": two, "missing": str(tmp_path / "missing.png")}
+
+    def filled(text: str) -> str:
+        return text.format(**names)
+
+    rows = tuple(
+        job.StyleChoice(s.number, filled(s.path), s.strength, s.region, s.channel)
+        for s in args.more_styles
+    )
+    args = job.JobArgs(filled(args.style_path), region=args.region, more_styles=rows)
+    with pytest.raises(job.PluginError) as info:
+        job.plan_styles(args, has_selection)
+    assert filled(message) in str(info.value)
+
+
+def _mask(rows: list[str]) -> bytes:
+    """A u8 mask from rows of '.' (0), '#' (255) and digits (their ninth of 255)."""
+    values = {".": 0, "#": 255, **{str(d): round(255 * d / 9) for d in range(1, 9)}}
+    return bytes(values[c] for row in rows for c in row)
+
+
+def _u16(mask: bytes) -> bytes:
+    from nst_client.layouts import convert_dtype
+
+    return convert_dtype(mask, "u8", "u16")
+
+
+def test_mask_pixels_bounds_crop_and_rest() -> None:
+    left = _mask(["##..", "#4..", "....", "...."])
+    assert masks.mask_bounds(left, 4, "u8") == (0, 0, 2, 2)
+    assert masks.mask_bounds(bytes(16), 4, "u8") is None
+    assert masks.crop_mask(left, 4, "u8", (1, 0, 2, 2)) == bytes([255, 0, 113, 0])
+    left16 = _u16(left)
+    assert masks.mask_bounds(left16, 4, "u16") == (0, 0, 2, 2)
+    corner = _u16(_mask(["....", "...1"]))  # one low value in the last column
+    assert masks.mask_bounds(corner, 4, "u16") == (3, 1, 1, 1)
+    assert masks.crop_mask(left16, 4, "u16", (0, 1, 2, 1)) == _u16(bytes([255, 113]))
+    # The rest: what the regions leave, so that a soft edge is shared and nothing is lost.
+    assert masks.rest_of([left], "u8") == bytes(255 - v for v in left)
+    right = _mask(["4.##", ".4##", "4...", "...."])  # overlaps left at (0, 0): never below 0
+    rest = masks.rest_of([left, right], "u8")
+    assert rest == bytes([0, 0, 0, 0, 0, 29, 0, 0, 142, 255, 255, 255, 255, 255, 255, 255])
+    assert masks.rest_of([left16, _u16(right)], "u16") == _u16(rest)
+    assert masks.mask_dtype("u8") == "u8" and masks.mask_dtype("f32") == "u16"
+    assert masks.mask_format("u16") == "Y u16"  # linear: the selection's values as GIMP keeps them
+
+
+def _two_regions(tmp_path: Path, first: str = job.REST) -> job.StylePlan:
+    """Style 1 on FIRST, style 2 (strength 80) on the channel "Sky"."""
+    one, two = _files(tmp_path, "one.png", "two.png")
+    sky = job.StyleChoice(2, two, 80.0, job.CHANNEL, "Sky")
+    return job.plan_styles(job.JobArgs(one, 40.0, region=first, more_styles=(sky,)), False)
+
+
+def test_region_masks_over_the_layer_with_the_rest(tmp_path: Path) -> None:
+    plan = _two_regions(tmp_path)
+    sky = _mask(["####", "##3.", "....", "...."])
+    regions = job.region_masks(plan, (4, 4), {2: sky}, "u8")
+    assert regions.box == (0, 0, 4, 4)  # the rest reaches everywhere: the whole layer goes
+    assert regions.masks == {2: sky, 1: masks.rest_of([sky], "u8")}
+    # The job: each style with its mask (at the box's size) and its own strength.
+    read: list[str] = []
+    raw = job.raw_styles(plan, _reader(read), regions, "u8")
+    assert [r.strength for r in raw] == [40.0, 80.0] and [r.weight for r in raw] == [1.0, 1.0]
+    mask_desc = P.ImageDesc(width=4, height=4, channels=1, dtype="u8", frame=0)
+    assert raw[0].mask == (mask_desc, masks.rest_of([sky], "u8")) and raw[1].mask == (
+        mask_desc,
+        sky,
+    )
+    assert read == list(plan.paths)
+    # The whole image for style 1: no mask, style 2 mixed in on the sky.
+    whole = job.region_masks(_two_regions(tmp_path, job.WHOLE), (4, 4), {2: sky}, "u8")
+    assert whole.box == (0, 0, 4, 4) and whole.masks == {1: None, 2: sky}
+
+
+def test_regions_alone_send_only_their_bounds(tmp_path: Path) -> None:
+    one, two = _files(tmp_path, "one.png", "two.png")
+    args = job.JobArgs(
+        one,
+        region=job.CHANNEL,
+        channel="Trees",
+        more_styles=(job.StyleChoice(2, two, 60.0, job.SELECTION),),
+    )
+    plan = job.plan_styles(args, has_selection=True)
+    trees = _mask(["......", "......", ".##...", ".#2...", "......"])
+    selected = _mask(["......", "......", "...1..", "......", "......"])
+    regions = job.region_masks(plan, (6, 5), {1: trees, 2: selected}, "u8")
+    # Where no region reaches the result is the photo: the box is the regions' union.
+    assert regions.box == (1, 2, 3, 2)
+    assert regions.masks[1] == _mask(["##.", "#2."]) and regions.masks[2] == _mask(["..1", "..."])
+
+
+def test_regions_that_cover_nothing_are_named(tmp_path: Path) -> None:
+    plan = _two_regions(tmp_path)
+    with pytest.raises(job.PluginError) as info:
+        job.region_masks(plan, (4, 2), {2: bytes(8)}, "u8")
+    assert str(info.value).startswith(
+        'Style 2\'s region, the channel "Sky", is empty: it covers none of the layer.'
+    )
+    with pytest.raises(job.PluginError) as info:
+        job.region_masks(plan, (4, 2), {2: bytes([255] * 8)}, "u8")
+    assert "Style 1's region, the rest of the image, is empty: the other styles' regions cover" in (
+        str(info.value)
+    )
+    selected = job.StyleChoice(2, plan.paths[1], 50.0, job.SELECTION)
+    limited = job.StylePlan((plan.styles[0], selected), True, True)
+    with pytest.raises(job.PluginError, match="the current selection, is empty: it covers none"):
+        job.region_masks(limited, (4, 2), {2: bytes(8)}, "u8")
+    assert job.foreign_channel_message(plan.styles[1]) == (
+        'The channel "Sky" chosen for style 2 is not in this image: choose one of this '
+        'image\'s channels as "Channel 2".'
+    )
+
+
+def test_result_layer_name_of_several_styles() -> None:
+    assert job.result_layer_name("Photo", "/a/sky.png", "/b/swirls.jpg") == "Photo (sky + swirls)"
+    assert job.result_layer_name("Photo", "/a/sky.png", "/b/sky.png") == "Photo (sky)"
+
+
+def test_a_job_with_regions_sends_masks_and_strengths(tmp_path: Path) -> None:
+    """Through a real Client: each style's mask follows its image as a frame of its own."""
+    plan = _two_regions(tmp_path)
+    sky = _mask(["####", "##..", "...."])
+    regions = job.region_masks(plan, (W, H), {2: sky}, "u8")
+    welcome = {**_welcome(), "features": [P.MASKS]}
+    daemon = ScriptedTransport({"hello": [welcome], "stylize": [{"type": "accepted"}, _result()]})
+    done = _run_styles(daemon, lambda: job.raw_styles(plan, lambda path: STYLE, regions, "u8"))
+    assert done.data == bytes(48)
+    [stylize] = daemon.of_type("stylize")
+    mask = {"width": W, "height": H, "channels": 1, "dtype": "u8"}
+    assert stylize["styles"] == [
+        {**STYLE[0], "frame": 2, "weight": 1.0, "mask": {**mask, "frame": 3}, "strength": 40.0},
+        {**STYLE[0], "frame": 4, "weight": 1.0, "mask": {**mask, "frame": 5}, "strength": 80.0},
+    ]
+    assert daemon.frames[daemon.sent.index(stylize)] == 5
+
+
+def test_an_engine_without_regions_refuses_them_before_sending(tmp_path: Path) -> None:
+    plan = _two_regions(tmp_path)
+    regions = job.region_masks(plan, (W, H), {2: _mask(["#...", "....", "...."])}, "u8")
+    daemon = ScriptedTransport({"hello": [_welcome("0.0.9")], "stylize": [_result()]})
+    with pytest.raises(job.PluginError, match=r"cannot style regions .*nst install-plugin gimp"):
+        _run_styles(daemon, lambda: job.raw_styles(plan, lambda path: STYLE, regions, "u8"))
+    assert daemon.of_type("stylize") == []
+
+
+def _run_styles(daemon: ScriptedTransport, styles: Callable[[], list[job.RawStyle]]) -> Any:
+    def connect(settings: Settings, name: str) -> Client:
+        return Client(settings.endpoint, transport=daemon, timeout_s=settings.timeout_s)
+
+    params = job.build_params(job.JobArgs("", iterations=20, size=64), (64, 64))
+    return job.run_styles(
+        SETTINGS,
+        CONTENT,
+        styles,
+        params,
+        connect_fn=connect,
+        ensure_fn=Launcher(),
+        probe_fn=lambda settings: launcher.not_answering(settings, "gone"),
+    )

@@ -3,23 +3,26 @@
 The procedure's arguments (ranges, labels and help from nst_client.params, the one definition),
 its values as a job's parameters (nst_client.params.editor_params, shared with Krita), how far
 a style image is scaled down, one job through nst_client.job (every failure a PluginError in
-the dialog's words), the new layer's name, and the engine-state watcher behind the dialog's
-state line. Imports nothing of GIMP, so the unit tests run it with the product's Python; the
-script puts this folder on sys.path, where `nst install-plugin gimp` also puts nst_client.
+the dialog's words), the new layer's name; and a style per region: which of the dialog's
+three styles a run uses, the rectangle it sends and each region's mask (the masks' pixels:
+nst_gimp_masks.py; the dialog's engine-state thread: nst_gimp_state.py). Imports nothing of
+GIMP, so the unit tests run it with the product's Python; the script puts this folder on
+sys.path, where `nst install-plugin gimp` also puts nst_client.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from nst_client import job, launcher
+from nst_gimp_masks import Box, crop_mask, mask_bounds, rest_of, union
+
+from nst_client import job, layouts
 from nst_client import params as P
-from nst_client.client import JobResult, RawImage
+from nst_client.client import JobResult, RawImage, RawStyle
 from nst_client.launcher import EngineState
 from nst_client.progress import Progress, format_duration
 from nst_client.settings import CONFIG_NAME, Settings, SettingsError, load
@@ -74,6 +77,10 @@ def param_help(name: str) -> str:
 #: names them by their keys): the script registers its arguments with these, and messages
 #: name the fields so (label() drops the mnemonic).
 STYLE_FIELD = "Style image"
+#: The labels of a style row's fields (style 2 and 3 add their number: row_label).
+STYLE_LABEL = "St_yle image"
+REGION_LABEL = "Re_gion"
+CHANNEL_LABEL = "C_hannel"
 ENGINE_FIELDS = {
     "start_on_demand": "Start the _engine when needed",
     "endpoint": "Engine _address",
@@ -87,12 +94,72 @@ def label(text: str) -> str:
     return text.replace("_", "")
 
 
-#: How often the dialog's state line asks the engine (seconds).
-STATE_INTERVAL_S = 2.0
-
-
 class PluginError(Exception):
     """A failure to show the user as is: the message says what happened and what to do."""
+
+
+# --- the styles' rows and regions ------------------------------------------------------------
+
+#: Where a style goes: the procedure's region choices.
+REST, WHOLE, SELECTION, CHANNEL = "rest", "whole", "selection", "channel"
+#: Each region choice: its label and help, in the dialog's order.
+REGIONS = {
+    REST: ("The rest of the image", "Where no other style's region goes (all of it when alone)"),
+    WHOLE: ("The whole image", "Everywhere, mixed with the other styles inside their regions"),
+    SELECTION: ("The current selection", "What is selected now; a soft edge blends the style"),
+    CHANNEL: ("A channel (saved selection)", "The channel below: white = all of it, black = none"),
+}
+#: How messages name each region: "the rest of the image".
+REGION_WORDS = {key: text[:1].lower() + text[1:] for key, (text, _) in REGIONS.items()}
+#: The dialog's style rows: the procedure's first style and two more.
+STYLE_ROWS = 3
+#: A style row's procedure arguments (argument_name numbers them), in the dialog's order.
+STYLE_ROW_ARGS = ("style-file", "strength", "region", "region-channel")
+
+
+def default_region(number: int) -> str:
+    """Style 1 takes the rest of the image (all of it when alone: the filter as it always
+    was); a style added to it goes where the selection is (select the sky, add its style)."""
+    return REST if number == 1 else SELECTION
+
+
+def argument_name(name: str, number: int) -> str:
+    """A style row's procedure argument: "style-file" for style 1, "style-file-2", ..."""
+    return name if number == 1 else f"{name}-{number}"
+
+
+def row_label(text: str, number: int) -> str:
+    """A style row's field label: "St_yle image" for style 1, "St_yle image 2", ..."""
+    return text if number == 1 else f"{text} {number}"
+
+
+def region_help(number: int) -> str:
+    return (
+        f"Where style {number} goes: the rest of the image (where no other style goes; all of "
+        f"it when alone), the whole image, the current selection, or a channel (a saved "
+        f"selection, chosen below)"
+    )
+
+
+@dataclass(frozen=True)
+class StyleChoice:
+    """One style row of the dialog: its style file, strength and region."""
+
+    number: int
+    path: str = ""
+    strength: float = STRENGTH[2]
+    #: One of REGIONS' ids; "" stands for the row's default.
+    region: str = ""
+    #: The channel chosen for the CHANNEL region, by name (messages); None: none chosen.
+    channel: str | None = None
+
+    @property
+    def where(self) -> str:
+        return self.region or default_region(self.number)
+
+    def field(self, text: str) -> str:
+        """A field of this row as messages name it: '"Region 2"'."""
+        return f'"{label(row_label(text, self.number))}"'
 
 
 @dataclass(frozen=True)
@@ -112,6 +179,15 @@ class JobArgs:
     curve_server_key: str = ""
     curve_client_cert: str = ""
     start_on_demand: bool = True
+    #: Style 1's region and the name of the channel chosen for it.
+    region: str = REST
+    channel: str | None = None
+    #: Styles 2 and 3 as the dialog's rows hold them (a row without a file is not used).
+    more_styles: tuple[StyleChoice, ...] = ()
+
+    def style_choices(self) -> tuple[StyleChoice, ...]:
+        first = StyleChoice(1, self.style_path, self.strength, self.region, self.channel)
+        return (first, *self.more_styles)
 
     def engine_settings(self) -> dict[str, object]:
         """The dialog's engine settings, as nst_client.settings.load's overrides."""
@@ -155,9 +231,11 @@ def style_size(width: int, height: int, size: int) -> tuple[int, int]:
     return max(1, round(width * k)), max(1, round(height * k))
 
 
-def result_layer_name(source_name: str, style_path: str) -> str:
-    """'Background (starry-night)': the source layer's name and the style file's."""
-    return f"{source_name} ({Path(style_path).stem or 'style'})"
+def result_layer_name(source_name: str, *style_paths: str) -> str:
+    """'Background (starry-night)': the source layer's name and the style files' ('Background
+    (starry-night + swirls)' for a style per region)."""
+    stems = dict.fromkeys(Path(path).stem or "style" for path in style_paths)  # each once
+    return f"{source_name} ({' + '.join(stems) or 'style'})"
 
 
 def progress_text(progress: Progress) -> str:
@@ -166,6 +244,165 @@ def progress_text(progress: Progress) -> str:
 
 def done_text(seconds: float) -> str:
     return f"{TITLE}: done in {format_duration(seconds)}"
+
+
+# --- a style per region ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StylePlan:
+    """The styles a run sends, and how their regions decide what it sends."""
+
+    styles: tuple[StyleChoice, ...]
+    #: A style per region (masks, a strength each); False: one style over the layer, as the
+    #: filter always did.
+    regions: bool
+    #: The selection limits the result, as in every GIMP filter: the run sends the layer's part
+    #: under it and the new layer is masked by it. False when a style takes it as its region.
+    selection_limits: bool
+
+    @property
+    def masked(self) -> tuple[StyleChoice, ...]:
+        """The styles whose region is a mask read from GIMP (the selection, a channel)."""
+        return tuple(s for s in self.styles if s.where in (SELECTION, CHANNEL))
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(s.path for s in self.styles)
+
+
+def plan_styles(args: JobArgs, has_selection: bool) -> StylePlan:
+    """The styles of the dialog's rows that a run uses, checked before any pixel is read: a
+    row without a file is unused, unless its region was changed (a file forgotten)."""
+    used = []
+    for style in args.style_choices():
+        where = style.where
+        if where not in REGION_WORDS:
+            names = ", ".join(REGION_WORDS)
+            raise PluginError(f"Style {style.number}'s region {where!r} is not one of: {names}.")
+        if style.number > 1 and not style.path:
+            if where != default_region(style.number):
+                raise PluginError(
+                    f"Style {style.number} has a region, {REGION_WORDS[where]}, but no image: "
+                    f"choose its {style.field(STYLE_FIELD)}, or set its "
+                    f"{style.field(REGION_LABEL)} back to "
+                    f"{REGION_WORDS[default_region(style.number)]}."
+                )
+            continue
+        check_style_path(style.path, style.number)
+        if where == SELECTION and not has_selection:
+            raise PluginError(
+                f"Style {style.number}'s region is the current selection, but nothing is "
+                f"selected: select where style {style.number} goes, or choose another "
+                f"{style.field(REGION_LABEL)}."
+            )
+        if where == CHANNEL and style.channel is None:
+            raise PluginError(
+                f"Style {style.number}'s region is a channel, but no channel is chosen: choose "
+                f"one of the image's channels (a saved selection) as "
+                f"{style.field(CHANNEL_LABEL)}."
+            )
+        used.append(style)
+    whole = [s.number for s in used if s.where == WHOLE]
+    for style in used:
+        if style.where == REST and whole:
+            raise PluginError(
+                f"Style {style.number}'s region, the rest of the image, is empty: style "
+                f"{whole[0]} covers the whole image. Give style {whole[0]} a region of its own, "
+                f'or choose "The whole image" for both to mix them everywhere.'
+            )
+    regions = len(used) > 1 or used[0].where in (SELECTION, CHANNEL)
+    selection_limits = has_selection and not any(s.where == SELECTION for s in used)
+    return StylePlan(tuple(used), regions, selection_limits)
+
+
+def region_words(style: StyleChoice) -> str:
+    """'the channel "Sky"', 'the current selection': a region as messages name it."""
+    if style.where == CHANNEL:
+        return f'the channel "{style.channel}"'
+    return REGION_WORDS[style.where]
+
+
+def foreign_channel_message(style: StyleChoice) -> str:
+    """A channel of another image (GIMP's last-used values may hold one)."""
+    return (
+        f'The channel "{style.channel}" chosen for style {style.number} is not in this image: '
+        f"choose one of this image's channels as {style.field(CHANNEL_LABEL)}."
+    )
+
+
+@dataclass(frozen=True)
+class Regions:
+    """The rectangle a run sends, within the area it looked at, and each style's mask there."""
+
+    box: Box
+    #: Style number -> its mask over box (one channel of mask_dtype); None: no mask.
+    masks: dict[int, bytes | None]
+
+
+def region_masks(
+    plan: StylePlan, area: tuple[int, int], read: Mapping[int, bytes], dtype: str
+) -> Regions:
+    """Each style's mask over the rectangle to send. read: each masked style's mask over the
+    whole area (the layer, or its part under a selection that limits the result). The
+    rectangle is the area when a style takes the whole image or the rest, else the regions'
+    bounds: where no region reaches the result is the photo, so it need not be sent."""
+    width, height = area
+    bounds = {}
+    for style in plan.masked:
+        found = mask_bounds(read[style.number], width, dtype)
+        if found is None:
+            within = "the layer's selected part" if plan.selection_limits else "the layer"
+            raise PluginError(
+                f"Style {style.number}'s region, {region_words(style)}, is empty: it covers "
+                f"none of {within}. Choose another {style.field(REGION_LABEL)}, or mark "
+                f"where style {style.number} goes."
+            )
+        bounds[style.number] = found
+    covers_all = any(s.where in (WHOLE, REST) for s in plan.styles)
+    box = (0, 0, width, height) if covers_all else union(list(bounds.values()))
+    masks: dict[int, bytes | None] = {n: crop_mask(read[n], width, dtype, box) for n in bounds}
+    rest: bytes | None = None
+    on_rest = [s for s in plan.styles if s.where == REST]
+    if on_rest and masks:
+        rest = rest_of([m for m in masks.values() if m is not None], dtype)
+        if not any(rest):
+            raise PluginError(
+                f"Style {on_rest[0].number}'s region, the rest of the image, is empty: the "
+                f"other styles' regions cover all of the layer. Choose another "
+                f"{on_rest[0].field(REGION_LABEL)}."
+            )
+    for style in plan.styles:
+        if style.where in (WHOLE, REST):
+            masks[style.number] = rest if style.where == REST else None
+    return Regions(box, masks)
+
+
+def raw_styles(
+    plan: StylePlan,
+    read_style: Callable[[str], RawImage],
+    regions: Regions | None = None,
+    dtype: str = "u8",
+) -> list[RawStyle]:
+    """The job's styles: one style as the filter always sent it, or a style per region with
+    its mask (dtype: mask_dtype's) and its own strength. read_style(path) reads a style
+    file with GIMP's loaders, once a file."""
+    read: dict[str, RawImage] = {}
+
+    def image(path: str) -> RawImage:
+        if path not in read:
+            read[path] = read_style(path)
+        return read[path]
+
+    if not plan.regions or regions is None:
+        return [RawStyle(image(plan.styles[0].path))]
+    _, _, width, height = regions.box
+    out = []
+    for style in plan.styles:
+        data = regions.masks[style.number]
+        mask = None if data is None else (layouts.describe(width, height, 1, dtype, 0), data)
+        out.append(RawStyle(image(style.path), 1.0, mask, style.strength))
+    return out
 
 
 # --- the settings --------------------------------------------------------------------------
@@ -206,12 +443,13 @@ def installed_start_on_demand(plugin_dir: Path, env: Mapping[str, str] | None = 
 # --- the engine ----------------------------------------------------------------------------
 
 
-def check_style_path(path: str) -> None:
+def check_style_path(path: str, number: int = 1) -> None:
+    field = row_label(STYLE_FIELD, number)
     if not path:
-        raise PluginError(f'No style image was chosen: choose an image file as "{STYLE_FIELD}".')
+        raise PluginError(f'No style image was chosen: choose an image file as "{field}".')
     if not os.path.isfile(path):
         raise PluginError(
-            f'The style image {path} does not exist: choose an image file as "{STYLE_FIELD}".'
+            f'The style image {path} does not exist: choose an image file as "{field}".'
         )
 
 
@@ -220,6 +458,20 @@ def run_job(
     content: RawImage,
     style_path: str,
     read_style: Callable[[str], RawImage],
+    params: Mapping[str, Any],
+    **hooks: Any,
+) -> JobResult:
+    """One style over the whole content (run_styles): read_style(path) reads its file."""
+    check_style_path(style_path)
+    return run_styles(
+        settings, content, lambda: [RawStyle(read_style(style_path))], params, **hooks
+    )
+
+
+def run_styles(
+    settings: Settings,
+    content: RawImage,
+    styles: Callable[[], Sequence[RawStyle]],
     params: Mapping[str, Any],
     *,
     on_progress: Callable[[Progress], None] | None = None,
@@ -231,9 +483,9 @@ def run_job(
     probe_fn: job.Probe | None = None,
 ) -> JobResult:
     """One job on the engine (nst_client.job.run_job): the result in the content's size, or
-    PluginError with the job's message. read_style(path) reads the style file with GIMP's
-    loaders once the engine has answered. JobCancelled passes through: the user asked."""
-    check_style_path(style_path)
+    PluginError with the job's message. styles() reads the style files with GIMP's loaders
+    (raw_styles), called once the engine has answered. JobCancelled passes through: the user
+    asked."""
 
     def on_event(event: job.JobEvent) -> None:
         if isinstance(event, job.EngineChanged) and on_state is not None:
@@ -248,7 +500,7 @@ def run_job(
             settings,
             WORDS,
             content,
-            lambda: [(read_style(style_path), 1.0)],
+            styles,
             params,
             on_event=on_event,
             should_cancel=should_cancel,
@@ -258,92 +510,3 @@ def run_job(
         )
     except job.JobFailed as exc:
         raise PluginError(exc.message) from exc
-
-
-# --- the dialog's state line ---------------------------------------------------------------
-
-
-class Monitor(Protocol):
-    """What StateWatcher needs of nst_client.launcher.EngineMonitor."""
-
-    def poll(self) -> EngineState: ...
-
-    def close(self) -> None: ...
-
-
-def _engine_monitor(settings: Settings) -> Monitor:
-    return launcher.EngineMonitor(settings, CLIENT_NAME)
-
-
-class StateWatcher:
-    """Asks the engine for its state every interval_s on a thread of its own, so that the
-    dialog never waits on the network, and hands each state to post (in GIMP: through
-    GLib.idle_add to the GTK thread). watch(settings) follows the dialog's engine settings
-    (None: stop asking until they can be used); stop() ends the thread within one poll."""
-
-    def __init__(
-        self,
-        post: Callable[[EngineState], None],
-        make_monitor: Callable[[Settings], Monitor] = _engine_monitor,
-        interval_s: float = STATE_INTERVAL_S,
-    ) -> None:
-        self._post = post
-        self._make_monitor = make_monitor
-        self._interval_s = interval_s
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopped = False
-        self._settings: Settings | None = None
-        self._generation = 0
-        self._thread = threading.Thread(target=self._loop, name="nst-engine-state", daemon=True)
-        self._thread.start()
-
-    def watch(self, settings: Settings | None) -> None:
-        with self._lock:
-            self._settings = settings
-            self._generation += 1
-        self._wake.set()
-
-    def stop(self, timeout_s: float = 3.0) -> None:
-        with self._lock:
-            self._stopped = True
-        self._wake.set()
-        self._thread.join(timeout_s)
-
-    def _current(self) -> tuple[bool, int, Settings | None]:
-        with self._lock:
-            return self._stopped, self._generation, self._settings
-
-    def _loop(self) -> None:
-        monitor: Monitor | None = None
-        seen = 0
-        try:
-            while True:
-                stopped, generation, settings = self._current()
-                if stopped:
-                    return
-                if generation != seen:
-                    if monitor is not None:
-                        monitor.close()
-                    monitor, seen = None, generation
-                    if settings is not None:
-                        try:
-                            monitor = self._make_monitor(settings)
-                        except Exception as exc:  # a transport that cannot be made here
-                            self._post(launcher.unreachable(settings, exc))
-                if monitor is not None and settings is not None:
-                    try:
-                        state = monitor.poll()
-                    except Exception as exc:  # the watcher outlives any reply
-                        state = launcher.unreachable(settings, exc)
-                    stopped, generation, _ = self._current()
-                    if not stopped and generation == seen:  # not for settings since changed
-                        self._post(state)
-                        self._wake.wait(self._interval_s)
-                    self._wake.clear()
-                else:
-                    self._wake.wait()
-                    self._wake.clear()
-        finally:
-            if monitor is not None:
-                monitor.close()

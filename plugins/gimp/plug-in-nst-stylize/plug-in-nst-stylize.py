@@ -8,9 +8,12 @@ a subprocess of the product's own Python. The source layer is only ever read.
 
 When no engine answers at a local address, the plug-in starts the installed one (nst_client.
 launcher) and shows "Starting the style engine..." while it loads; the procedure dialog shows
-the engine's state, kept current by a background thread. This file is the GIMP glue
-(registration, pixels, dialogs); the rules that need no GIMP are in nst_gimp_job.py beside it.
-GIMP 3 runs only the file named like its folder.
+the engine's state, kept current by a background thread. Up to three styles, each on its
+region (the rest of the image, the whole image, the selection or a channel), go as one job;
+the result is one new layer. This file is the GIMP glue (registration, pixels, the run); the
+procedure's values and dialogs are in nst_gimp_ui.py, and the rules that need no GIMP in
+nst_gimp_job.py and nst_gimp_masks.py beside it. GIMP 3 runs only the file named like its
+folder.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 PLUGIN_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(PLUGIN_DIR))
 import nst_gimp_job as job  # noqa: E402
+import nst_gimp_masks as masks  # noqa: E402
+from nst_gimp_ui import ProgressDialog, job_args, region_channels, run_dialog  # noqa: E402
 
 from nst_client import layouts  # noqa: E402
-from nst_client.client import JobCancelled, RawImage  # noqa: E402
+from nst_client.client import JobCancelled, RawImage, RawStyle  # noqa: E402
 from nst_client.launcher import EngineState  # noqa: E402
 from nst_client.progress import Progress  # noqa: E402
 
@@ -49,6 +54,17 @@ def read_pixels(
     rect = Gegl.Rectangle.new(x, y, w, h)
     fmt = layouts.gimp_format(dtype, channels)
     data = drawable.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP)
+    return bytes(data)
+
+
+def read_mask(drawable: Gimp.Drawable, source: Gimp.Layer, box: job.Box, dtype: str) -> bytes:
+    """A mask (the selection, a channel) over a box of the source layer, as one grey channel;
+    nothing (0) outside the mask's own extent. Soft values stay as they are."""
+    _, lx, ly = source.get_offsets()
+    _, mx, my = drawable.get_offsets()
+    x, y, w, h = box
+    rect = Gegl.Rectangle.new(lx + x - mx, ly + y - my, w, h)
+    data = drawable.get_buffer().get(rect, 1.0, masks.mask_format(dtype), Gegl.AbyssPolicy.NONE)
     return bytes(data)
 
 
@@ -94,65 +110,6 @@ def _success(layer: Gimp.Layer) -> Gimp.ValueArray:
     )
 
 
-class ProgressDialog:
-    """Interactive runs: what the job is doing (the engine's start-up, then the job's progress)
-    with a Cancel button that cancels it. The dialog shows it itself: GIMP forwards a plug-in's
-    progress calls only where it has an interface (the image window's status bar)."""
-
-    def __init__(self, title: str) -> None:
-        from gi.repository import GimpUi, Gtk
-
-        self._gtk = Gtk
-        self.cancelled = False
-        self.dialog = GimpUi.Dialog(title=title, role=PROC_NAME)
-        self.dialog.add_button("_Cancel", Gtk.ResponseType.CANCEL)
-        self.dialog.connect("response", self._on_response)
-        self.dialog.connect("delete-event", self._on_delete)
-        self.text = Gtk.Label(label=f"{job.TITLE}: sending the layer")
-        self.text.set_xalign(0.0)
-        self.text.set_line_wrap(True)
-        self.text.set_max_width_chars(52)
-        self.bar = Gtk.ProgressBar()
-        self.bar.set_size_request(380, -1)
-        box = self.dialog.get_content_area()
-        box.set_border_width(12)
-        box.set_spacing(8)
-        box.pack_start(self.text, False, False, 0)
-        box.pack_start(self.bar, False, False, 0)
-        self.dialog.show_all()
-        self.pump()
-
-    def show(self, text: str, fraction: float | None) -> None:
-        """TEXT above the bar; the bar at FRACTION (None: it pulses, no figure yet)."""
-        if not self.cancelled:
-            self.text.set_text(text)
-        if fraction is None:
-            self.bar.pulse()
-        else:
-            self.bar.set_fraction(min(max(fraction, 0.0), 1.0))
-        self.pump()
-
-    def _on_response(self, _dialog: Any, _response: Any) -> None:
-        self.cancelled = True
-        self.text.set_text(f"{job.TITLE}: cancelling…")
-        Gimp.progress_set_text("Cancelling...")
-
-    def _on_delete(self, *_args: Any) -> bool:
-        """Closing the window cancels too; True keeps it open until the job has ended."""
-        self._on_response(None, None)
-        return True
-
-    def pump(self) -> bool:
-        """Let GTK draw and handle clicks; returns whether the user cancelled."""
-        while self._gtk.events_pending():
-            self._gtk.main_iteration()
-        return self.cancelled
-
-    def close(self) -> None:
-        self.dialog.destroy()
-        self.pump()
-
-
 def run(
     procedure: Gimp.Procedure,
     run_mode: Gimp.RunMode,
@@ -173,7 +130,7 @@ def run(
         from gi.repository import GimpUi
 
         GimpUi.init(PROC_NAME)
-        if not run_dialog(procedure, config):
+        if not run_dialog(procedure, config, image):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
 
     ui = (
@@ -182,7 +139,8 @@ def run(
         else None
     )
     try:
-        layer = stylize_layer(image, source, job_args(config, run_mode), ui)
+        args = job_args(config, run_mode)
+        layer = stylize_layer(image, source, args, region_channels(config), ui)
     except job.PluginError as exc:
         return _fail(procedure, str(exc))
     except JobCancelled:
@@ -197,136 +155,47 @@ def run(
     return _success(layer)
 
 
-def _path(config: Gimp.ProcedureConfig, name: str) -> str:
-    """A file argument's path; "" for none."""
-    file = config.get_property(name)
-    return (file.get_path() or "") if file is not None else ""
-
-
-def job_args(
-    config: Gimp.ProcedureConfig, run_mode: Gimp.RunMode = Gimp.RunMode.INTERACTIVE
-) -> job.JobArgs:
-    """The procedure's values; `iterations` only from a script (job.run_iterations)."""
-    interactive = run_mode != Gimp.RunMode.NONINTERACTIVE
-    return job.JobArgs(
-        style_path=_path(config, "style-file"),
-        strength=float(config.get_property("strength")),
-        quality=str(config.get_property("quality")),
-        time_limit=int(config.get_property("time-limit")),
-        size=int(config.get_property("size")),
-        iterations=job.run_iterations(config.get_property("iterations"), interactive),
-        preserve_colors=bool(config.get_property("preserve-colors")),
-        seed=int(config.get_property("seed")),
-        endpoint=config.get_property("endpoint") or "",
-        curve_server_key=_path(config, "curve-server-key"),
-        curve_client_cert=_path(config, "curve-client-cert"),
-        start_on_demand=bool(config.get_property("start-on-demand")),
-    )
-
-
-#: The procedure's arguments that are engine settings (they restart the state line's watch).
-ENGINE_ARGS = ("start-on-demand", "endpoint", "curve-server-key", "curve-client-cert")
-
-
-class EngineStateLine:
-    """The dialog's engine state: the plain summary, the details in its tooltip, refreshed by
-    a job.StateWatcher thread (GTK is only touched here, through GLib.idle_add)."""
-
-    def __init__(self, label: Any, config: Gimp.ProcedureConfig) -> None:
-        self.label = label
-        self.config = config
-        self.closed = False
-        self.label.set_line_wrap(True)
-        self.label.set_xalign(0.0)
-        self.label.set_max_width_chars(48)
-        self.watcher = job.StateWatcher(lambda state: GLib.idle_add(self._show, state))
-        self._handlers = [
-            config.connect(f"notify::{name}", lambda *_: self.refresh()) for name in ENGINE_ARGS
-        ]
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Follow the dialog's engine settings; a setting that cannot be used is the line."""
-        try:
-            settings = job.load_settings(PLUGIN_DIR, job_args(self.config).engine_settings())
-        except job.PluginError as exc:
-            self.watcher.watch(None)
-            self._set(str(exc), "")
-            return
-        self._set("Checking the style engine…", f"endpoint {settings.endpoint}")
-        self.watcher.watch(settings)
-
-    def _show(self, state: EngineState) -> bool:
-        if not self.closed:
-            self._set(state.summary, state.details)
-        return False  # once
-
-    def _set(self, summary: str, details: str) -> None:
-        self.label.set_text(summary)
-        self.label.set_tooltip_text(details or None)
-
-    def close(self) -> None:
-        self.closed = True
-        for handler in self._handlers:
-            self.config.disconnect(handler)
-        self.watcher.stop()
-
-
-def run_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig) -> bool:
-    """The procedure dialog: the job's values, then the engine's state and settings in a
-    frame. True on OK."""
-    from gi.repository import GimpUi
-
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Neural Style Transfer")
-    dialog.get_label("engine-title", "Style engine", False, False)
-    label = dialog.get_label("engine-state", "Checking the style engine…", False, False)
-    dialog.fill_box("engine-box", ["engine-state", *ENGINE_ARGS])
-    dialog.fill_frame("engine-frame", "engine-title", False, "engine-box")
-    # The iterations argument is for scripts: the dialog offers the quality and a time limit.
-    dialog.fill(
-        [
-            "style-file",
-            "strength",
-            "quality",
-            "time-limit",
-            "size",
-            "preserve-colors",
-            "seed",
-            "engine-frame",
-        ]
-    )
-    quality = dialog.get_widget("quality", GObject.TYPE_NONE)
-
-    def grey_quality(*_args: Any) -> None:
-        """The quality does not apply while there is a time limit: greyed, and says why."""
-        limited = int(config.get_property("time-limit")) > 0
-        quality.set_sensitive(not limited)
-        quality.set_tooltip_text(job.P.QUALITY_WHILE_LIMITED if limited else job.QUALITY_HELP)
-
-    grey_quality()
-    limit_handler = config.connect("notify::time-limit", grey_quality)
-    state_line = EngineStateLine(label, config)
-    try:
-        return bool(dialog.run())
-    finally:
-        config.disconnect(limit_handler)
-        state_line.close()
-        dialog.destroy()
+def region_drawable(
+    image: Gimp.Image, style: job.StyleChoice, channels: dict[int, Gimp.Channel | None]
+) -> Gimp.Drawable:
+    """Where a style's mask is read: the selection, or its row's channel of this image."""
+    if style.where == job.SELECTION:
+        return image.get_selection()
+    channel = channels[style.number]
+    if channel is None or not channel.is_valid() or channel.get_image().get_id() != image.get_id():
+        raise job.PluginError(job.foreign_channel_message(style))
+    return channel
 
 
 def stylize_layer(
-    image: Gimp.Image, source: Gimp.Layer, args: job.JobArgs, ui: ProgressDialog | None
+    image: Gimp.Image,
+    source: Gimp.Layer,
+    args: job.JobArgs,
+    channels: dict[int, Gimp.Channel | None],
+    ui: ProgressDialog | None,
 ) -> Gimp.Layer:
-    """Send the layer (or its part under the selection) and add the result above it."""
+    """Send the layer (or its part under the selection, or the part its styles' regions
+    cover) with its styles and their masks, and add the result above it."""
     settings = job.load_settings(PLUGIN_DIR, args.engine_settings())
-    ok, x, y, w, h = source.mask_intersect()
-    if not ok or w <= 0 or h <= 0:
-        raise job.PluginError(
-            "The selection does not cover any of the layer: select part of the layer or nothing."
-        )
-    has_selection = not Gimp.Selection.is_empty(image)
+    plan = job.plan_styles(args, not Gimp.Selection.is_empty(image))
+    drawables = {s.number: region_drawable(image, s, channels) for s in plan.masked}
+    x, y, w, h = 0, 0, source.get_width(), source.get_height()
+    if plan.selection_limits:
+        ok, x, y, w, h = source.mask_intersect()
+        if not ok or w <= 0 or h <= 0:
+            raise job.PluginError(
+                "The selection does not cover any of the layer: select part of the layer or "
+                "nothing."
+            )
     dtype = layouts.gimp_dtype(image.get_precision().value_nick)
-    channels = layouts.channel_count(source.is_gray(), source.has_alpha())
+    channel_count = layouts.channel_count(source.is_gray(), source.has_alpha())
+    mask_dtype = masks.mask_dtype(dtype)
+    regions = None
+    if plan.regions:
+        read = {n: read_mask(d, source, (x, y, w, h), mask_dtype) for n, d in drawables.items()}
+        regions = job.region_masks(plan, (w, h), read, mask_dtype)
+        bx, by, w, h = regions.box
+        x, y = x + bx, y + by
 
     def report(text: str, fraction: float | None) -> None:
         """In GIMP's progress (the image window's status bar) and the dialog's."""
@@ -340,8 +209,8 @@ def stylize_layer(
 
     Gimp.progress_init(f"{job.TITLE}: sending the layer")
     content = (
-        layouts.describe(w, h, channels, dtype, 0),
-        read_pixels(source, x, y, w, h, dtype, channels),
+        layouts.describe(w, h, channel_count, dtype, 0),
+        read_pixels(source, x, y, w, h, dtype, channel_count),
     )
 
     def on_progress(progress: Progress) -> None:
@@ -353,12 +222,15 @@ def stylize_layer(
     def should_cancel() -> bool:
         return ui.pump() if ui is not None else False
 
+    def read_styles() -> list[RawStyle]:
+        """The style files, read once the engine has answered."""
+        return job.raw_styles(plan, lambda p: load_style(p, dtype, args.size), regions, mask_dtype)
+
     started = time.monotonic()
-    done = job.run_job(
+    done = job.run_styles(
         settings,
         content,
-        args.style_path,
-        lambda path: load_style(path, dtype, args.size),
+        read_styles,
         job.build_params(args, (w, h)),
         on_progress=on_progress,
         on_state=on_state,
@@ -366,8 +238,8 @@ def stylize_layer(
         on_note=Gimp.message,
     )
     report(job.done_text(time.monotonic() - started), 1.0)
-    name = job.result_layer_name(source.get_name(), args.style_path)
-    return add_result_layer(image, source, (x, y, w, h), done.raw, has_selection, name)
+    name = job.result_layer_name(source.get_name(), *plan.paths)
+    return add_result_layer(image, source, (x, y, w, h), done.raw, plan.selection_limits, name)
 
 
 def add_result_layer(
@@ -375,10 +247,11 @@ def add_result_layer(
     source: Gimp.Layer,
     box: tuple[int, int, int, int],
     result: RawImage,
-    has_selection: bool,
+    masked: bool,
     name: str,
 ) -> Gimp.Layer:
-    """New layer directly above the source, at its offsets, masked by the selection; one undo."""
+    """New layer directly above the source, at its offsets, masked by the selection where it
+    limits the result; one undo."""
     x, y, w, h = box
     desc, data = result
     _, ox, oy = source.get_offsets()
@@ -398,7 +271,7 @@ def add_result_layer(
         )
         buffer.flush()
         layer.update(0, 0, w, h)
-        if has_selection:
+        if masked:
             mask = layer.create_mask(Gimp.AddMaskType.SELECTION)
             layer.add_mask(mask)
     finally:
@@ -424,8 +297,10 @@ class NstStylize(Gimp.PlugIn):
         proc.set_documentation(
             "Repaint the layer in the style of another image",
             "Sends the active layer (or its part under the selection) to the NST style engine "
-            "and puts the stylized result in a new layer above it. The engine starts when "
-            "needed (the installed one, on this computer) and stops on its own when idle.",
+            "and puts the stylized result in a new layer above it. Up to three styles, each with "
+            "its strength and region (the rest of the image, the whole image, the selection or "
+            "a channel). The engine starts when needed (the installed one, on this computer) "
+            "and stops on its own when idle.",
             name,
         )
         proc.set_attribution("NST Studio", "NST Studio", "2025")
@@ -524,8 +399,50 @@ class NstStylize(Gimp.PlugIn):
             None,
             flags,
         )
+        add_style_rows(proc, flags)
         proc.add_layer_return_value("layer", "Layer", "The new stylized layer", False, flags)
         return proc
+
+
+def add_style_rows(proc: Gimp.Procedure, flags: GObject.ParamFlags) -> None:
+    """Each style row's region and channel, and styles 2 and 3 (after the arguments that
+    scripts know, so that their calls still fit)."""
+    for n in range(1, job.STYLE_ROWS + 1):
+        if n > 1:
+            proc.add_file_argument(
+                job.argument_name("style-file", n),
+                job.row_label(job.STYLE_LABEL, n),
+                f"Style {n}: an image whose style goes on its region (none: style {n} is unused)",
+                Gimp.FileChooserAction.OPEN,
+                True,
+                None,
+                flags,
+            )
+            proc.add_double_argument(
+                job.argument_name("strength", n),
+                job.row_label(job.param_label("strength"), n),
+                f"Style {n}: {job.param_help('strength')}",
+                *job.STRENGTH,
+                flags,
+            )
+        regions = Gimp.Choice.new()
+        for number, (key, (text, why)) in enumerate(job.REGIONS.items()):
+            regions.add(key, number, text, why)
+        proc.add_choice_argument(
+            job.argument_name("region", n),
+            job.row_label(job.REGION_LABEL, n),
+            job.region_help(n),
+            regions,
+            job.default_region(n),
+            flags,
+        )
+        proc.add_channel_argument(
+            job.argument_name("region-channel", n),
+            job.row_label(job.CHANNEL_LABEL, n),
+            f"The channel (a saved selection) style {n} goes on when its region is a channel",
+            True,
+            flags,
+        )
 
 
 if __name__ == "__main__":
