@@ -39,6 +39,8 @@ __all__ = [
     "JobResult",
     "RawImage",
     "RawStyle",
+    "StyleInput",
+    "CANCEL_GRACE_S",
     "Received",
     "ZmqTransport",
     "connect",

@@ -16,6 +16,9 @@ Two Krita sessions:
 - fallback (1366x768): Krita's Python really without pyzmq (krita_host.sh without-zmq), so the
   plug-in reaches a hand-started engine through the bridge; its Engine settings turn starting
   on demand off, and a job after the engine stopped says so in both lines.
+- regions (1920x1080): a style per region, each added from a selection with the docker's
+  button, against a hand-started engine: two halves in two styles (each half judged against
+  both styles), refused input, and the picture of the docker with two regions.
 """
 
 from __future__ import annotations
@@ -67,10 +70,15 @@ README_STRENGTH = 40
 CANCEL_TIME_LIMIT_S = 600
 #: Result vs style Gram cost must be below this fraction of source vs style.
 STYLE_COST_RATIO = 0.5
+#: The regions picture: astronaut 384x288, the left part in swirls, the right in mosaic, the
+#: two selections fading into each other over REGIONS_FEATHER px, the job fitted into
+#: REGIONS_PICTURE_TIME_S.
+REGIONS_FEATHER = 48
+REGIONS_PICTURE_TIME_S = 120
 KRITA_TIMEOUT_S = 420
 #: The idle time of the engine the on-demand session starts (the product's default: 30 min).
 IDLE_EXIT_S = 20
-SCREENS = {"ondemand": (1920, 1080), "fallback": (1366, 768)}
+SCREENS = {"ondemand": (1920, 1080), "fallback": (1366, 768), "regions": (1920, 1080)}
 TIMINGS: dict[str, float] = {}
 
 
@@ -272,7 +280,7 @@ def _from_krita(path: str, depth: str, width: int = W, height: int = H) -> np.nd
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from PIL import Image
 
-    from nst_app.demo import swirls
+    from nst_app.demo import mosaic, swirls
 
     folder = tmp_path_factory.mktemp("krita-images")
     content = _content_float()
@@ -283,8 +291,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # In a folder of the kind an artist keeps paintings in: the docker shows the path's end.
     paintings = folder / "Pictures" / "Paintings"
     paintings.mkdir(parents=True)
-    Image.fromarray(swirls(256)).save(paintings / "swirls.png")
+    painting = swirls(256)
+    Image.fromarray(painting).save(paintings / "swirls.png")
+    files["swirls_array"] = painting
     files["swirls"] = str(paintings / "swirls.png")
+    Image.fromarray(mosaic(256)).save(paintings / "mosaic.png")
+    files["mosaic"] = str(paintings / "mosaic.png")
     readme = _rgba(_content_float(README_W, README_H), "u8")
     (folder / "readme_U8.raw").write_bytes(_krita_bytes(readme))
     files["readme"] = str(folder / "readme_U8.raw")
@@ -467,6 +479,82 @@ def fallback_run(
     report["daemon_log"] = host_daemon.log_text()
     report["kritarc"] = (run / "config" / "kritarc").read_text()
     TIMINGS["fallback_session_s"] = report["seconds"]
+    return report
+
+
+def _regions_picture_case(images: dict[str, Any]) -> dict[str, Any]:
+    """The picture of regions: the README's photo, its left part in swirls (strength 60), its
+    right part in mosaic (strength 45), the selections fading into each other, the docker
+    300 px wide below a short Layers docker so that both regions and the result show."""
+    half, feather = README_W // 2, REGIONS_FEATHER // 2
+    return _case(
+        "regions_picture",
+        "U8",
+        images,
+        width=README_W,
+        height=README_H,
+        content=images["readme"],
+        style=images["swirls"],
+        regions=[
+            {
+                "rect": [0, 0, half + feather, README_H],
+                "feather": ["right", REGIONS_FEATHER],
+                "style": images["swirls"],
+                "strength": 60,
+            },
+            {
+                "rect": [half - feather, 0, README_W - half + feather, README_H],
+                "feather": ["left", REGIONS_FEATHER],
+                "style": images["mosaic"],
+                "strength": 45,
+            },
+        ],
+        deselect=True,
+        show_regions=True,
+        zoom="fit",
+        tool="PanTool",
+        screenshots=True,
+        during_at=0.6,
+        close_others=True,
+        file_name="astronaut-regions.kra",
+        dockers={"width": 300, "keep": {"Layers": 190}},
+        # Fitted into a time (the docker's Time limit), so that the session's length does not
+        # hang on how busy the machine is.
+        time_limit_s=REGIONS_PICTURE_TIME_S,
+        timeout_s=REGIONS_PICTURE_TIME_S + 90,
+    )
+
+
+@pytest.fixture(scope="module")
+def regions_run(
+    primed_profile: Path,
+    host_daemon: DaemonProc,
+    images: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    """One Krita session (1920x1080) in front of an engine started by hand: regions added
+    from selections with the docker's button, as a user adds them."""
+    run = _new_run(tmp_path_factory.mktemp("krita") / "regions", primed_profile)
+    _install_plugin(run, host_daemon.endpoint)
+    halves = [
+        {"rect": [0, 0, W // 2, H], "style": images["style"], "strength": 50},
+        {"rect": [W // 2, 0, W - W // 2, H], "style": images["swirls"], "strength": 50},
+    ]
+    refused = [
+        {"rect": None},  # nothing selected
+        {"rect": [0, 0, W // 2, H]},  # the main style cannot be read: no style for it
+    ]
+    steps = [
+        _case("two_regions", "U8", images, regions=halves),
+        _case("bad_regions", "U8", images, style="/nonexistent/style.png", regions=refused),
+        _regions_picture_case(images),
+    ]
+    try:
+        report = _run_krita(run, {"steps": steps}, SCREENS["regions"])
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "daemon-regions.log").write_text(host_daemon.log_text())
+    TIMINGS["regions_session_s"] = report["seconds"]
     return report
 
 
@@ -721,6 +809,106 @@ def test_another_users_listener_gets_nothing_from_the_docker(fallback_run: dict[
     assert words in rec["status"], rec["status"]
     assert rec["layers_after"] == ["Photo", "Top"]
     assert fallback_run["rogue_received"] == 0
+
+
+# --- regions ---------------------------------------------------------------------------------
+
+
+def _halves_nearer_their_own_style(
+    meters: dict[str, StyleMeter], source: np.ndarray, result: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """For each half: its style cost against each style, as a fraction of the source's."""
+    half = W // 2
+    parts = {"left": np.s_[:, :half], "right": np.s_[:, half:]}
+    return {
+        side: {
+            name: meter.cost(result[part]) / meter.cost(source[part])
+            for name, meter in meters.items()
+        }
+        for side, part in parts.items()
+    }
+
+
+def test_docker_stylizes_two_regions_each_in_its_style(
+    regions_run: dict[str, Any], images: dict[str, Any], meter: StyleMeter
+) -> None:
+    """Left half in the bold stripes, right half in the swirls, each added from a selection
+    (the last one still active: the regions say where, not the selection): one new layer,
+    the source untouched, each half moved nearer its own style than the other's."""
+    rec = regions_run["cases"]["two_regions"]
+    assert rec["outcomes"] == ["done"], rec["status"]
+    assert rec["region_messages"] == [
+        f"Added region 1 from the selection ({W // 2}x{H} px; bold_stripes.png).",
+        f"Added region 2 from the selection ({W - W // 2}x{H} px; bold_stripes.png).",
+    ]
+    assert rec["region_labels"] == ["1. Selection\nbold_stripes.png", "2. Selection\nswirls.png"]
+    assert rec["region_strengths"] == [50, 50]
+    assert rec["region_thumbnails"] == [[44, 33], [44, 33]]  # the canvas's 4:3
+    assert rec["region_style_icons"] == [True, True]
+    name = "Photo (bold_stripes + swirls style)"
+    assert rec["layers_before"] == ["Photo", "Top"]
+    assert rec["layers_after"] == ["Photo", name, "Top"], rec["layers_after"]
+    assert rec["result_name"] == name and rec["active_after"] == name
+    before = Path(rec["source_before"]).read_bytes()
+    assert before == Path(images["U8"]).read_bytes()
+    assert Path(rec["source_after"]).read_bytes() == before, "the source layer was modified"
+    assert rec["preview_has_image"], "no live preview was shown"
+    assert rec["gui_max_gap_s"] < 1.5, f"Krita's GUI froze for {rec['gui_max_gap_s']:.2f} s"
+    source, result = images["U8_array"], _from_krita(rec["result"], "U8")
+    assert (result[:, :, 3] == 255).all()  # the two halves cover the layer
+    meters = {"stripes": meter, "swirls": StyleMeter(images["swirls_array"])}
+    ratios = _halves_nearer_their_own_style(meters, source, result)
+    for side, by_style in ratios.items():
+        for style_name, ratio in by_style.items():
+            TIMINGS[f"regions_{side}_half_{style_name}_cost_ratio"] = ratio
+    left, right = ratios["left"], ratios["right"]
+    assert left["stripes"] < min(left["swirls"], STYLE_COST_RATIO), ratios
+    assert right["swirls"] < min(right["stripes"], STYLE_COST_RATIO), ratios
+
+
+def test_bad_regions_are_refused_with_words(regions_run: dict[str, Any]) -> None:
+    """Adding a region with nothing selected, and a region with no style: each said in the
+    docker's job line, nothing added to the document."""
+    rec = regions_run["cases"]["bad_regions"]
+    nothing, no_style = rec["region_messages"]
+    assert nothing.startswith("Cannot add a region: nothing is selected: select where"), nothing
+    assert (
+        no_style
+        == f"Added region 1 from the selection ({W // 2}x{H} px; no style yet: choose one)."
+    )
+    assert rec["region_labels"] == ["1. Selection\nno style yet"]
+    assert rec["outcomes"] == ["failed"]
+    assert rec["status"] == (
+        "Cannot stylize: region 1 (selection) has no style image: choose one with its style button"
+    )
+    assert rec["layers_after"] == ["Photo", "Top"]
+    assert Path(rec["source_after"]).read_bytes() == Path(rec["source_before"]).read_bytes()
+
+
+def test_the_regions_picture(regions_run: dict[str, Any]) -> None:
+    """The README's photo in two regions fading into each other: the left part swirls at 60,
+    the right mosaic at 45; the docker shows both rows and the canvas the result (looked at
+    by eye: docs/screenshots/krita-regions.jpg is made from it)."""
+    from PIL import Image
+
+    rec = regions_run["cases"]["regions_picture"]
+    assert rec["outcomes"] == ["done"], rec["status"]
+    assert rec["region_labels"] == ["1. Selection\nswirls.png", "2. Selection\nmosaic.png"]
+    assert rec["region_strengths"] == [60, 45]
+    name = "Photo (swirls + mosaic style)"
+    assert rec["layers_after"] == ["Photo", name, "Top"], rec["layers_after"]
+    size = (README_W, README_H)
+    source = _from_krita(rec["source_before"], "U8", *size)
+    result = _from_krita(rec["result"], "U8", *size)
+    assert (result[:, :, 3] == 255).all()
+    for part in (np.s_[:, : README_W // 3], np.s_[:, -README_W // 3 :]):
+        changed = np.abs(result[part][:, :, :3].astype(int) - source[part][:, :, :3]).mean()
+        assert changed > 10, f"a region barely differs from the photo ({changed:.1f} levels)"
+    TIMINGS["regions_picture_job_s"] = rec["job_s"]
+    shot = Path(rec["screenshots"]["result"])
+    assert shot.name == "krita_regions_picture_result.png" and shot.exists(), shot
+    with Image.open(shot) as picture:
+        assert picture.size == SCREENS["regions"], picture.size
 
 
 def teardown_module() -> None:

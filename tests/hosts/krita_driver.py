@@ -5,10 +5,12 @@ document, picks the style by typing its path into the docker, sets the quality, 
 and the working size (strength), clicks Stylize (or Cancel), waits, and writes what happened
 (layers, pixels, the docker's controls and lines as they changed, screenshots); for the
 README's pictures a case can also close the other documents, zoom the image to fit, pick a tool
-and give the docker room; other steps check the docker's layout at 260 px, use its Engine
-settings, stop the engine or wait for it to exit by itself. Everything goes to the job's out
-folder; then Krita quits. Krita's excepthook (a modal dialog that would hang a headless run) is
-replaced and a watchdog hard-exits Krita if the run stalls.
+and give the docker room. A case with regions adds each from a selection (soft edges as asked)
+with the docker's button, gives it its style and strength, and records the rows. Other steps
+check the docker's layout at 260 px, use its Engine settings, stop the engine or wait for it
+to exit by itself. Everything goes to the job's out folder; then Krita quits. Krita's
+excepthook (a modal dialog that would hang a headless run) is replaced and a watchdog
+hard-exits Krita if the run stalls.
 """
 
 from __future__ import annotations
@@ -328,6 +330,8 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
         "time_limit": time_limit.text(),
         "size": size.text(),
     }
+    if "regions" in case:
+        yield from add_regions(doc, dock, case, rec)
     outcome: list[str] = []
     dock.job_finished.connect(outcome.append)
     shots: dict[str, str] = {}
@@ -419,6 +423,59 @@ def run_case(window: Any, dock: Any, case: dict[str, Any]) -> Step:
     if case.get("tool"):
         use_tool(BRUSH_TOOL)
     write_report()
+
+
+def select(doc: Document, rect: list[int] | None, feather: list[Any] | None) -> None:
+    """Select a rectangle (None: nothing); feather ["left" or "right", px] fades that side
+    from all to nothing, as a feathered selection's soft edge."""
+    if rect is None:
+        doc.setSelection(None)
+        return
+    x, y, w, h = rect
+    row = [255] * w
+    if feather:
+        side, px = feather
+        for i in range(px):
+            value = round(255 * (i + 1) / (px + 1))
+            row[i if side == "left" else w - 1 - i] = value
+    selection = Selection()
+    selection.setPixelData(bytes(row) * h, x, y, w, h)
+    doc.setSelection(selection)
+
+
+def add_regions(doc: Document, dock: Any, case: dict[str, Any], rec: dict[str, Any]) -> Step:
+    """Each region as a user adds it: select, click "Selection" under "Add a region from",
+    then its style (what the style button's file dialog gives) and its strength slider."""
+    panel = child(dock, "nst_regions")
+    rec["region_messages"] = []
+    for spec in case["regions"]:
+        select(doc, spec.get("rect"), spec.get("feather"))
+        yield 150
+        before = len(panel.region_rows())
+        QTest.mouseClick(child(dock, "nst_region_from_selection"), Qt.LeftButton)
+        yield 100
+        rec["region_messages"].append(text_of(dock, "nst_status"))
+        if len(panel.region_rows()) == before:
+            continue  # refused: the message says why
+        if spec.get("style"):
+            panel.set_region_style(panel.region_rows()[-1].region.ident, spec["style"])
+        if "strength" in spec:
+            panel.region_rows()[-1].strength.setValue(spec["strength"])
+        yield 100
+    if case.get("deselect"):  # as an artist would, so no marching ants cover the picture
+        doc.setSelection(None)
+        yield 100
+    rows = panel.region_rows()
+    rec["region_labels"] = [row.words.text() for row in rows]
+    rec["region_strengths"] = [row.strength.value() for row in rows]
+    rec["region_styles"] = [row.region.style_path for row in rows]
+    rec["region_thumbnails"] = [
+        [row.mask_label.pixmap().width(), row.mask_label.pixmap().height()] for row in rows
+    ]
+    rec["region_style_icons"] = [not row.style_button.icon().isNull() for row in rows]
+    if case.get("show_regions"):  # the regions in view, for the picture
+        dock.scroll_area.ensureWidgetVisible(child(dock, "nst_outside_regions"))
+        yield 200
 
 
 def layout_problems(dock: Any) -> list[str]:

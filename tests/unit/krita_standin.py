@@ -4,7 +4,10 @@ Krita's Python API (libkis) exists only inside Krita. This module has the part o
 plug-in uses, with Krita's names and behaviour as far as the plug-in can tell: layers keep
 their pixels as Krita hands them out (B,G,R,A interleaved at the layer's depth, the whole
 canvas), `childNodes()` lists bottom to top, `addChildNode(node, above)` puts node just above
-`above` (on top for None), a selection's x/y/width/height bound its selected pixels.
+`above` (on top for None), a selection's x/y/width/height bound its selected pixels, a paint
+layer's bounds() are those of its painted pixels (the whole canvas when it has none), a
+selection mask hands out its selection while a transparency mask's pixelData is empty (as in
+Krita 5.1).
 
 `load_plugin()` makes the Qt application (offscreen), installs this module as
 sys.modules['krita'] and imports the plug-in package `neural_style` from plugins/krita.
@@ -20,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from PyQt5.QtCore import QByteArray
+from PyQt5.QtCore import QByteArray, QRect
 from PyQt5.QtWidgets import QApplication, QDockWidget
 
 from nst_client import layouts
@@ -31,6 +34,8 @@ MODEL_CHANNELS = {"RGBA": 4, "GRAYA": 2, "CMYKA": 5, "LABA": 4}
 DEPTH_BYTES = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}
 PROFILE = "sRGB-elle-V2-srgbtrc.icc"
 _DTYPES = {"U8": "u8", "U16": "u16", "F32": "f32"}
+#: Node types whose pixels Krita 5.1 does not hand out through pixelData.
+MASK_TYPES = ("transparencymask", "selectionmask", "filtermask")
 _APP: list[QApplication] = []
 
 
@@ -197,7 +202,25 @@ class Node:
             for row in range(max(y, 0), min(y + h, doc_h))
         ]
 
+    def bounds(self) -> QRect:
+        """Around the pixels that are not all zero; the whole canvas when there are none."""
+        bpp, width = self._bpp(), self._document.width()
+        row_bytes = width * bpp
+        rows = [self._pixels[r * row_bytes : (r + 1) * row_bytes] for r in range(self._height())]
+        used = [r for r, row in enumerate(rows) if any(row)]
+        if not used:
+            return QRect(0, 0, width, self._height())
+        columns = [
+            c for c in range(width) if any(any(row[c * bpp : (c + 1) * bpp]) for row in rows)
+        ]
+        return QRect(columns[0], used[0], columns[-1] + 1 - columns[0], used[-1] + 1 - used[0])
+
+    def _height(self) -> int:
+        return self._document.height()
+
     def pixelData(self, x: int, y: int, w: int, h: int) -> QByteArray:
+        if self._type in MASK_TYPES:
+            return QByteArray()  # Krita 5.1 gives plug-ins no mask's pixels this way
         out = bytearray(w * h * self._bpp())
         for src, dst, n in self._rows(x, y, w, h):
             out[dst : dst + n] = self._pixels[src : src + n]
@@ -210,6 +233,20 @@ class Node:
         for dst, src, n in self._rows(x, y, w, h):
             self._pixels[dst : dst + n] = data[src : src + n]
         return True
+
+
+class SelectionMask(Node):
+    """A local selection on a layer: its values are a Selection's."""
+
+    def __init__(self, document: Document, name: str) -> None:
+        super().__init__(document, name, "selectionmask")
+        self._selection = Selection()
+
+    def selection(self) -> Selection:
+        return self._selection
+
+    def setSelection(self, selection: Selection) -> None:
+        self._selection = selection
 
 
 class Document:
@@ -252,6 +289,8 @@ class Document:
 
     def createNode(self, name: str, node_type: str) -> Node:
         """A new node in the image's colour space, not yet in the layer stack."""
+        if node_type == "selectionmask":
+            return SelectionMask(self, name)
         return Node(self, name, node_type, self._model, self._depth, self._profile)
 
     def createGroupLayer(self, name: str) -> Node:
@@ -272,6 +311,10 @@ class Document:
     def refreshProjection(self) -> None:
         self.refreshed += 1
 
+    def close(self) -> bool:
+        Krita.instance()._forget(self)
+        return True
+
 
 class Krita:
     """The application object: settings, the active document, registered dockers."""
@@ -280,7 +323,7 @@ class Krita:
 
     def __init__(self) -> None:
         self.settings: dict[tuple[str, str], str] = {}
-        self.documents: list[Document] = []
+        self._documents: list[Document] = []
         self.factories: list[DockWidgetFactory] = []
         self._active: Document | None = None
 
@@ -300,9 +343,17 @@ class Krita:
         return self._active
 
     def setActiveDocument(self, document: Document | None) -> None:
-        if document is not None and document not in self.documents:
-            self.documents.append(document)
+        if document is not None and document not in self._documents:
+            self._documents.append(document)
         self._active = document
+
+    def documents(self) -> list[Document]:
+        return list(self._documents)
+
+    def _forget(self, document: Document) -> None:
+        self._documents.remove(document)
+        if self._active is document:
+            self._active = self._documents[-1] if self._documents else None
 
     def addDockWidgetFactory(self, factory: DockWidgetFactory) -> None:
         self.factories.append(factory)

@@ -31,7 +31,7 @@ from nst_client.client import Client, JobCancelled, Received
 from nst_client.settings import CONFIG_NAME, Settings
 
 krita_standin.load_plugin()
-from neural_style import docker, images, layer_ops, link, widgets, worker  # noqa: E402
+from neural_style import docker, images, layer_ops, link, regions, widgets, worker  # noqa: E402
 
 W, H = 32, 24
 ENDPOINT = "tcp://127.0.0.1:1"
@@ -286,7 +286,8 @@ def test_a_result_in_another_layout_is_refused(desc: P.ImageDesc, got: str) -> N
 class FakeDaemon:
     """Answers as the engine would; `job` says how a stylize request ends:
     'result' (the content inverted), 'hold' (until cancelled), 'error', 'rgb' (a wrong layout).
-    state/startup/silent may change while a docker watches it.
+    state/startup/silent may change while a docker watches it. `features` stands for what an
+    engine of another version says it can do (None: this version's).
     """
 
     def __init__(
@@ -296,8 +297,10 @@ class FakeDaemon:
         version: str = nst_client.__version__,
         silent: bool = False,
         state: str = P.READY,
+        features: Sequence[str] | None = None,
     ) -> None:
         self.job, self.defaults, self.version, self.silent = job, defaults or {}, version, silent
+        self.features = features
         self.state = state
         self.startup: P.Startup | None = None
         self.sent: list[tuple[dict[str, Any], list[bytes]]] = []
@@ -340,6 +343,8 @@ class FakeDaemon:
                 defaults=dict(self.defaults),
                 state=self.state,
             )
+            if self.features is not None:
+                welcome["features"] = list(self.features)
             return [(dict(welcome), [])]
         if kind == "status":
             status = P.status(
@@ -920,6 +925,20 @@ def test_cancel_adds_no_layer(make_docker: MakeDocker, style: str) -> None:
     assert dock.progress.format() == "cancelled" and dock.stylize_button.isEnabled()
 
 
+def test_quitting_krita_during_a_job_ends_it_first(make_docker: MakeDocker, style: str) -> None:
+    """Qt aborts Krita when a running QThread is deleted: at quit the job is cancelled and its
+    thread waited for."""
+    dock, daemon = make_docker(job="hold")
+    doc = _document("U8")
+    dock.set_style(style)
+    outcomes, _ = _run(dock, until="progress")
+    worker = dock._worker
+    assert worker is not None and worker.isRunning()
+    dock.end_job()
+    assert worker.isFinished() and [h["type"] for h, _ in daemon.requests("cancel")] == ["cancel"]
+    assert _wait(lambda: outcomes == ["cancelled"]) and _names(doc) == ["Photo", "Top"]
+
+
 def test_a_refused_job_says_why(make_docker: MakeDocker, style: str) -> None:
     dock, _ = make_docker(job="error")
     doc = _document("U8")
@@ -964,6 +983,417 @@ def test_a_missing_style_file_is_named(make_docker: MakeDocker, tmp_path: Path) 
     assert not dock.set_style(str(tmp_path / "gone.png"))
     assert dock.status.text() == f"style image not found: {tmp_path / 'gone.png'}"
     assert dock.thumbnail.text() == "no style"
+
+
+# --- regions ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def azure(tmp_path: Path) -> str:
+    """A second style file, beside the `style` swatch."""
+    image = QImage(10, 10, QImage.Format_RGBA8888)
+    image.fill(QColor(20, 140, 210, 255))
+    path = tmp_path / "azure.png"
+    assert image.save(str(path))
+    return str(path)
+
+
+def _select(doc: Document, x: int, y: int, w: int, h: int, edge: int = 0) -> Selection:
+    """Select a rectangle, its left column at `edge` (0: a hard edge)."""
+    selection = Selection()
+    selection.select(x, y, w, h, 255)
+    if edge:
+        selection.select(x, y, 1, h, edge)
+    doc.setSelection(selection)
+    return selection
+
+
+def _rows(dock: Docker) -> list[Any]:
+    return dock.regions_panel.region_rows()
+
+
+def _labels(dock: Docker) -> list[str]:
+    return [row.words.text() for row in _rows(dock)]
+
+
+def _add_two(dock: Docker, doc: Document, azure: str) -> None:
+    """Region 1 (selection 2,2 12x20, soft left edge) in the main style at strength 30,
+    region 2 (selection 18,4 10x16) in azure at strength 80."""
+    panel = dock.regions_panel
+    dock.strength.setValue(30)
+    _select(doc, 2, 2, 12, 20, edge=128)
+    assert panel.add_from_selection(), dock.status.text()
+    dock.strength.setValue(80)
+    _select(doc, 18, 4, 10, 16)
+    assert panel.add_from_selection(), dock.status.text()
+    panel.set_region_style(_rows(dock)[1].region.ident, azure)
+
+
+def test_a_region_from_the_selection_keeps_its_soft_edges(
+    make_docker: MakeDocker, style: str
+) -> None:
+    dock, _ = make_docker(show=False)
+    doc = _document("U8")
+    assert dock.set_style(style)
+    dock.strength.setValue(35)
+    panel = dock.regions_panel
+    assert panel.heading.text().startswith("No regions") and not panel.outside.isVisibleTo(dock)
+    _select(doc, 4, 2, 12, 16, edge=128)
+    assert panel.add_from_selection()
+    assert dock.status.text() == "Added region 1 from the selection (12x16 px; swatch.png)."
+    (row,) = _rows(dock)
+    region = row.region
+    assert (region.source, region.style_path, region.strength) == ("selection", style, 35.0)
+    mask = region.mask
+    assert (mask.canvas, mask.x, mask.y, mask.width, mask.height) == ((W, H), 4, 2, 12, 16)
+    assert mask.values == (bytes([128]) + bytes([255]) * 11) * 16
+    assert row.words.text() == "1. Selection\nswatch.png"
+    assert row.strength.value() == 35 and row.value.text() == "35"
+    thumb = row.mask_label.pixmap()
+    assert thumb is not None and (thumb.width(), thumb.height()) == (44, 33)  # the canvas's 4:3
+    spot = thumb.toImage()
+    assert QColor(spot.pixel(20, 16)).value() == 255 and QColor(spot.pixel(40, 16)).value() == 0
+    assert not row.style_button.icon().isNull()
+    assert panel.heading.text().startswith("Regions") and panel.outside.isVisibleTo(dock)
+    assert _names(doc) == ["Photo", "Top"]  # adding a region changes nothing in the document
+
+
+def _nothing_selected(doc: Document) -> None:
+    doc.setSelection(None)
+
+
+def _empty_selection(doc: Document) -> None:
+    doc.setSelection(Selection())
+
+
+def _off_canvas(doc: Document) -> None:
+    _select(doc, W + 4, 0, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "make,words",
+    [
+        (_nothing_selected, "nothing is selected: select where the style goes"),
+        (_empty_selection, "nothing is selected"),
+        (_off_canvas, "the selection lies outside the canvas"),
+    ],
+)
+def test_a_region_needs_a_selection(
+    make_docker: MakeDocker, style: str, make: Callable[[Document], None], words: str
+) -> None:
+    dock, _ = make_docker(show=False)
+    doc = _document("U8")
+    dock.set_style(style)
+    make(doc)
+    assert not dock.regions_panel.add_from_selection()
+    assert dock.status.text().startswith(f"Cannot add a region: {words}"), dock.status.text()
+    assert dock.status.styleSheet() == widgets.ERROR_STYLE
+    assert _rows(dock) == [] and _names(doc) == ["Photo", "Top"]
+
+
+def test_a_region_needs_a_document(make_docker: MakeDocker) -> None:
+    dock, _ = make_docker(show=False)
+    assert not dock.regions_panel.add_from_selection()
+    assert dock.status.text() == "Cannot add a region: open a document first"
+    dock.regions_panel.fill_layer_menu()
+    (entry,) = dock.regions_panel.layer_menu.actions()
+    assert entry.text() == "(no paint layer or selection mask)" and not entry.isEnabled()
+
+
+def _menu(dock: Docker) -> dict[str, Any]:
+    dock.regions_panel.fill_layer_menu()
+    return {a.text(): a for a in dock.regions_panel.layer_menu.actions()}
+
+
+def test_a_region_from_a_layer_or_a_selection_mask(make_docker: MakeDocker, style: str) -> None:
+    dock, _ = make_docker(show=False)
+    doc = _document("U8")
+    dock.set_style(style)
+    root, photo, top = doc.rootNode(), _layer(doc, "Photo"), _layer(doc, "Top")
+    sky = doc.createNode("Sky", "paintlayer")
+    root.addChildNode(sky, None)
+    sky.setPixelData(bytes([9, 9, 9, 200]) * (10 * 6), 20, 1, 10, 6)  # painted, any colour
+    sky.setPixelData(bytes([9, 9, 9, 0]) * 6, 20, 1, 1, 6)  # an erased left column
+    local = doc.createNode("Local", "selectionmask")
+    assert isinstance(local, krita_standin.SelectionMask)
+    photo.addChildNode(local, None)
+    local.setSelection(_select(doc, 0, 10, 8, 4, edge=60))
+    doc.setSelection(None)
+    fade = doc.createNode("Fade", "transparencymask")
+    top.addChildNode(fade, None)
+    root.addChildNode(doc.createNode("Selection Mask", "selectionmask"), top)  # the global one
+    # Top to bottom as the Layers docker shows them; masks Krita hands out, indented.
+    assert list(_menu(dock)) == ["Sky", "Top", "Photo", "    Local"]
+    _menu(dock)["Sky"].trigger()
+    assert dock.status.text() == "Added region 1 from layer 'Sky' (9x6 px; swatch.png)."
+    mask = _rows(dock)[0].region.mask
+    assert (mask.x, mask.y, mask.width, mask.height) == (21, 1, 9, 6)
+    assert mask.values == bytes([200]) * 54  # its alpha: how opaque it was painted
+    _menu(dock)["    Local"].trigger()
+    mask = _rows(dock)[1].region.mask
+    assert (mask.x, mask.y, mask.values) == (0, 10, (bytes([60]) + bytes([255]) * 7) * 4)
+    assert _labels(dock) == ["1. Layer 'Sky'\nswatch.png", "2. Mask 'Local'\nswatch.png"]
+    assert not dock.regions_panel.add_from_node(fade)
+    assert dock.status.text() == (
+        "Cannot add a region: Krita does not hand plug-ins the pixels of the transparencymask "
+        "'Fade': paint the region on a paint layer, or use a selection mask"
+    )
+    assert not dock.regions_panel.add_from_node(top)
+    assert dock.status.text().endswith(
+        "layer 'Top' has nothing painted: paint where the style goes"
+    )
+    assert len(_rows(dock)) == 2
+    assert _names(doc) == ["Photo", "Top", "Selection Mask", "Sky"]
+
+
+def test_an_opaque_layer_gives_its_grey(make_docker: MakeDocker, style: str) -> None:
+    """A black-and-white picture as a layer (opaque over the whole canvas): white = the
+    region, black = none of it."""
+    dock, _ = make_docker(show=False)
+    doc = _document("U8")
+    dock.set_style(style)
+    stencil = doc.createNode("Stencil", "paintlayer")
+    doc.rootNode().addChildNode(stencil, None)
+    stencil.setPixelData(bytes([0, 0, 0, 255]) * (W * H), 0, 0, W, H)
+    stencil.setPixelData(bytes([255, 255, 255, 255]) * (8 * 8), 4, 4, 8, 8)
+    assert dock.regions_panel.add_from_node(stencil)
+    mask = _rows(dock)[0].region.mask
+    assert (mask.x, mask.y, mask.width, mask.height) == (4, 4, 8, 8)
+    assert mask.values == bytes([255]) * 64
+
+
+def test_regions_move_and_go_with_their_buttons(
+    make_docker: MakeDocker, style: str, azure: str
+) -> None:
+    dock, _ = make_docker(show=False)
+    doc = _document("U8")
+    dock.set_style(style)
+    _add_two(dock, doc, azure)
+    _select(doc, 0, 0, 4, 4)
+    assert dock.regions_panel.add_from_selection()
+    first, second, third = (row.region.ident for row in _rows(dock))
+    rows = _rows(dock)
+    assert [(r.up.isEnabled(), r.down.isEnabled()) for r in rows] == [
+        (False, True),
+        (True, True),
+        (True, False),
+    ]
+    rows[0].down.click()
+    assert [row.region.ident for row in _rows(dock)] == [second, first, third]
+    assert _labels(dock)[0] == "1. Selection\nazure.png"  # numbered by place
+    _rows(dock)[2].up.click()
+    assert [row.region.ident for row in _rows(dock)] == [second, third, first]
+    _rows(dock)[1].remove.click()
+    assert [row.region.ident for row in _rows(dock)] == [second, first]
+    _rows(dock)[0].remove.click()
+    _rows(dock)[0].remove.click()
+    assert _rows(dock) == [] and dock.regions_panel.heading.text().startswith("No regions")
+    assert _names(doc) == ["Photo", "Top"]
+
+
+def test_regions_are_remembered_per_document(
+    make_docker: MakeDocker, style: str, azure: str
+) -> None:
+    dock, _ = make_docker(show=False)
+    first = _document("U8")
+    dock.set_style(style)
+    _add_two(dock, first, azure)
+    _rows(dock)[0].strength.setValue(12)
+    dock.regions_panel.outside.setCurrentIndex(1)
+    second = _document("U8")  # another document becomes active: Krita calls canvasChanged
+    dock.canvasChanged(None)
+    assert _rows(dock) == [] and not dock.regions_panel.outside.isVisibleTo(dock)
+    _select(second, 0, 0, 8, 8)
+    assert dock.regions_panel.add_from_selection()
+    Krita.instance().setActiveDocument(first)
+    dock.canvasChanged(None)
+    assert _labels(dock) == ["1. Selection\nswatch.png", "2. Selection\nazure.png"]
+    assert [row.region.strength for row in _rows(dock)] == [12.0, 80.0]
+    assert dock.regions_panel.outside.currentData() == "main"
+    # A docker made later (another window, or the docker closed and opened) shows them too.
+    again, _ = make_docker(show=False)
+    assert _labels(again) == _labels(dock)
+    assert again.regions_panel.outside.currentData() == "main"
+    # A closed document's regions are let go.
+    key = regions.document_key(second)
+    assert key in regions.STORE._documents
+    second.close()
+    dock.canvasChanged(None)
+    assert key not in regions.STORE._documents and len(_rows(dock)) == 2
+
+
+def _run_regions(dock: Docker) -> tuple[list[str], str]:
+    """Click Stylize; (outcomes, the job line as the job started)."""
+    outcomes, _ = _run(dock, until="started")
+    said = dock.status.text()
+    assert _wait(lambda: bool(outcomes) and dock._worker is None)
+    return outcomes, said
+
+
+def test_stylize_sends_a_style_per_region(make_docker: MakeDocker, style: str, azure: str) -> None:
+    dock, daemon = make_docker()
+    doc = _document("U8")
+    before = bytes(_layer(doc, "Photo").pixelData(0, 0, W, H))
+    dock.set_style(style)
+    _add_two(dock, doc, azure)
+    dock.strength.setValue(55)
+    _select(doc, 0, 0, 6, 6)  # a selection left over: the regions say where
+    outcomes, said = _run_regions(dock)
+    assert outcomes == ["done"], dock.status.text()
+    assert said == (
+        "Stylizing 'Photo' (26x20, U8) in 2 regions (the regions say where: the selection is "
+        "not used)…"
+    )
+    ((request, frames),) = daemon.requests("stylize")
+    # The area around both regions; each region a style with its mask over that area.
+    assert request["content"] == layouts.describe(26, 20, 4, "u8", 1)
+    assert frames[0] == layouts.krita_to_wire(_crop(before, W, 4, 2, 2, 26, 20), "U8")[0]
+    assert request["styles"] == [
+        {
+            **layouts.describe(16, 12, 4, "u8", 2),
+            "weight": 1.0,
+            "mask": layouts.describe(26, 20, 1, "u8", 3),
+            "strength": 30.0,
+        },
+        {
+            **layouts.describe(10, 10, 4, "u8", 4),
+            "weight": 1.0,
+            "mask": layouts.describe(26, 20, 1, "u8", 5),
+            "strength": 80.0,
+        },
+    ]
+    left = (bytes([128]) + bytes([255]) * 11 + bytes(14)) * 20
+    right = b"".join(bytes(16) + bytes([255 if 2 <= r < 18 else 0]) * 10 for r in range(20))
+    assert frames[2] == left and frames[3] == bytes([20, 140, 210, 255]) * 100
+    assert frames[4] == right
+    assert request["params"]["strength"] == 55.0
+    # One new layer: the stylized regions, transparent where no region reaches.
+    assert _names(doc) == ["Photo", "Photo (swatch + azure style)", "Top"]
+    assert bytes(_layer(doc, "Photo").pixelData(0, 0, W, H)) == before
+    layer = bytes(_layer(doc, "Photo (swatch + azure style)").pixelData(0, 0, W, H))
+    inverted = layouts.wire_to_krita(_inverted(frames[0], "u8"), "u8")
+    for y in range(H):
+        for x in range(W):
+            pixel = layer[(y * W + x) * 4 : (y * W + x + 1) * 4]
+            inside = (2 <= x < 14 and 2 <= y < 22) or (18 <= x < 28 and 4 <= y < 20)
+            if inside:
+                at = ((y - 2) * 26 + x - 2) * 4
+                assert pixel == inverted[at : at + 4], (x, y)
+            else:
+                assert pixel == bytes(4), (x, y)
+    assert dock.status.text() == (
+        "Added layer 'Photo (swatch + azure style)'. Edit > Undo removes it."
+    )
+    preview = dock.preview.pixmap()
+    assert preview is not None and not preview.isNull()
+
+
+def test_the_main_style_can_fill_the_rest(make_docker: MakeDocker, style: str, azure: str) -> None:
+    dock, daemon = make_docker()
+    doc = _document("U8")
+    dock.set_style(azure)
+    dock.strength.setValue(30)
+    _select(doc, 0, 0, 16, H, edge=128)
+    assert dock.regions_panel.add_from_selection()
+    dock.regions_panel.set_region_style(_rows(dock)[0].region.ident, style)
+    dock.regions_panel.outside.setCurrentIndex(dock.regions_panel.outside.findData("main"))
+    doc.setSelection(None)
+    dock.strength.setValue(65)
+    outcomes, said = _run_regions(dock)
+    assert outcomes == ["done"], dock.status.text()
+    assert said == f"Stylizing 'Photo' ({W}x{H}, U8) in 1 region, azure.png elsewhere…"
+    ((request, frames),) = daemon.requests("stylize")
+    assert request["content"] == layouts.describe(W, H, 4, "u8", 1)
+    region, rest = request["styles"]
+    assert (region["strength"], region["mask"]["frame"]) == (30.0, 3)
+    assert "strength" not in rest and rest["mask"] == layouts.describe(W, H, 1, "u8", 5)
+    assert frames[3] == bytes([20, 140, 210, 255]) * 100  # the main style, azure
+    assert frames[4] == (bytes([127]) + bytes(15) + bytes([255]) * 16) * H
+    assert request["params"]["strength"] == 65.0  # the rest's strength: the main slider's
+    layer = _layer(doc, "Photo (swatch + azure style)")
+    assert bytes(layer.pixelData(0, 0, W, H))[3::4] == bytes([255]) * (W * H)  # all of it
+
+
+def test_a_region_without_a_style_is_refused_before_any_job(make_docker: MakeDocker) -> None:
+    dock, daemon = make_docker()
+    doc = _document("U8")
+    _select(doc, 0, 0, 16, 16)
+    assert dock.regions_panel.add_from_selection()
+    assert dock.status.text() == (
+        "Added region 1 from the selection (16x16 px; no style yet: choose one)."
+    )
+    (row,) = _rows(dock)
+    assert row.words.text() == "1. Selection\nno style yet"
+    assert row.words.styleSheet() == widgets.ERROR_STYLE and row.style_button.text() == "style…"
+    outcomes, _ = _run(dock)
+    assert outcomes == ["failed"]
+    assert dock.status.text() == (
+        "Cannot stylize: region 1 (selection) has no style image: choose one with its style button"
+    )
+    assert not daemon.requests("stylize") and _names(doc) == ["Photo", "Top"]
+
+
+def test_a_region_whose_canvas_changed_is_named(make_docker: MakeDocker, style: str) -> None:
+    dock, daemon = make_docker()
+    doc = _document("U8")
+    dock.set_style(style)
+    _select(doc, 0, 0, 16, 16)
+    assert dock.regions_panel.add_from_selection()
+    doc._width = 40  # Image > Resize Canvas
+    outcomes, _ = _run(dock)
+    assert outcomes == ["failed"] and not daemon.requests("stylize")
+    assert dock.status.text() == (
+        f"Cannot stylize: region 1 (selection) was made on a {W}x{H} canvas, the canvas is now "
+        f"40x{H}: remove it and add it again"
+    )
+
+
+def test_an_engine_without_regions_says_so(make_docker: MakeDocker, style: str) -> None:
+    dock, daemon = make_docker(features=[])
+    doc = _document("U8")
+    dock.set_style(style)
+    _select(doc, 0, 0, 16, 16)
+    assert dock.regions_panel.add_from_selection()
+    outcomes, _ = _run(dock)
+    assert outcomes == ["failed"] and not daemon.requests("stylize")
+    assert "cannot style regions" in dock.status.text(), dock.status.text()
+    assert "`nst install-plugin krita`" in dock.status.text()
+    assert _names(doc) == ["Photo", "Top"]
+
+
+def test_a_regions_style_comes_from_its_menu(
+    make_docker: MakeDocker, style: str, azure: str
+) -> None:
+    dock, _ = make_docker(show=False)
+    doc = _document("U8")
+    dock.set_style(azure)
+    dock.set_style(style)  # recent: swatch, azure
+    _select(doc, 0, 0, 16, 16)
+    assert dock.regions_panel.add_from_selection()
+    (row,) = _rows(dock)
+    dock.regions_panel.fill_style_menu(row)
+    entries = {a.text(): a for a in row.style_menu.actions() if not a.isSeparator()}
+    assert list(entries) == ["Choose a file…", "The main style: swatch.png", "azure.png"]
+    entries["azure.png"].trigger()
+    (row,) = _rows(dock)
+    assert row.region.style_path == azure and row.words.text() == "1. Selection\nazure.png"
+    assert row.style_button.toolTip() == azure
+    # The main style stays the one shown, its recent list led by what was just used.
+    assert dock.style_path.text() == style and dock.recent.currentData() == style
+    assert [dock.recent.itemData(i) for i in range(dock.recent.count())] == [azure, style]
+
+
+def test_the_docker_with_regions_fits_260_px(
+    make_docker: MakeDocker, style: str, azure: str
+) -> None:
+    dock, _ = make_docker(silent=True)
+    doc = _document("U8")
+    dock.set_style(style)
+    _add_two(dock, doc, azure)
+    dock.resize(260, 900)
+    _settle(20)
+    assert _layout_problems(dock) == []
+    assert _scrolled(dock)[1].width() <= 260
 
 
 # --- engine settings -------------------------------------------------------------------------
@@ -1157,7 +1587,9 @@ def _layout_problems(dock: Docker) -> list[str]:
         problems.append("a horizontal scroll bar")
     if content.width() > viewport.width():
         problems.append(f"content {content.width()} px in a {viewport.width()} px viewport")
-    parents = [content, dock.engine_panel, dock.engine_panel.box]
+    panel = dock.regions_panel
+    parents = [content, dock.engine_panel, dock.engine_panel.box, panel, panel.rows]
+    parents += panel.region_rows()
     for parent in parents:
         kids = [w for w in parent.findChildren(QWidget, options=FIND_DIRECT) if w.isVisible()]
         for w in kids:

@@ -17,7 +17,7 @@ from typing import Any
 import krita_standin
 import pytest
 
-from nst_client import client, settings, transports
+from nst_client import client, layouts, settings, transports
 from nst_client.params import MAX_TIME_BUDGET_S, MIN_TIME_BUDGET_S
 from nst_plugins import install as shared
 from nst_plugins import krita_installer as installer
@@ -291,3 +291,140 @@ def test_install_and_uninstall(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert not package.exists() and rc.read_text() == original
     with pytest.raises(ValueError, match="must be one of"):
         shared.install_hosts("krita", str(dest), "tcp://127.0.0.1:1", "pigeon")
+
+
+# --- regions (the pure rules) -----------------------------------------------------------------
+
+
+def _mask(plugin: ModuleType, rect: tuple[int, int, int, int], value: int = 255) -> Any:
+    x, y, w, h = rect
+    return plugin.regions.Mask((8, 6), x, y, w, h, bytes([value]) * (w * h))
+
+
+def _regions(plugin: ModuleType, *masks: Any, outside: str = "photo") -> Any:
+    found = plugin.regions.DocumentRegions(outside=outside)
+    for number, mask in enumerate(masks, start=1):
+        found.add(
+            plugin.regions.Region(mask, f"selection {number}", f"s{number}.png", 10.0 * number)
+        )
+    return found
+
+
+def test_a_mask_is_cut_to_its_values_and_read_back_over_any_area(plugin: ModuleType) -> None:
+    rg = plugin.regions
+    values = bytes(4) + bytes([0, 9, 200, 0]) + bytes([0, 0, 255, 0])  # a 4x3 area
+    mask = rg.trimmed(values, (2, 1, 4, 3), (8, 6))
+    assert (mask.x, mask.y, mask.width, mask.height, mask.values) == (3, 2, 2, 2, b"\t\xc8\x00\xff")
+    assert rg.trimmed(bytes(12), (2, 1, 4, 3), (8, 6)) is None
+    # Over a larger area: zeros where the mask does not reach.
+    assert mask.crop((2, 2, 4, 2)) == bytes([0, 9, 200, 0, 0, 0, 255, 0])
+    assert mask.crop((0, 0, 2, 2)) == bytes(4)  # wholly outside
+    width, height, grey = rg.thumbnail(_mask(plugin, (2, 0, 4, 6), 90), 4)
+    assert (width, height) == (4, 3)  # the canvas's 4:3, the long side `side`
+    assert grey == bytes([0, 90, 90, 0] * 3)  # the nearest canvas pixels
+
+
+def test_a_layer_gives_its_alpha_or_if_opaque_everywhere_its_grey(plugin: ModuleType) -> None:
+    rg = plugin.regions
+    # Krita's B,G,R,A: a painted pixel in any colour counts by its alpha.
+    painted = bytes([0, 0, 0, 255, 10, 200, 30, 128, 7, 7, 7, 0])
+    assert rg.layer_values(painted, "RGBA", "U8", 3, whole=False) == bytes([255, 128, 0])
+    opaque = bytes([0, 0, 0, 255, 255, 255, 255, 255, 0, 255, 0, 255])
+    assert rg.layer_values(opaque, "RGBA", "U8", 3, whole=False) == bytes([255] * 3)
+    # Opaque over the whole canvas: a black-and-white mask, white = all of the style.
+    assert rg.layer_values(opaque, "RGBA", "U8", 3, whole=True) == bytes([0, 255, 149])
+    grey = bytes([40, 255, 220, 255])
+    assert rg.layer_values(grey, "GRAYA", "U8", 2, whole=True) == bytes([40, 220])
+    sixteen = struct.pack("<8H", 1, 2, 3, 65535, 1, 2, 3, 32896)
+    assert rg.layer_values(sixteen, "RGBA", "U16", 2, whole=False) == bytes([255, 128])
+    with pytest.raises(rg.RegionError, match="it is F32; use an 8-bit or 16-bit integer"):
+        rg.layer_values(bytes(32), "RGBA", "F32", 2, whole=False)
+    with pytest.raises(rg.RegionError, match="it is in CMYKA"):
+        rg.layer_values(bytes(10), "CMYKA", "U8", 2, whole=False)
+
+
+def test_the_area_is_around_the_regions_and_the_first_wins(plugin: ModuleType) -> None:
+    rg = plugin.regions
+    soft = rg.Mask((8, 6), 3, 1, 3, 2, bytes([255, 255, 100, 255, 255, 100]))
+    found = _regions(plugin, soft, _mask(plugin, (4, 2, 3, 3), 200))
+    job = rg.plan(found, (8, 6))
+    assert job.area == (3, 1, 4, 4) and job.rest is None
+    first, second = job.shares
+    assert first == bytes([255, 255, 100, 0, 255, 255, 100, 0] + [0] * 8)
+    # Under the first region the second keeps only what its soft edge leaves.
+    assert second == bytes([0] * 4 + [0, 0, 155, 200] + [0, 200, 200, 200] * 2)
+    assert job.shown == bytes(255 if a or b else 0 for a, b in zip(first, second, strict=True))
+    # Moved up, the second wins instead.
+    assert found.move(found.regions[1].ident, -1)
+    assert rg.plan(found, (8, 6)).shares[0] == _mask(plugin, (4, 2, 3, 3), 200).crop(job.area)
+
+
+def test_a_region_hidden_by_those_before_it_is_named(plugin: ModuleType) -> None:
+    rg = plugin.regions
+    found = _regions(plugin, _mask(plugin, (0, 0, 8, 6)), _mask(plugin, (2, 2, 2, 2)))
+    with pytest.raises(rg.RegionError, match=r"region 2 \(selection 2\) lies wholly under"):
+        rg.plan(found, (8, 6))
+    with pytest.raises(rg.RegionError, match="was made on a 8x6 canvas, the canvas is now 9x6"):
+        rg.plan(found, (9, 6))
+
+
+def test_the_main_style_fills_what_the_regions_leave(plugin: ModuleType) -> None:
+    rg = plugin.regions
+    found = _regions(plugin, _mask(plugin, (0, 0, 4, 6), 128), outside="main")
+    job = rg.plan(found, (8, 6))
+    assert job.area == (0, 0, 8, 6) and job.shown is None
+    assert job.rest == bytes(([127] * 4 + [255] * 4) * 6)  # the rest of each pixel
+    found.add(rg.Region(_mask(plugin, (0, 0, 8, 6)), "selection 2"))
+    assert rg.plan(found, (8, 6)).rest is None  # covered everywhere: no part for it
+
+
+def test_each_region_becomes_a_raw_style(plugin: ModuleType) -> None:
+    rg = plugin.regions
+    found = _regions(plugin, _mask(plugin, (0, 0, 2, 6)), _mask(plugin, (6, 0, 2, 6)))
+    found.outside = rg.OUTSIDE_MAIN
+    loaded: list[str] = []
+
+    def load(path: str) -> Any:
+        loaded.append(path)
+        return layouts.describe(2, 2, 4, "u8", 0), path.encode().ljust(16, b"-")
+
+    job = rg.plan(found, (8, 6))
+    entries = rg.styles(found, job, load, "main.png")
+    assert loaded == ["s1.png", "s2.png", "main.png"]
+    assert [(e.weight, e.strength) for e in entries] == [(1.0, 10.0), (1.0, 20.0), (1.0, None)]
+    mask_desc = layouts.describe(8, 6, 1, "u8", 0)
+    assert all(e.mask is not None and e.mask[0] == mask_desc for e in entries)
+    assert [e.mask[1] for e in entries] == [*job.shares, job.rest]
+    assert entries[0].image == load("s1.png")
+    found.regions[1].style_path = " "
+    with pytest.raises(rg.RegionError, match=r"region 2 \(selection 2\) has no style image"):
+        rg.styles(found, job, load, "main.png")
+
+
+def test_a_style_that_cannot_be_read_is_said_with_its_region(plugin: ModuleType) -> None:
+    rg = plugin.regions
+    found = _regions(plugin, _mask(plugin, (0, 0, 2, 6)))
+
+    def load(path: str) -> Any:
+        raise ValueError(f"style image not found: {path}")
+
+    job = rg.plan(found, (8, 6))
+    with pytest.raises(rg.RegionError, match=r"^region 1 \(selection 1\): style image not found"):
+        rg.styles(found, job, load, "main.png")
+    found.outside = rg.OUTSIDE_MAIN
+    found.regions[0].style_path = ""
+    with pytest.raises(rg.RegionError, match="has no style image"):
+        rg.styles(found, rg.plan(found, (8, 6)), load, "main.png")
+
+
+def test_a_document_holds_a_bounded_list(plugin: ModuleType) -> None:
+    rg = plugin.regions
+    found = rg.DocumentRegions()
+    for _ in range(rg.MAX_REGIONS):
+        found.add(rg.Region(_mask(plugin, (0, 0, 1, 1)), "selection"))
+    with pytest.raises(rg.RegionError, match=f"at most {rg.MAX_REGIONS} regions"):
+        found.add(rg.Region(_mask(plugin, (0, 0, 1, 1)), "selection"))
+    first = found.regions[0].ident
+    assert not found.move(first, -1) and found.move(first, 1)
+    assert found.regions[1].ident == first
+    assert found.remove(first) and not found.remove(first) and found.find(first) is None

@@ -1,4 +1,5 @@
 """The "Neural Style" docker: pick a style, press Stylize, get a new layer above the source.
+With regions (regions_panel), each part of the layer gets its own style in the same job.
 
 All engine traffic runs in worker QThreads; this class only reads widgets, reads and writes
 layers on the GUI thread (quick), and reacts to the workers' signals, so Krita never freezes.
@@ -20,11 +21,11 @@ from krita import DockWidget, Krita
 
 from nst_client import launcher, strength
 from nst_client import params as P
-from nst_client.client import JobResult, RawImage
+from nst_client.client import CANCEL_GRACE_S, JobResult, RawImage, StyleInput
 from nst_client.progress import Progress, format_duration
 from nst_client.settings import Settings, SettingsError
 
-from . import images, layer_ops, link
+from . import images, layer_ops, link, regions
 from .engine_panel import EnginePanel
 from .qt import (
     ALIGN_CENTER,
@@ -57,8 +58,9 @@ from .qt import (
     QWidget,
     pyqtSignal,
 )
-from .widgets import ERROR_STYLE, WARNING_STYLE, DurationBox, PreviewBox, wrapped
-from .worker import EngineWatch, StylizeWorker, plain
+from .regions_panel import RegionsPanel
+from .widgets import ERROR_STYLE, WARNING_STYLE, DurationBox, PreviewBox, tip, wrapped
+from .worker import EngineWatch, StylizeWorker, plain, stop_watches
 
 DOCKER_ID = "neural_style_docker"
 TITLE = "Neural Style"
@@ -67,25 +69,6 @@ MAX_RECENT = 8
 THUMB = 96
 PREVIEW_EVERY = 5
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
-
-
-def tip(name: str, off: str = "", typing: str = "") -> str:
-    """A control's tooltip: the parameter's help from the one definition (nst_client.params),
-    after what the control's off value says ("Off, or ...") and with how to type it."""
-    text = P.SPECS[name].help
-    text = f"{off}, or {text}" if off else f"{text[:1].upper()}{text[1:]}"
-    return f"{text} ({typing})" if typing else text
-
-
-def stop_watches() -> None:
-    """End every EngineWatch and wait for it: at Krita's exit, before Qt deletes a QThread
-    that still runs (which aborts the process)."""
-    app = QApplication.instance()
-    watches = app.findChildren(EngineWatch) if app is not None else []
-    for watch in watches:
-        watch.stop()
-    for watch in watches:
-        watch.wait(5000)
 
 
 class NeuralStyleDocker(DockWidget):
@@ -112,6 +95,7 @@ class NeuralStyleDocker(DockWidget):
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(stop_watches)
+            app.aboutToQuit.connect(self.end_job)
 
     # -- widgets ----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -125,6 +109,10 @@ class NeuralStyleDocker(DockWidget):
         layout = QVBoxLayout(root)
         self._build_style(root, layout)
         self._build_params(root, layout)
+        self.regions_panel = RegionsPanel(root, self._region_defaults, self._recent_paths)
+        self.regions_panel.said.connect(self._say)
+        self.regions_panel.chosen.connect(self._remember)
+        layout.addWidget(self.regions_panel)
         self._build_job(root, layout)
         self.engine_panel = EnginePanel(root)
         self.engine_panel.applied.connect(self._settings_applied)
@@ -280,11 +268,13 @@ class NeuralStyleDocker(DockWidget):
         layout.addWidget(self.engine_state)
 
     def canvasChanged(self, canvas: Any) -> None:
-        """Required by DockWidget; the docker works on whatever document is active."""
+        """Another document (or none) is active: show its regions."""
+        self.regions_panel.sync()
 
     def showEvent(self, event: Any) -> None:
         """Watch the engine only while someone can see the docker."""
         super().showEvent(event)
+        self.regions_panel.sync()
         self.watch_engine()
 
     def hideEvent(self, event: Any) -> None:
@@ -412,12 +402,22 @@ class NeuralStyleDocker(DockWidget):
         if paths and Path(paths[0]).is_file():
             self.set_style(paths[0])
 
+    def _recent_paths(self) -> list[str]:
+        return [str(self.recent.itemData(i)) for i in range(self.recent.count())]
+
+    def _region_defaults(self) -> tuple[str, float]:
+        """A new region starts with the main style (if it can be read) and strength."""
+        path = self.style_path.text().strip()
+        return (path if Path(path).expanduser().is_file() else ""), float(self.strength.value())
+
     def _fill_recent(self, paths: list[str]) -> None:
         self.recent.blockSignals(True)
         self.recent.clear()
         for path in paths:
             self.recent.addItem(Path(path).name, path)
             self.recent.setItemData(self.recent.count() - 1, path, TOOLTIP_ROLE)
+        # The main style stays the one shown when a region's style was remembered.
+        self.recent.setCurrentIndex(max(self.recent.findData(self.style_path.text()), 0))
         self.recent.blockSignals(False)
 
     def _remember(self, path: str) -> None:
@@ -457,15 +457,18 @@ class NeuralStyleDocker(DockWidget):
             except SettingsError as exc:
                 raise SettingsError(f"{exc}; fix it under Engine settings") from None
             style_path = self.style_path.text().strip()
-            style, _ = images.load_style(style_path, P.style_side_limit(self.working_size.value()))
-            capture = layer_ops.capture(Krita.instance().activeDocument())
-        except (SettingsError, images.ImageError, layer_ops.StylizeInputError) as exc:
+            capture, styles, style_name, what = self._job_inputs(style_path)
+        except (
+            SettingsError,
+            images.ImageError,
+            layer_ops.StylizeInputError,
+            regions.RegionError,
+        ) as exc:
             self._say(f"Cannot stylize: {exc}", error=True)
             self.progress.setValue(0)
             self.progress.setFormat("idle")
             self.job_finished.emit("failed")
             return
-        self._remember(style_path)
         params = P.editor_params(
             quality=str(self.quality.currentData()),
             time_limit_s=self.time_limit.value(),
@@ -475,9 +478,9 @@ class NeuralStyleDocker(DockWidget):
             area=(capture.width, capture.height),
         )
         self._capture = capture
-        self._style_name = Path(style_path).stem
+        self._style_name = style_name
         self._started = time.monotonic()
-        worker = StylizeWorker(daemon, capture.content(), style, params, PREVIEW_EVERY, self)
+        worker = StylizeWorker(daemon, capture.content(), styles, params, PREVIEW_EVERY, self)
         worker.engine_state.connect(self._job_engine_state)
         worker.welcomed.connect(self._welcomed)
         worker.progressed.connect(self._progressed)
@@ -492,9 +495,31 @@ class NeuralStyleDocker(DockWidget):
         self.preview.show_text("preview")
         self._say(
             f"Stylizing {capture.source_name!r} ({capture.width}x{capture.height}, "
-            f"{capture.depth}) with {Path(style_path).name}…"
+            f"{capture.depth}) {what}…"
         )
         worker.start()
+
+    def _job_inputs(self, style_path: str) -> tuple[layer_ops.Capture, list[StyleInput], str, str]:
+        """The area, the styles, the name the result is given and the words for them: the
+        active document's regions, or else (as without regions) the main style over the
+        layer or its selected part."""
+        limit = P.style_side_limit(self.working_size.value())
+        document = Krita.instance().activeDocument()
+        job = self.regions_panel.job(document, style_path, lambda p: images.load_style(p, limit)[0])
+        if job is not None:
+            return job
+        style, _ = images.load_style(style_path, limit)
+        capture = layer_ops.capture(document)
+        self._remember(style_path)
+        name = Path(style_path)
+        return capture, [(style, 1.0)], name.stem, f"with {name.name}"
+
+    def end_job(self) -> None:
+        """Krita is quitting: cancel the job and wait for its thread (Qt aborts the process
+        when a running QThread is deleted); the engine's cancel grace bounds the wait."""
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker.wait(int(1000 * (CANCEL_GRACE_S + 5)))
 
     def cancel(self) -> None:
         if self._worker is not None:

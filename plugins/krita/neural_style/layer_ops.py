@@ -20,6 +20,8 @@ from . import pixels
 SUPPORTED_DEPTHS = {"U8": "u8", "U16": "u16"}
 CHANNEL_NAMES = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}
 MIN_SIDE = 16
+#: (x, y, width, height) on the canvas.
+Rect = tuple[int, int, int, int]
 
 
 class StylizeInputError(ValueError):
@@ -61,8 +63,10 @@ def _selection_rect(document: Any) -> tuple[int, int, int, int, Any]:
     return x0, y0, x1 - x0, y1 - y0, selection
 
 
-def capture(document: Any) -> Capture:
-    """Read the active paint layer (inside the selection, if any) as wire RGBA."""
+def capture(document: Any, regions: tuple[Rect, bytes | None] | None = None) -> Capture:
+    """Read the active paint layer (inside the selection, if any) as wire RGBA. With
+    `regions` (their area, and where the result shows: 0 = transparent, None = everywhere)
+    the regions say where, and the current selection is not used."""
     if document is None:
         raise StylizeInputError("open a document first")
     node = document.activeNode()
@@ -82,7 +86,10 @@ def capture(document: Any) -> Capture:
         raise StylizeInputError(
             f"layer {node.name()!r} is {depth}; 8-bit and 16-bit integer channels are supported"
         )
-    x, y, width, height, selection = _selection_rect(document)
+    if regions is None:
+        x, y, width, height, selection = _selection_rect(document)
+    else:
+        (x, y, width, height), selection = regions[0], None
     if min(width, height) < MIN_SIDE:
         raise StylizeInputError(
             f"the area to stylize is {width}x{height} px; it needs at "
@@ -97,6 +104,8 @@ def capture(document: Any) -> Capture:
         )
     wire, dtype = layouts.krita_to_wire(raw, depth)
     mask = bytes(selection.pixelData(x, y, width, height)) if selection is not None else None
+    if regions is not None:
+        mask = regions[1]
     if mask is not None and not any(mask):
         raise StylizeInputError("the selection is empty")
     visible = wire if mask is None else pixels.mask_alpha(wire, dtype, mask)

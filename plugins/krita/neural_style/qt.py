@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from PyQt5.QtCore import QObject, QSize, Qt, QThread, QTimer, pyqtSignal
-    from PyQt5.QtGui import QImage, QPixmap, QValidator
+    from PyQt5.QtGui import QIcon, QImage, QPixmap, QValidator
     from PyQt5.QtWidgets import (
         QApplication,
         QCheckBox,
@@ -23,6 +23,7 @@ try:
         QHBoxLayout,
         QLabel,
         QLineEdit,
+        QMenu,
         QProgressBar,
         QPushButton,
         QScrollArea,
@@ -38,7 +39,7 @@ try:
 except ImportError:  # Krita 6. mypy checks the PyQt5 names above (PyQt6 has the same).
     if not TYPE_CHECKING:
         from PyQt6.QtCore import QObject, QSize, Qt, QThread, QTimer, pyqtSignal  # noqa: F401
-        from PyQt6.QtGui import QImage, QPixmap, QValidator  # noqa: F401
+        from PyQt6.QtGui import QIcon, QImage, QPixmap, QValidator  # noqa: F401
         from PyQt6.QtWidgets import (  # noqa: F401
             QApplication,
             QCheckBox,
@@ -51,6 +52,7 @@ except ImportError:  # Krita 6. mypy checks the PyQt5 names above (PyQt6 has the
             QHBoxLayout,
             QLabel,
             QLineEdit,
+            QMenu,
             QProgressBar,
             QPushButton,
             QScrollArea,
@@ -75,6 +77,7 @@ def _enum(owner: Any, scope: str, name: str) -> Any:
 
 FORMAT_RGBA8888 = _enum(QImage, "Format", "Format_RGBA8888")
 FORMAT_RGBA64 = _enum(QImage, "Format", "Format_RGBA64")
+FORMAT_GREY8 = _enum(QImage, "Format", "Format_Grayscale8")
 ALIGN_CENTER = _enum(Qt, "AlignmentFlag", "AlignCenter")
 HORIZONTAL = _enum(Qt, "Orientation", "Horizontal")
 KEEP_ASPECT = _enum(Qt, "AspectRatioMode", "KeepAspectRatio")
@@ -85,8 +88,11 @@ SIZE_PREFERRED = _enum(QSizePolicy, "Policy", "Preferred")
 SIZE_FIXED = _enum(QSizePolicy, "Policy", "Fixed")
 SCROLLBAR_OFF = _enum(Qt, "ScrollBarPolicy", "ScrollBarAlwaysOff")
 NO_FRAME = _enum(QFrame, "Shape", "NoFrame")
+STYLED_PANEL = _enum(QFrame, "Shape", "StyledPanel")
 ARROW_RIGHT = _enum(Qt, "ArrowType", "RightArrow")
 ARROW_DOWN = _enum(Qt, "ArrowType", "DownArrow")
+ARROW_UP = _enum(Qt, "ArrowType", "UpArrow")
+INSTANT_POPUP = _enum(QToolButton, "ToolButtonPopupMode", "InstantPopup")
 TEXT_BESIDE_ICON = _enum(Qt, "ToolButtonStyle", "ToolButtonTextBesideIcon")
 ALIGN_RIGHT_CENTER = _enum(Qt, "AlignmentFlag", "AlignRight") | _enum(
     Qt, "AlignmentFlag", "AlignVCenter"

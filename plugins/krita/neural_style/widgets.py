@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nst_client.params import MAX_TIME_BUDGET_S
+from nst_client.params import MAX_TIME_BUDGET_S, SPECS
 from nst_client.progress import duration_text, parse_duration
 
 from .qt import (
@@ -32,6 +32,14 @@ WARNING_STYLE = "color: #d35400;"
 #: The preview keeps this aspect and follows the docker's width, up to PREVIEW_MAX_H high.
 PREVIEW_W, PREVIEW_H = 200, 150
 PREVIEW_MAX_H = 360
+
+
+def tip(name: str, off: str = "", typing: str = "") -> str:
+    """A control's tooltip: the parameter's help from the one definition (nst_client.params),
+    after what the control's off value says ("Off, or ...") and with how to type it."""
+    text = SPECS[name].help
+    text = f"{off}, or {text}" if off else f"{text[:1].upper()}{text[1:]}"
+    return f"{text} ({typing})" if typing else text
 
 
 def wrapped(text: str, parent: QWidget, name: str = "") -> QLabel:

@@ -11,11 +11,11 @@ import time
 from typing import Any
 
 from nst_client import job, launcher
-from nst_client.client import JobCancelled, RawImage
+from nst_client.client import JobCancelled, RawImage, StyleInput
 from nst_client.settings import Settings
 
 from . import link
-from .qt import QThread, pyqtSignal
+from .qt import QApplication, QThread, pyqtSignal
 
 #: Seconds between two looks at the engine while the docker is visible.
 POLL_INTERVAL_S = 2.0
@@ -84,10 +84,22 @@ class EngineWatch(QThread):
         return True
 
 
+def stop_watches() -> None:
+    """End every EngineWatch and wait for it: at Krita's exit, before Qt deletes a QThread
+    that still runs (which aborts the process)."""
+    app = QApplication.instance()
+    watches = app.findChildren(EngineWatch) if app is not None else []
+    for watch in watches:
+        watch.stop()
+    for watch in watches:
+        watch.wait(5000)
+
+
 class StylizeWorker(QThread):
-    """Runs one stylize job through nst_client.job (the engine started if needed) and relays
-    its events as signals: the engine's state, the welcome, progress (with previews), then
-    the result, the failure in the job's words, or the cancel."""
+    """Runs one stylize job through nst_client.job (the engine started if needed), with the
+    main style as (image, 1.0) or a RawStyle per region, and relays its events as signals:
+    the engine's state, the welcome, progress (with previews), then the result, the failure
+    in the job's words, or the cancel."""
 
     engine_state = pyqtSignal(object)  # nst_client.launcher.EngineState
     welcomed = pyqtSignal(object)  # the engine's welcome message
@@ -100,7 +112,7 @@ class StylizeWorker(QThread):
         self,
         settings: Settings,
         content: RawImage,
-        style: RawImage,
+        styles: list[StyleInput],
         params: dict[str, Any],
         preview_every: int = 5,
         parent: Any = None,
@@ -108,7 +120,7 @@ class StylizeWorker(QThread):
         super().__init__(parent)
         self.settings = settings
         self.content = content
-        self.style = style
+        self.styles = styles
         self.params = params
         self.preview_every = preview_every
         self._cancel = threading.Event()
@@ -137,7 +149,7 @@ class StylizeWorker(QThread):
                 self.settings,
                 link.words(self.settings),
                 self.content,
-                [(self.style, 1.0)],
+                self.styles,
                 self.params,
                 on_event=self._relay,
                 should_cancel=self._cancel.is_set,
