@@ -88,12 +88,11 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         outputs.append(save_every_path(output, args.save_every))
     for path in outputs:
         check_output(path)  # the place, before reading a large content
-    for option in ("style_weights", "style_masks", "style_strengths"):
-        given = getattr(args, option)
+    for option in ("weights", "masks", "strengths"):
+        given = getattr(args, f"style_{option}")
         if given is not None and len(given) != len(args.styles):
             raise UserError(
-                f"--{option.replace('_', '-')}: {len(given)} given for "
-                f"{len(args.styles)} style images"
+                f"--style-{option}: {len(given)} {option} for {len(args.styles)} style images"
             )
     weights = args.style_weights or [1.0] * len(args.styles)
     if any(w < 0 for w in weights) or sum(weights) <= 0:

@@ -307,7 +307,7 @@ def test_the_command_line_names_a_bad_mask_before_any_work(
     cases = [
         (["--style-masks", str(tmp_path / "black.png")], "black.png: the mask is all black"),
         (["--style-masks", str(tmp_path / "small.png")], "the mask is 3x3, the content 5x6"),
-        (["--style-masks", "-", "-"], "--style-masks: 2 given for 1 style images"),
+        (["--style-masks", "-", "-"], "--style-masks: 2 masks for 1 style images"),
         (["--style-strengths", "strong"], "--style-strengths: expected a number 0..100"),
     ]
     for extra, words in cases:
