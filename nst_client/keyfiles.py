@@ -17,6 +17,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ def exposed(path: str | Path) -> str | None:
     return None
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def make_keys(folder: Path, name: str) -> tuple[Path, Path]:
     """NAME.key (public, 0644) and NAME.key_secret (0600) in folder; FileExistsError rather
     than replace a key. zmq.auth's own files are made under the process's umask (usually
@@ -60,12 +64,14 @@ def make_keys(folder: Path, name: str) -> tuple[Path, Path]:
         if path.exists():
             raise FileExistsError(f"{path} exists: a key is never replaced; remove it first")
     folder.mkdir(parents=True, exist_ok=True)
-    mask = os.umask(0o077)
-    try:
-        made_public, made_secret = zmq.auth.create_certificates(str(folder), name)
-    finally:
-        os.umask(mask)
+    with _UMASK_LOCK:  # the umask is the process's: threads making keys take turns
+        mask = os.umask(0o077)
+        try:
+            made_public, made_secret = zmq.auth.create_certificates(str(folder), name)
+        finally:
+            os.umask(mask)
     Path(made_public).chmod(0o644)
+    Path(made_secret).chmod(0o600)
     return Path(made_public), Path(made_secret)
 
 
