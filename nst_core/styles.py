@@ -61,17 +61,26 @@ def check_image(arr: Any, what: str) -> np.ndarray:
     return arr
 
 
+def check_mask_shape(
+    channels: int, mask_size: tuple[int, int], size: tuple[int, int], what: str
+) -> None:
+    """ValueError unless a mask of `channels` and (H, W) `mask_size` fits content of (H, W)
+    `size`: one channel, the content's size (the daemon checks a descriptor with it, the
+    engine an array)."""
+    if channels != 1:
+        raise ValueError(f"{what}.channels: a mask has one channel (grey), got {channels}")
+    if mask_size != size:
+        raise ValueError(
+            f"{what}: the mask is {mask_size[1]}x{mask_size[0]}, the content "
+            f"{size[1]}x{size[0]}: a mask covers the content at its size"
+        )
+
+
 def check_mask(arr: Any, size: tuple[int, int], what: str) -> np.ndarray:
     """A mask over content of size (H, W) -> H x W float32 in 0..1; ValueError naming what is
     wrong: not one channel, another size, values outside 0..1, or nothing covered."""
     arr = check_image(arr, what)
-    if arr.shape[2] != 1:
-        raise ValueError(f"{what}: a mask has one channel (grey), got {arr.shape[2]}")
-    if arr.shape[:2] != size:
-        raise ValueError(
-            f"{what}: the mask is {arr.shape[1]}x{arr.shape[0]}, the content "
-            f"{size[1]}x{size[0]}: a mask covers the content at its size"
-        )
+    check_mask_shape(arr.shape[2], (arr.shape[0], arr.shape[1]), size, what)
     if arr.dtype.kind == "f" and (arr.min() < 0.0 or arr.max() > 1.0):
         raise ValueError(
             f"{what}: f32 mask values must be within 0..1, got {float(arr.min()):g}.."

@@ -14,7 +14,7 @@ from nst_client import layouts
 from nst_client import protocol as P
 from nst_client.params import MAX_WEIGHT, ParamError, StyleParams, make_params
 from nst_core.plan import LimitError, check_limits
-from nst_core.styles import check_strength
+from nst_core.styles import check_mask_shape, check_strength
 
 from .jobs import Job
 
@@ -126,17 +126,15 @@ def check_mask(
         mask = layouts.check_descriptor(raw, field)
     except layouts.LayoutError as exc:
         raise P.ProtocolError(P.BAD_REQUEST, str(exc)) from None
-    if mask["channels"] != 1:
-        raise P.ProtocolError(
-            P.BAD_REQUEST,
-            f"{field}.channels: a mask has one channel (grey), got {mask['channels']}",
+    try:
+        check_mask_shape(
+            mask["channels"],
+            (mask["height"], mask["width"]),
+            (content["height"], content["width"]),
+            field,
         )
-    if (mask["width"], mask["height"]) != (content["width"], content["height"]):
-        raise P.ProtocolError(
-            P.BAD_REQUEST,
-            f"{field}: the mask is {mask['width']}x{mask['height']}, the content "
-            f"{content['width']}x{content['height']}: a mask covers the content at its size",
-        )
+    except ValueError as exc:
+        raise P.ProtocolError(P.BAD_REQUEST, str(exc)) from None
     return check_image(mask, buffers, field, max_pixels)
 
 
