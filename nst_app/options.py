@@ -98,6 +98,12 @@ def add_param_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="also write the image every N iterations (OUT_iterNNNN.ext)",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="at the end, print where the job's seconds went: start-up, reading, the model, "
+        "measuring the device, style targets, each scale, the finish, writing",
+    )
 
 
 def params_from_args(args: argparse.Namespace) -> StyleParams:

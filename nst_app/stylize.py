@@ -8,6 +8,7 @@ filter and the Krita docker use. Ctrl-C writes a local image as far as it got.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from nst_client.client import JobAbandoned, JobCancelled, RawStyle
 from nst_client.params import StyleParams
 from nst_client.progress import Progress
 from nst_client.protocol import OPTIMISATION_FAILED
+from nst_core.breakdown import Breakdown
 from nst_core.imageio import ImageFileError, check_output, read_image, read_mask, write_image
 from nst_core.styles import StyleImage, check_mask, check_strength
 
@@ -81,7 +83,33 @@ def _failed(message: str) -> int:
     return EXIT_FAILED
 
 
+def _since_process_start() -> float | None:
+    """Seconds since this process started (Linux: /proc), None where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as f:
+            started_ticks = float(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - started_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cmd_stylize(args: argparse.Namespace) -> int:
+    breakdown = Breakdown()
+    started = _since_process_start()
+    if started is not None:
+        breakdown.add("start-up (Python, the command)", started)
+    try:
+        return _stylize(args, breakdown)
+    finally:
+        if args.verbose:
+            print("where the seconds went:", file=sys.stderr)
+            for line in breakdown.lines():
+                print(f"  {line}", file=sys.stderr)
+
+
+def _stylize(args: argparse.Namespace, breakdown: Breakdown) -> int:
     output = Path(args.output)
     outputs = [output]
     if args.save_every > 0:
@@ -99,8 +127,9 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         raise UserError("--style-weights: weights must be >= 0 and not all 0")
     params = params_from_args(args)
     try:
-        content = read_image(args.content, args.max_pixels)
-        styles = _read_styles(args, weights, content)
+        with breakdown.phase("reading the images"):
+            content = read_image(args.content, args.max_pixels)
+            styles = _read_styles(args, weights, content)
         for path in outputs:
             check_output(path, content)  # the format, for the result's dtype and channels
     except ImageFileError as exc:
@@ -111,10 +140,11 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                 "--weights and --device choose a local run's model; the daemon's "
                 "are fixed when it starts (nst-daemon --weights/--device)"
             )
-        return _stylize_daemon(content, styles, params, args, output)
+        with breakdown.phase("the job on the daemon (start, queue, run, hand-back)"):
+            return _stylize_daemon(content, styles, params, args, output)
     if args.curve_server_key or args.curve_client_cert:
         raise UserError("--curve-server-key and --curve-client-cert go with --daemon")
-    return _stylize_local(content, styles, params, args, output)
+    return _stylize_local(content, styles, params, args, output, breakdown)
 
 
 def _read_styles(args: argparse.Namespace, weights: list[float], content: Any) -> list[StyleImage]:
@@ -152,14 +182,20 @@ def _stylize_local(
     params: StyleParams,
     args: argparse.Namespace,
     output: Path,
+    breakdown: Breakdown,
 ) -> int:
-    from nst_core.engine import OptimisationFailed, StylizeCancelled, load_model, stylize
-    from nst_core.vgg import WeightsError
+    with breakdown.phase("imports (torch, the engine)"):
+        from nst_core import calibrate
+        from nst_core.engine import OptimisationFailed, StylizeCancelled, load_model, stylize
+        from nst_core.vgg import WeightsError
 
     try:
-        model = load_model(args.weights, params.device, args.allow_download)
+        with breakdown.phase("loading VGG-19"):
+            model = load_model(args.weights, params.device, args.allow_download)
     except (WeightsError, ValueError) as exc:
         raise UserError(str(exc)) from None
+    with breakdown.phase("measuring the device (once per machine)"):
+        calibrate.profile(model)
     _say_plan(model, content.shape[:2], params)
     stop = threading.Event()
     bar = ProgressBar()
@@ -179,6 +215,7 @@ def _stylize_local(
             stop.is_set,
             preview_every=args.save_every,
             model=model,
+            breakdown=breakdown,
         )
     except StylizeCancelled as cancelled:
         bar.close()
@@ -192,7 +229,8 @@ def _stylize_local(
     finally:
         signal.signal(signal.SIGINT, previous)
     bar.close()
-    write_image(output, result)
+    with breakdown.phase("writing the image"):
+        write_image(output, result)
     print(f"wrote {output}")
     return 0
 

@@ -244,7 +244,12 @@ class StyleParams:
         ),
     )
     init: str = _param(
-        "content", Spec("choice", "the starting image", choices=("content", "noise"))
+        "palette",
+        Spec(
+            "choice",
+            "the starting image: the photo in the painting's colours, the photo, or noise",
+            choices=("palette", "content", "noise"),
+        ),
     )
     seed: int = _param(0, Spec("int", "random seed", minimum=0, maximum=2**63 - 1, label="See_d"))
     style_scale: float = _param(

@@ -16,7 +16,7 @@ MINIMUM, DEFAULT, MAXIMUM = 0.0, 50.0, 100.0
 #: Each DECADE steps of strength multiply beta by 10.
 DECADE = 25.0
 #: beta at DEFAULT with alpha = 1: see docs/quality.md for how it was chosen.
-STYLE_WEIGHT_AT_DEFAULT = 5.0
+STYLE_WEIGHT_AT_DEFAULT = 12.5
 
 
 def clamp(strength: float) -> float:

@@ -29,6 +29,7 @@ import torch
 from nst_client.engine_words import precision_words
 from nst_client.params import STYLE_LAYERS
 
+from . import costs
 from .plan import Speed
 from .vgg import VGGFeatures
 
@@ -48,7 +49,7 @@ LAYOUT_GAIN = 1.05
 #: How much a job's observed speed moves the profile's (exponential average).
 OBSERVED_WEIGHT = 0.5
 #: Bump when what is measured changes, so old cached profiles are measured again.
-FORMAT = 1
+FORMAT = 3
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -105,16 +106,31 @@ def calibration_size(device: torch.device) -> int:
     return 256 if device.type == "cpu" else 512
 
 
+def second_size(device: torch.device) -> int:
+    """The other size the chosen precision is timed at, for the speed's two parts. On a CPU
+    the larger one, where the plans' last scales are: a pass's seconds per pixel grow with its
+    size there (caches), measured on the 2-core CPU at 4.4 s per megapixel at 256x256 and
+    5.0 at 512x384, so a line through 128 and 256 px predicted a 512 px job 15 % short."""
+    return 512 if device.type == "cpu" else 256
+
+
 def _pass(
     model: VGGFeatures, x: torch.Tensor, dtype: torch.dtype | None, layout: bool
 ) -> tuple[float, torch.Tensor]:
-    """One forward + backward of a style-transfer-like cost; its value and input gradient."""
+    """One evaluation of the engine's kind of cost (a content term on relu4_2, a Gram term on
+    each style layer, in fp32 on the pass's activations): its value and input gradient. The
+    same work as a job's evaluation, so its time is what the planner should predict with (a
+    mean of squares on every layer measured 15 % slower than a job's passes)."""
     x = x.detach().requires_grad_(True)
     inp = x.contiguous(memory_format=torch.channels_last) if layout else x
     with torch.autocast(model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         feats = model(inp, ["relu4_2", *STYLE_LAYERS], "max")
-    cost = sum((a.float() ** 2).mean() for a in feats.values())
-    assert isinstance(cost, torch.Tensor)
+    content = feats["relu4_2"].float()
+    cost = costs.content_cost(torch.zeros_like(content), content)
+    for name in STYLE_LAYERS:
+        a = feats[name].float()
+        zero = torch.zeros((a.shape[1], a.shape[1]), device=a.device)
+        cost = cost + costs.layer_style_cost_from_target(zero, a)
     (grad,) = torch.autograd.grad(cost, x)
     return float(cost.detach()), grad
 
@@ -198,11 +214,12 @@ def measure(model: VGGFeatures, size: int | None = None) -> Profile:
         channels_last = t * LAYOUT_GAIN < measured[precision]
         if not channels_last:
             model.to(memory_format=torch.contiguous_format)
-    # A second, smaller size separates the fixed cost of a pass from its cost per pixel.
-    small = torch.rand((1, 3, size // 2, size // 2), generator=gen).to(device)
-    t_small = _timed(lambda: _pass(model, small, dtype, channels_last), device, repeats)
-    t_big = measured[precision]
-    mpix_big, mpix_small = size * size / 1e6, (size // 2) ** 2 / 1e6
+    # A second size separates the fixed cost of a pass from its cost per pixel.
+    side = second_size(device)
+    other = torch.rand((1, 3, side, side), generator=gen).to(device)
+    t_other = _timed(lambda: _pass(model, other, dtype, channels_last), device, repeats)
+    (small, t_small), (big, t_big) = sorted([(size, measured[precision]), (side, t_other)])
+    mpix_big, mpix_small = big * big / 1e6, small * small / 1e6
     per_mpix = max((t_big - t_small) / (mpix_big - mpix_small), 1e-6)
     fixed = max(t_small - per_mpix * mpix_small, 0.0)
     return Profile(

@@ -25,3 +25,27 @@ def luminance_only(x: torch.Tensor, match: torch.Tensor | None = None) -> torch.
         ref = rgb_to_yiq(match)[:, :1]
         y = (y - y.mean()) / (y.std() + 1e-8) * ref.std() + ref.mean()
     return y.expand(-1, 3, -1, -1)
+
+
+def colour_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (3, 1) and covariance (3, 3) of an RGB image's pixels, in float64."""
+    flat = x.reshape(3, -1).double()
+    mean = flat.mean(dim=1, keepdim=True)
+    centred = flat - mean
+    return mean, centred @ centred.T / flat.shape[1]
+
+
+def _matrix_power(cov: torch.Tensor, power: float) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(cov + 1e-5 * torch.eye(3, dtype=cov.dtype))
+    return vectors @ torch.diag(values.clamp_min(1e-8) ** power) @ vectors.T
+
+
+def match_palette(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """x (1, 3, h, w) in [0, 1] with its pixels' mean and covariance moved to (mean, cov): the
+    linear colour transfer of Gatys et al.'s "Preserving color" note, run the other way (the
+    photo takes the painting's palette). The symmetric square root keeps hues in place where
+    a Cholesky factor would rotate them."""
+    own_mean, own_cov = colour_statistics(x)
+    transfer = _matrix_power(cov.to(own_cov), 0.5) @ _matrix_power(own_cov, -0.5)
+    flat = transfer @ (x.reshape(3, -1).double() - own_mean) + mean.to(own_mean)
+    return flat.to(x.dtype).reshape(x.shape).clamp(0.0, 1.0)

@@ -26,7 +26,8 @@ from nst_client.layouts import wire_dtype
 from nst_client.params import StyleParams, make_params
 from nst_client.progress import Progress
 
-from . import calibrate, costs, detail, optim, pixels, plan, tiles
+from . import calibrate, costs, detail, heap, optim, pixels, plan, start, tiles
+from .breakdown import Breakdown
 from .colour import luminance_only, rgb_to_yiq, yiq_to_rgb
 from .errors import OptimisationFailed as OptimisationFailed  # re-exported for callers
 from .errors import StylizeCancelled as StylizeCancelled
@@ -89,6 +90,7 @@ def load_model(
 ) -> VGGFeatures:
     """A warm VGG-19 for (weights, device), loaded once per process (any pooling)."""
     dev = resolve_device(device)
+    heap.keep_freed_memory()
     key = (weights, str(dev))
     with _MODELS_LOCK:
         model = _MODELS.get(key)
@@ -143,12 +145,14 @@ class _Run:
         cache: StyleTargetCache | None,
         plan: Plan,
         finish: Callable[[torch.Tensor], Any],
+        breakdown: Breakdown,
     ):
         self.model, self.p = model, params
         self.progress, self.cancel = progress, cancel
         self.preview_every, self.cache = preview_every, cache
         self.plan = plan
         self.finish = finish
+        self.breakdown = breakdown
         self.done = 0
         self.start = time.monotonic()
         #: Predicted seconds of the work done so far (the plan's units), for the estimate.
@@ -274,10 +278,11 @@ class _Run:
         key = key_src.hexdigest()
         targets = self.cache.get(key) if self.cache is not None else None
         if targets is None:
-            x = resize(_to_tensor(pixels.to_unit_float(rgb), self.model.device), size)
-            if self.p.preserve_colors:
-                x = luminance_only(x, match=content)
-            targets = self._gram_targets(x, pieces)
+            with self.breakdown.phase("style targets"):
+                x = resize(_to_tensor(pixels.to_unit_float(rgb), self.model.device), size)
+                if self.p.preserve_colors:
+                    x = luminance_only(x, match=content)
+                targets = self._gram_targets(x, pieces)
             if self.cache is not None:
                 self.cache.put(key, targets)
         return targets
@@ -413,10 +418,10 @@ class _Run:
         step = self.plan.steps[scale - 1]
         iterations = step.iterations
         eval_s = self.plan.speed.evaluation_s(step.tile_pixels)
-        with torch.no_grad():
-            content_target = self.features(content, [self.p.content_layer])[self.p.content_layer]
         size = (int(x.shape[-2]), int(x.shape[-1]))
-        weights = self.cost_weights(content_target, regions, size)
+        with self.breakdown.phase("content targets"), torch.no_grad():
+            content_target = self.features(content, [self.p.content_layer])[self.p.content_layer]
+            weights = self.cost_weights(content_target, regions, size)
         self.work_done += plan.SCALE_OVERHEAD_EVALUATIONS * eval_s
         best_parts = [math.inf, 0.0, 0.0]  # J, Jc and Js of the best image so far
         best = [x.detach()]
@@ -442,6 +447,9 @@ class _Run:
             return self.over_budget(scale)
 
         done_at_end = self.done + iterations
+        height, width = step.size
+        phase = f"scale {scale}/{self.scales} ({width}x{height})"
+        started, counted = time.perf_counter(), self.done
         try:
             if self.p.optimizer == "lbfgs":
                 result = optim.minimise_lbfgs(objective, x, iterations, on_evaluation, should_stop)
@@ -462,6 +470,8 @@ class _Run:
                 else "check the weights and the images"
             )
             raise optim.OptimisationFailed(f"{where}: {exc}; {hint}") from None
+        finally:
+            self.breakdown.add(phase, time.perf_counter() - started, self.done - counted)
         if self.done < done_at_end:
             # A converged run stops early: its unused steps count as done (one report for
             # them), so the progress and the time estimate stay true.
@@ -512,6 +522,7 @@ def stylize(
     preview_every: int = 0,
     model: VGGFeatures | None = None,
     style_cache: StyleTargetCache | None = None,
+    breakdown: Breakdown | None = None,
 ) -> np.ndarray:
     """Stylize `content` (H x W x C, u8/u16/f32) with `styles`; same shape and dtype back.
 
@@ -521,6 +532,7 @@ def stylize(
     params: StyleParams are taken as validated (the daemon and the CLI made them with
     make_params); a mapping is this entry's request and is validated here, once.
     Raises StylizeCancelled (with the partial image) when cancel() turns true.
+    breakdown: filled with where the job's seconds went (nst_core.breakdown).
     """
     p = params if isinstance(params, StyleParams) else make_params(params)
     content = check_image(content, "content")
@@ -559,7 +571,8 @@ def stylize(
         out = pixels.from_unit_float(out, dtype)
         return pixels.join_alpha(out, alpha, channels)
 
-    run = _Run(model, p, progress, cancel, preview_every, style_cache, plan, finish)
+    breakdown = breakdown if breakdown is not None else Breakdown()
+    run = _Run(model, p, progress, cancel, preview_every, style_cache, plan, finish, breakdown)
     run.report(1, (0.0, 0.0, 0.0), lambda: rgb)  # the plan's ETA, at once
     gen = torch.Generator().manual_seed(p.seed)
     x: torch.Tensor | None = None
@@ -573,14 +586,15 @@ def stylize(
             content_s = luminance_only(content_s)
         regions = run.regions(style_list, masks, hw, content_s)
         if x is None:
-            if p.init == "noise":
-                x = torch.rand((1, 3, *hw), generator=gen).to(device)
-            else:
-                x = content_s.clone()
+            x = start.start_image(p.init, content_s, style_list, masks, gen, p.preserve_colors)
         else:
-            x = resize(x, hw).clamp(0.0, 1.0)
+            # The photo's fine structure that the scale before could not hold, put back: the
+            # scale then starts sharp and spends its passes on the brush work.
+            before = (int(x.shape[-2]), int(x.shape[-1]))
+            x = detail.restore_detail(resize(x, hw).clamp(0.0, 1.0), content_s, before)
         x = tiles.optimise_scale(run, x, content_s, regions, index)
     assert x is not None
     if run.work_done > 0:
         calibrate.observe(model, plan.speed.scaled(run.elapsed() / run.work_done))
-    return finish(x)
+    with breakdown.phase("finish at the layer's size"):
+        return finish(x)

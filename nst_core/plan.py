@@ -116,10 +116,13 @@ class Preset:
 
 
 PRESETS = {
-    "draft": Preset(schedule=(12, 30, 80), side=384, allowance_s=15.0),
-    # 80 last-scale steps: at 30 the content term had not pulled back (1024x768 astronaut x
-    # swirls: content 0.64 against the old 3x300 schedule's 0.51; at 80, 0.55, style better).
-    "normal": Preset(schedule=(80, 80, 150), side=512, allowance_s=60.0),
+    "draft": Preset(schedule=(12, 20, 40), side=384, allowance_s=15.0),
+    # The palette start and the detail put back between scales save the passes that used to
+    # rebuild them (1024x768 astronaut x swirls, style / content: 80, 80, 150 gave 0.048 /
+    # 0.549; 60, 30, 60 gives 0.048 / 0.547). The last scale's steps are what pull the content
+    # back (45 of them: 0.575), fewer coarse steps what keeps it from drifting (40, 50, 100
+    # without the detail: 0.605). docs/benchmarks.md has the figures on three pairs.
+    "normal": Preset(schedule=(60, 30, 60), side=512, allowance_s=60.0),
     "final": Preset(schedule=(150, 150, 250), side=512, allowance_s=900.0),
 }
 #: A time budget spends its time with normal's shape, stretched or shrunk by at most these.
@@ -127,6 +130,10 @@ BUDGET_STRETCH = (0.6, 8.0)
 #: Evaluations' worth of time each scale (and tile) costs besides its iterations: the first
 #: evaluation, the content target and the style targets.
 SCALE_OVERHEAD_EVALUATIONS = 2.0
+#: Seconds per megapixel of the layer that the finish at its size takes (the upscale, the
+#: detail put back, the conversion to the layer's format): CPU work whatever the device,
+#: measured on the 2-core CPU at 1024x768 and 3000x2000.
+FINISH_S_PER_MPIX = 0.1
 
 
 @dataclass(frozen=True)
@@ -158,8 +165,13 @@ class Plan:
     capped: bool = False
 
     @property
+    def finish_s(self) -> float:
+        """The finish at the layer's size, after the last scale."""
+        return finish_s(self.layer)
+
+    @property
     def predicted_s(self) -> float:
-        return sum(step.predicted_s(self.speed) for step in self.steps)
+        return sum(step.predicted_s(self.speed) for step in self.steps) + self.finish_s
 
     @property
     def iterations(self) -> int:
@@ -263,11 +275,16 @@ def _fit_budget(
     why = f"time budget {budget:g} s"
     for i, side in enumerate(sides):
         unit = _steps(layer, side, schedule, 1.0, p)
-        stretch = _stretch_for(unit, speed, budget)
+        stretch = _stretch_for(unit, speed, budget - finish_s(layer))
         if stretch >= low or i == len(sides) - 1:
             steps = _steps(layer, side, schedule, min(max(stretch, 0.0), high), p)
             return Plan(steps, layer, speed, why, budget_s=budget, capped=stretch > high)
     raise AssertionError("unreachable: the last side always returns")
+
+
+def finish_s(layer: Size) -> float:
+    """Plan.finish_s for a layer of this size."""
+    return FINISH_S_PER_MPIX * layer[0] * layer[1] / 1e6
 
 
 def _stretch_for(unit: Sequence[ScaleStep], speed: Speed, budget: float) -> float:
@@ -286,7 +303,7 @@ def refit(plan: Plan, done_steps: int, elapsed_s: float, observed: Speed) -> Pla
     if plan.budget_s is None or done_steps >= len(plan.steps):
         return plan
     rest = plan.steps[done_steps:]
-    stretch = _stretch_for(rest, observed, plan.budget_s - elapsed_s)
+    stretch = _stretch_for(rest, observed, plan.budget_s - elapsed_s - plan.finish_s)
     stretch = min(max(stretch, 0.0), BUDGET_STRETCH[1])
     fitted = tuple(replace(s, iterations=max(1, round(s.iterations * stretch))) for s in rest)
     return replace(plan, steps=plan.steps[:done_steps] + fitted, speed=observed)

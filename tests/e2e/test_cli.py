@@ -133,6 +133,36 @@ def test_a_preset_job_says_its_plan(files: dict[str, Path]) -> None:
     assert out.shape == (64, 64, 3) and not np.array_equal(out, read_image(files["content"]))
 
 
+def test_verbose_says_where_the_seconds_went(files: dict[str, Path]) -> None:
+    """--verbose: after the job, each phase with its seconds, the scales with their
+    evaluations, and a total that is the phases' sum."""
+    r = run_nst(
+        "stylize",
+        str(files["content"]),
+        str(files["style"]),
+        "-o",
+        str(files["out"]),
+        "--iterations",
+        "3",
+        "--verbose",
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.split("where the seconds went:\n", 1)[1].splitlines()
+    phases = {line.split("  ")[1].strip(): line for line in lines if line.startswith("  ")}
+    for phase in (
+        "imports (torch, the engine)",
+        "loading VGG-19",
+        "style targets",
+        "writing the image",
+    ):
+        assert phase in phases, r.stderr
+    scale = next(line for line in lines if "scale 1/1 (64x64)" in line)
+    assert "3 evaluations" in scale
+    seconds = [float(line.split(" s ")[0].split()[-1]) for line in lines[:-1]]
+    total = float(lines[-1].split()[-2])
+    assert total == pytest.approx(sum(seconds), abs=0.02 * len(seconds))
+
+
 def test_demo_runs(tmp_path: Path) -> None:
     """The README's first command, `.venv/bin/nst demo` (the development venv, which has the
     demo extra), small: the bundled photo and style, stylized with a preset."""

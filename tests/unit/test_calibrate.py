@@ -145,3 +145,27 @@ def test_a_candidate_far_slower_on_the_probe_is_not_measured_in_full(
     assert "slower than fp32 at 64 px" in made.rejected["bf16"]
     assert ("bf16", 256) not in sides and ("bf16", 64) in sides
     assert "bf16" not in made.measured
+
+
+def test_the_speed_is_fitted_where_the_plans_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU the chosen precision is timed again at 512 px, above the 256 px comparison
+    (a pass's seconds per pixel grow with its size there); a pass taking 0.02 s plus 5 s per
+    megapixel comes back as exactly that speed."""
+    sides: list[int] = []
+
+    def fake_pass(
+        model: object, x: torch.Tensor, dtype: torch.dtype | None, layout: bool
+    ) -> tuple[float, torch.Tensor]:
+        sides.append(x.shape[-1])
+        return 1.0, torch.ones(1, 3, 4, 4)
+
+    def fake_timed(run: object, device: torch.device, repeats: int) -> float:
+        run()  # type: ignore[operator]
+        return 0.02 + 5.0 * sides[-1] ** 2 / 1e6
+
+    monkeypatch.setattr(calibrate, "_pass", fake_pass)
+    monkeypatch.setattr(calibrate, "_timed", fake_timed)
+    made = calibrate.measure(FakeModel())
+    assert calibrate.second_size(torch.device("cpu")) == 512 and 512 in sides
+    assert made.speed.s_per_mpix == pytest.approx(5.0)
+    assert made.speed.s_fixed == pytest.approx(0.02)

@@ -88,3 +88,26 @@ def test_gradcheck_costs() -> None:
     assert torch.autograd.gradcheck(costs.tv_cost, (g,))
     m = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(costs.gram_matrix, (m,))
+
+
+def test_the_written_style_gradient_is_autograds_of_the_formula() -> None:
+    """The whole-image layer cost's hand-written gradient against autograd of the formula,
+    in float64 and on a channels_last float32 activation (the engine's layouts)."""
+    gen = torch.Generator().manual_seed(4)
+    target = costs.style_target(torch.rand((1, 16, 9, 11), generator=gen, dtype=torch.float64))
+    for dtype, layout in (
+        (torch.float64, torch.contiguous_format),
+        (torch.float32, torch.channels_last),
+    ):
+        a = torch.rand((1, 16, 9, 11), generator=gen, dtype=dtype)
+        a = a.contiguous(memory_format=layout).requires_grad_(True)
+        written = costs.layer_style_cost_from_target(target.to(dtype), a)
+        (got,) = torch.autograd.grad(written, a)
+        b = a.detach().clone().requires_grad_(True)
+        flat = b.reshape(16, -1)
+        formula = (target.to(dtype) - flat @ flat.T / 99).pow(2).sum() / (4 * 16**2)
+        (want,) = torch.autograd.grad(formula, b)
+        tol = 1e-12 if dtype == torch.float64 else 1e-6
+        assert torch.allclose(written, formula, rtol=tol) and torch.allclose(
+            got, want, rtol=1e-5, atol=tol
+        )

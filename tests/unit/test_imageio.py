@@ -206,7 +206,7 @@ def no_run(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The local and daemon runs, replaced by a stand-in that records the output it was given."""
     ran: list[Path] = []
 
-    def run(content: Any, styles: Any, params: Any, args: Any, output: Path) -> int:
+    def run(content: Any, styles: Any, params: Any, args: Any, output: Path, *rest: Any) -> int:
         ran.append(output)
         return 0
 
