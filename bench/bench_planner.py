@@ -167,7 +167,7 @@ def run_job(
                 job.passes = sum(
                     int(n) * int(t or 1) for _w, _h, n, t in STEP.findall(line.split(":", 1)[1])
                 )
-            if (m := BREAKDOWN_LINE.match(line)) and "%" in line:
+            if m := BREAKDOWN_LINE.match(line):
                 job.breakdown[m.group(1).strip()] = float(m.group(2))
     if proc.wait() != 0 or planned_at is None:
         raise RuntimeError(f"{' '.join(command)} failed:\n" + "\n".join(lines[-20:]))

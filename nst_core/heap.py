@@ -13,7 +13,7 @@ working memory while it lives (the daemon exits when idle).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import sys
 
 #: Blocks below this come from the heap (glibc's default grows to at most 32 MiB).
@@ -21,24 +21,19 @@ MMAP_THRESHOLD = 1 << 30
 #: Freed memory at the heap's top kept mapped, up to this.
 TRIM_THRESHOLD = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_done = False
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
-    """Set glibc's thresholds once per process; False where there is no glibc."""
-    global _done
-    if _done:
-        return True
+    """Set glibc's thresholds once per process; False where there is no glibc. The C library
+    is the process's own (dlopen of no file), so nothing is searched for."""
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others: no mallopt
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a C library without mallopt
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
-    return _done

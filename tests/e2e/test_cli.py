@@ -28,6 +28,13 @@ def run_nst(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
     return subprocess.run([*NST, *args], capture_output=True, text=True, timeout=timeout)
 
 
+def stylize_files(files: dict[str, Path], *options: str) -> subprocess.CompletedProcess[str]:
+    """`nst stylize` of the fixture's content and style into its output, with `options`."""
+    return run_nst(
+        "stylize", str(files["content"]), str(files["style"]), "-o", str(files["out"]), *options
+    )
+
+
 @pytest.fixture()
 def files(tmp_path: Path, photo: np.ndarray, style_image: np.ndarray) -> dict[str, Path]:
     content, style = tmp_path / "content.png", tmp_path / "style.png"
@@ -117,12 +124,8 @@ def test_status_says_the_measured_precision(
 def test_a_preset_job_says_its_plan(files: dict[str, Path]) -> None:
     """The default path for people: a preset, the planner's size, the plan and the precision
     on stderr above the progress."""
-    r = run_nst(
-        "stylize",
-        str(files["content"]),
-        str(files["style"]),
-        "-o",
-        str(files["out"]),
+    r = stylize_files(
+        files,
         "--quality",
         "draft",
     )
@@ -136,12 +139,8 @@ def test_a_preset_job_says_its_plan(files: dict[str, Path]) -> None:
 def test_verbose_says_where_the_seconds_went(files: dict[str, Path]) -> None:
     """--verbose: after the job, each phase with its seconds, the scales with their
     evaluations, and a total that is the phases' sum."""
-    r = run_nst(
-        "stylize",
-        str(files["content"]),
-        str(files["style"]),
-        "-o",
-        str(files["out"]),
+    r = stylize_files(
+        files,
         "--iterations",
         "3",
         "--verbose",
@@ -194,12 +193,8 @@ def test_demo_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
 
 
 def test_stylize_writes_the_result(files: dict[str, Path]) -> None:
-    r = run_nst(
-        "stylize",
-        str(files["content"]),
-        str(files["style"]),
-        "-o",
-        str(files["out"]),
+    r = stylize_files(
+        files,
         "--size",
         "64",
         "--iterations",
@@ -347,12 +342,8 @@ def test_a_failed_optimisation_exits_1_and_writes_nothing(files: dict[str, Path]
     """Adam with a step of 1e-9 cannot move the pixels: exit 1, and an existing output (from an
     earlier run) is left as it was."""
     files["out"].write_bytes(b"an earlier result")
-    r = run_nst(
-        "stylize",
-        str(files["content"]),
-        str(files["style"]),
-        "-o",
-        str(files["out"]),
+    r = stylize_files(
+        files,
         "--size",
         "32",
         "--iterations",
