@@ -49,7 +49,7 @@ LAYOUT_GAIN = 1.05
 #: How much a job's observed speed moves the profile's (exponential average).
 OBSERVED_WEIGHT = 0.5
 #: Bump when what is measured changes, so old cached profiles are measured again.
-FORMAT = 3
+FORMAT = 4
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -108,9 +108,9 @@ def calibration_size(device: torch.device) -> int:
 
 def second_size(device: torch.device) -> int:
     """The other size the chosen precision is timed at, for the speed's two parts. On a CPU
-    the larger one, where the plans' last scales are: a pass's seconds per pixel grow with its
-    size there (caches), measured on the 2-core CPU at 4.4 s per megapixel at 256x256 and
-    5.0 at 512x384, so a line through 128 and 256 px predicted a 512 px job 15 % short."""
+    the larger one, where the plans' last scales run: whatever grows faster than the pixels
+    there (caches, memory-bound work) is then in the measured speed, not extrapolated from
+    small passes (a line through 128 and 256 px once predicted a 512 px job 15 % short)."""
     return 512 if device.type == "cpu" else 256
 
 
@@ -118,17 +118,18 @@ def _pass(
     model: VGGFeatures, x: torch.Tensor, dtype: torch.dtype | None, layout: bool
 ) -> tuple[float, torch.Tensor]:
     """One evaluation of the engine's kind of cost (a content term on relu4_2, a Gram term on
-    each style layer, in fp32 on the pass's activations): its value and input gradient. The
-    same work as a job's evaluation, so its time is what the planner should predict with (a
-    mean of squares on every layer measured 15 % slower than a job's passes)."""
+    each style layer, from the pass's activations as it made them): its value and input
+    gradient. The same work as a job's evaluation, so its time is what the planner should
+    predict with (a mean of squares on every layer measured 15 % slower than a job's
+    passes)."""
     x = x.detach().requires_grad_(True)
     inp = x.contiguous(memory_format=torch.channels_last) if layout else x
     with torch.autocast(model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         feats = model(inp, ["relu4_2", *STYLE_LAYERS], "max")
-    content = feats["relu4_2"].float()
+    content = feats["relu4_2"]
     cost = costs.content_cost(torch.zeros_like(content), content)
     for name in STYLE_LAYERS:
-        a = feats[name].float()
+        a = feats[name]
         zero = torch.zeros((a.shape[1], a.shape[1]), device=a.device)
         cost = cost + costs.layer_style_cost_from_target(zero, a)
     (grad,) = torch.autograd.grad(cost, x)

@@ -2,6 +2,12 @@
 
 The optimisation loop in `engine` precomputes style targets but calls these same functions,
 so a run's costs are exactly these definitions.
+
+The activations may come in the VGG pass's own precision (bf16, fp16) and layout
+(channels_last): the costs and Gram matrices are computed in fp32 whatever they are, and the
+whole-image style gradient is written in the activation's precision and layout, the form it
+re-enters the network's backward in (an fp32, channels-first gradient there cost a conversion
+and a strided sum per layer: a fifth of a 512x384 evaluation on the 2-core CPU).
 """
 
 from __future__ import annotations
@@ -14,10 +20,15 @@ import torch
 LayerWeights = Mapping[str, float] | Iterable[tuple[str, float]]
 
 
+def _exact(t: torch.Tensor) -> torch.Tensor:
+    """t in fp32 or better: what the costs are summed in."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def content_cost(a_C: torch.Tensor, a_G: torch.Tensor) -> torch.Tensor:
     """Jc = sum((a_C - a_G)^2) / (4 * nH * nW * nC)."""
     _, n_c, n_h, n_w = a_G.shape
-    return (a_C - a_G).pow(2).sum() / (4 * n_h * n_w * n_c)
+    return (_exact(a_C) - _exact(a_G)).pow(2).sum() / (4 * n_h * n_w * n_c)
 
 
 def gram_matrix(A: torch.Tensor) -> torch.Tensor:
@@ -25,9 +36,25 @@ def gram_matrix(A: torch.Tensor) -> torch.Tensor:
     return A @ A.transpose(-1, -2)
 
 
-def _unrolled(a: torch.Tensor) -> torch.Tensor:
+def _positions(a: torch.Tensor) -> torch.Tensor:
+    """(nH*nW, nC) of a (1, nC, nH, nW) activation: a view of a channels_last one."""
+    return a[0].permute(1, 2, 0).reshape(-1, a.shape[1])
+
+
+def _matrix(a: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """A 2-D view of a (1, nC, nH, nW) activation in its own layout, without a copy: the
+    (nH*nW, nC) positions of a channels_last one (True), else the (nC, nH*nW) unrolled one."""
     _, n_c, n_h, n_w = a.shape
-    return a.reshape(n_c, n_h * n_w)
+    if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+        return _positions(a), True
+    return a.reshape(n_c, n_h * n_w), False
+
+
+def _gram(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """(G in fp32, the activation's 2-D view, whether that view is the positions one)."""
+    m, positions = _matrix(a)
+    exact = _exact(m)
+    return (exact.transpose(0, 1) @ exact if positions else gram_matrix(exact)), m, positions
 
 
 def style_target(a_S: torch.Tensor) -> torch.Tensor:
@@ -37,12 +64,7 @@ def style_target(a_S: torch.Tensor) -> torch.Tensor:
     generated image differ in size; with equal sizes it is exactly the seed's formula.
     """
     _, _, n_h, n_w = a_S.shape
-    return gram_matrix(_unrolled(a_S)) / (n_h * n_w)
-
-
-def _positions(a: torch.Tensor) -> torch.Tensor:
-    """(nH*nW, nC) of a (1, nC, nH, nW) activation: a view of a channels_last one."""
-    return a[0].permute(1, 2, 0).reshape(-1, a.shape[1])
+    return _gram(a_S)[0] / (n_h * n_w)
 
 
 def guided_gram(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -54,7 +76,7 @@ def guided_gram(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask value. For an all-ones mask it is style_target's G / (nH*nW); for a 0/1 mask, the
     Gram of the region alone. mask: nH x nW values (any leading dims of size 1).
     """
-    positions = _positions(a)
+    positions = _exact(_positions(a))
     weights = mask.reshape(-1, 1)
     return (positions * weights).transpose(0, 1) @ positions / weights.sum()
 
@@ -93,7 +115,7 @@ class _GuidedStyleCosts(torch.autograd.Function):
         n_c = a.shape[1]
         parts, out = [], []
         for target, mask, (r0, r1, c0, c1) in zip(targets, masks, boxes, strict=True):
-            positions = _positions(a[..., r0:r1, c0:c1])
+            positions = _exact(_positions(a[..., r0:r1, c0:c1]))
             weights = mask[..., r0:r1, c0:c1].reshape(-1, 1)
             total = weights.sum()
             weighted = positions * weights
@@ -133,24 +155,29 @@ def guided_style_costs(
 class _StyleCost(torch.autograd.Function):
     """layer_style_cost_from_target over the whole image with its gradient written directly,
     (G - T) A / (nC^2 nH nW): one product where autograd of A A^T makes two (and their
-    transposed copies); measured at 512x384 on the 2-core CPU, the Gram products were a fifth
-    of an evaluation's time, their backward three quarters of that."""
+    transposed copies). The gradient is made in the activation's layout and in its precision
+    where that keeps fp32's range (bf16; fp16 gets fp32): the values it would be rounded to
+    on entering the network's backward anyway."""
 
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _, n_c, n_h, n_w = a.shape
-        flat = a.reshape(n_c, n_h * n_w)
-        diff = gram_matrix(flat) / (n_h * n_w) - target
-        ctx.save_for_backward(flat, diff)
-        ctx.shape = a.shape
+        gram, m, positions = _gram(a)
+        diff = gram / (n_h * n_w) - target
+        ctx.save_for_backward(m, diff)
+        ctx.shape, ctx.positions = a.shape, positions
         return diff.pow(2).sum() / (4 * n_c**2)
 
     @staticmethod
     def backward(ctx: Any, grad_cost: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        flat, diff = ctx.saved_tensors
-        n_c, n = flat.shape
-        grad = (diff @ flat) * (grad_cost / (n_c**2 * n))
-        return grad.reshape(ctx.shape), None
+        m, diff = ctx.saved_tensors
+        _, n_c, n_h, n_w = ctx.shape
+        if m.dtype == torch.float16:
+            m = m.float()
+        scaled = (diff * (grad_cost / (n_c**2 * n_h * n_w))).to(m.dtype)
+        if ctx.positions:  # diff is symmetric: (positions @ diff) is (diff @ unrolled)^T
+            return (m @ scaled).view(1, n_h, n_w, n_c).permute(0, 3, 1, 2), None
+        return (scaled @ m).view(ctx.shape), None
 
 
 def layer_style_cost_from_target(

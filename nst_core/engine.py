@@ -200,17 +200,16 @@ class _Run:
         return self.elapsed() >= budget * BUDGET_STOP
 
     def features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-        """VGG-19 features of x in the run's precision and layout, as fp32 (the costs stay in
-        fp32). Targets and the image being optimised go through this same path, so an image
-        at its targets costs exactly 0 whatever the precision."""
+        """VGG-19 features of x in the run's precision and layout, as the pass made them (the
+        costs compute in fp32 from them). Targets and the image being optimised go through
+        this same path, so an image at its targets costs exactly 0 whatever the precision."""
         inp = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
         with torch.autocast(
             self.model.device.type,
             dtype=self.autocast or torch.float32,
             enabled=self.autocast is not None,
         ):
-            feats = self.model(inp, layers, self.p.pooling)
-        return {name: a.float() for name, a in feats.items()}
+            return self.model(inp, layers, self.p.pooling)
 
     def regions(
         self,

@@ -98,7 +98,7 @@ class Speed:
 
 
 #: What the planner assumes before a device is measured (this project's 2-core CPU, bf16).
-ASSUMED_SPEED = Speed(s_per_mpix=5.5, s_fixed=0.02)
+ASSUMED_SPEED = Speed(s_per_mpix=4.0, s_fixed=0.03)
 
 
 @dataclass(frozen=True)

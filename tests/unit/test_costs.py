@@ -111,3 +111,31 @@ def test_the_written_style_gradient_is_autograds_of_the_formula() -> None:
         assert torch.allclose(written, formula, rtol=tol) and torch.allclose(
             got, want, rtol=1e-5, atol=tol
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_costs_of_a_low_precision_pass_are_summed_in_fp32(dtype: torch.dtype) -> None:
+    """Activations as a bf16/fp16 pass makes them (channels_last): the costs equal the fp32
+    formulas on the same values, and the style gradient comes back in the activation's
+    layout and precision, the fp32 gradient to that precision's rounding."""
+    gen = torch.Generator().manual_seed(5)
+    target = costs.style_target(torch.rand((1, 16, 9, 11), generator=gen))
+    a = torch.rand((1, 16, 9, 11), generator=gen).to(dtype)
+    a = a.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    exact = a.detach().float().requires_grad_(True)
+
+    cost = costs.layer_style_cost_from_target(target, a)
+    (got,) = torch.autograd.grad(cost, a)
+    flat = exact.reshape(16, -1)
+    formula = (target - flat @ flat.T / 99).pow(2).sum() / (4 * 16**2)
+    (want,) = torch.autograd.grad(formula, exact)
+
+    assert cost.dtype == torch.float32
+    assert torch.allclose(cost, formula, rtol=1e-5)
+    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got.float(), want, rtol=1e-2, atol=1e-2 * float(want.abs().max()))
+    assert torch.equal(costs.style_target(a.detach()), costs.style_target(exact.detach()))
+
+    content = costs.content_cost(a.detach(), torch.zeros_like(a))
+    assert content.dtype == torch.float32
+    assert torch.allclose(content, costs.content_cost(exact.detach(), torch.zeros_like(exact)))
