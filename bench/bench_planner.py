@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from quality import add_metric_argument
+from quality import add_metric_argument, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ["astronaut:swirls", "coffee:bands", "chelsea:strokes"]
@@ -176,20 +176,6 @@ def run_job(
     return job
 
 
-def measure(metric: Path, content: Path, style: Path, jobs: list[Job]) -> None:
-    """The metric's style and content figures for each job's output (one metric process)."""
-    proc = subprocess.run(
-        [sys.executable, str(metric), str(content), str(style), *(str(j.output) for j in jobs)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    for job, line in zip(jobs, proc.stdout.splitlines(), strict=True):
-        found = re.search(r"style ([\d.]+)\s+content ([\d.]+)", line)
-        assert found, line
-        job.figures = (float(found.group(1)), float(found.group(2)))
-
-
 def main() -> int:
     args = parse_args()
     out = Path(args.out)
@@ -254,9 +240,14 @@ def main() -> int:
             for pair in args.pairs:
                 photo, painting = pair.split(":")
                 at = [j for j in jobs if j.pair == pair and j.layer == args.pairs_at]
-                measure(
-                    args.metric, inputs[(photo, args.pairs_at)], inputs[("style", painting)], at
+                figures = measure(
+                    args.metric,
+                    inputs[(photo, args.pairs_at)],
+                    inputs[("style", painting)],
+                    [j.output for j in at],
                 )
+                for job, found in zip(at, figures, strict=True):
+                    job.figures = found
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(jobs, args)
