@@ -419,7 +419,8 @@ class _Run:
         eval_s = self.plan.speed.evaluation_s(step.tile_pixels)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         with self.breakdown.phase("content targets"), torch.no_grad():
-            content_target = self.features(content, [self.p.content_layer])[self.p.content_layer]
+            feats = self.features(content, [self.p.content_layer])
+            content_target = feats[self.p.content_layer].float()  # once, not per evaluation
             weights = self.cost_weights(content_target, regions, size)
         self.work_done += plan.SCALE_OVERHEAD_EVALUATIONS * eval_s
         best_parts = [math.inf, 0.0, 0.0]  # J, Jc and Js of the best image so far
