@@ -149,8 +149,8 @@ def test_a_candidate_far_slower_on_the_probe_is_not_measured_in_full(
 
 def test_the_speed_is_fitted_where_the_plans_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a CPU the chosen precision is timed again at 512 px, above the 256 px comparison
-    (a pass's seconds per pixel grow with its size there); a pass taking 0.02 s plus 5 s per
-    megapixel comes back as exactly that speed."""
+    (what grows faster than the pixels there is measured, not extrapolated); a pass taking
+    0.02 s plus 5 s per megapixel comes back as exactly that speed."""
     sides: list[int] = []
 
     def fake_pass(

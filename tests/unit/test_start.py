@@ -24,9 +24,7 @@ def _painting(rgb: tuple[float, float, float], spread: float = 0.05) -> np.ndarr
 
 def test_the_palette_match_gives_the_target_mean_and_covariance() -> None:
     photo = _photo()
-    target = colour_statistics(
-        torch.from_numpy(_painting((0.6, 0.3, 0.2))).permute(2, 0, 1)[None] / 255.0
-    )
+    target = style_statistics(_painting((0.6, 0.3, 0.2)))
     out = match_palette(photo, *target)
     mean, cov = colour_statistics(out)
     assert torch.allclose(mean, target[0], atol=2e-3)
