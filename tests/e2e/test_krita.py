@@ -528,34 +528,37 @@ def _regions_picture_case(images: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def regions_run(
     primed_profile: Path,
-    host_daemon: DaemonProc,
     images: dict[str, Any],
     tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, Any]:
+) -> Iterator[dict[str, Any]]:
     """One Krita session (1920x1080) in front of an engine started by hand: regions added
-    from selections with the docker's button, as a user adds them."""
-    run = _new_run(tmp_path_factory.mktemp("krita") / "regions", primed_profile)
-    _install_plugin(run, host_daemon.endpoint)
-    halves = [
-        {"rect": [0, 0, W // 2, H], "style": images["style"], "strength": 50},
-        {"rect": [W // 2, 0, W - W // 2, H], "style": images["swirls"], "strength": 50},
-    ]
-    refused = [
-        {"rect": None},  # nothing selected
-        {"rect": [0, 0, W // 2, H]},  # the main style cannot be read: no style for it
-    ]
-    steps = [
-        _case("two_regions", "U8", images, regions=halves),
-        _case("bad_regions", "U8", images, style="/nonexistent/style.png", regions=refused),
-        _regions_picture_case(images),
-    ]
+    from selections with the docker's button, as a user adds them. The engine is its own:
+    the fallback session stops the shared one, and the plug-in would then start one on demand
+    that outlives the tests."""
+    daemon = DaemonProc(f"tcp://127.0.0.1:{free_port()}", "--device", "cpu")
     try:
+        run = _new_run(tmp_path_factory.mktemp("krita") / "regions", primed_profile)
+        _install_plugin(run, daemon.endpoint)
+        halves = [
+            {"rect": [0, 0, W // 2, H], "style": images["style"], "strength": 50},
+            {"rect": [W // 2, 0, W - W // 2, H], "style": images["swirls"], "strength": 50},
+        ]
+        refused = [
+            {"rect": None},  # nothing selected
+            {"rect": [0, 0, W // 2, H]},  # the main style cannot be read: no style for it
+        ]
+        steps = [
+            _case("two_regions", "U8", images, regions=halves),
+            _case("bad_regions", "U8", images, style="/nonexistent/style.png", regions=refused),
+            _regions_picture_case(images),
+        ]
         report = _run_krita(run, {"steps": steps}, SCREENS["regions"])
+        TIMINGS["regions_session_s"] = report["seconds"]
+        yield report
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "daemon-regions.log").write_text(host_daemon.log_text())
-    TIMINGS["regions_session_s"] = report["seconds"]
-    return report
+        (ARTIFACTS / "daemon-regions.log").write_text(daemon.log_text())
+        daemon.stop()
 
 
 def _check_stylized(
